@@ -1,0 +1,61 @@
+#pragma once
+/// \file copy_desc.h
+/// The executor-neutral description of one copy between a tensor and the flat buffer.
+/// Built by the plan on the host; read by the CPU executor and, in a device table, by the
+/// CUDA kernels.
+
+#include <cmath>
+#include <cstdint>
+
+#include "flatgather/config.h"
+#include "flatgather/dtype.h"
+
+namespace flatgather {
+namespace detail {
+
+/// Dimensions a strided tensor may have after merging the ones that are contiguous with each
+/// other. channels_last (NHWC strides) and transposed views need at most 4.
+constexpr int kMaxDims = 8;
+
+/// One range of the flat buffer and the tensor it maps to.
+struct CopyDesc {
+  void* data = nullptr;         ///< null: zeros on gather (padding, zero-filled grads), skipped by scatter
+  std::int64_t flat_offset = 0; ///< elements of the flat dtype
+  std::int64_t numel = 0;
+  std::int32_t ndim = 1;        ///< after coalescing
+  DType dtype = DType::Float32; ///< the tensor's dtype
+  bool contiguous = true;       ///< ndim == 1 and stride 1: element i is at data + i
+  std::int32_t segment = -1;    ///< index in Layout::segments(), -1 for padding
+  std::int64_t sizes[kMaxDims] = {};
+  std::int64_t strides[kMaxDims] = {};
+};
+
+/// Element offset (in elements of the tensor's dtype) of logical index `i` (row-major order).
+FG_HOST_DEVICE FG_FORCE_INLINE std::int64_t element_offset(const CopyDesc& d, std::int64_t i) {
+  if (d.contiguous) return i;
+  std::int64_t offset = 0;
+  for (int dim = d.ndim - 1; dim > 0; --dim) {
+    const std::int64_t size = d.sizes[dim];
+    offset += (i % size) * d.strides[dim];
+    i /= size;
+  }
+  return offset + i * d.strides[0];
+}
+
+/// `t + alpha * v` with one fused multiply-add in the compute type (see plan.h scatter_add).
+template <class T, class V>
+FG_HOST_DEVICE FG_FORCE_INLINE T add_scaled(T t, V v, double alpha) {
+  using TC = typename Compute<T>::type;
+  using VC = typename Compute<V>::type;
+  constexpr bool wide = sizeof(TC) == 8 || sizeof(VC) == 8;
+  if constexpr (wide) {
+    const double r = fma(alpha, convert<double>(v), convert<double>(t));
+    return convert<T>(r);
+  } else {
+    const float r = fmaf(static_cast<float>(alpha), convert<float>(v), convert<float>(t));
+    return convert<T>(r);
+  }
+}
+
+}  // namespace detail
+}  // namespace flatgather

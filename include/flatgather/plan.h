@@ -1,0 +1,106 @@
+#pragma once
+/// \file plan.h
+/// Build once, then gather / scatter / scatter_add as often as needed.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "flatgather/layout.h"
+#include "flatgather/tensor_ref.h"
+
+// The same declaration as CUDA's driver_types.h, so the core API takes a cudaStream_t without
+// including any CUDA header. nullptr is the legacy default stream (and ignored on the CPU).
+struct CUstream_st;
+typedef struct CUstream_st* cudaStream_t;
+
+namespace flatgather {
+
+/// Options of Plan::build.
+struct PlanOptions {
+  /// dtype of the flat buffer; see LayoutOptions::flat_dtype.
+  std::optional<DType> flat_dtype;
+  /// Segment alignment in bytes; see LayoutOptions::align_bytes.
+  std::int64_t align_bytes = 0;
+  /// CPU threads for gather and scatter; 0 uses OpenMP's default (OMP_NUM_THREADS or the
+  /// number of cores). Copies below 256 KiB always run on the calling thread, and so does a
+  /// call made from inside another OpenMP parallel region, so LibTorch's own pool is never
+  /// oversubscribed.
+  int num_threads = 0;
+};
+
+namespace detail {
+class Executor;
+}
+
+/// A flat layout plus everything needed to move data between the tensors and a flat buffer.
+///
+/// Building validates the tensors, computes the layout and (for CUDA tensors) uploads the
+/// device-side table once. Afterwards every gather/scatter/scatter_add is one pass over the
+/// data (one kernel launch on CUDA) with no allocation.
+///
+/// Thread safety: gather, scatter and scatter_add may run concurrently from several threads
+/// on different flat buffers (and different CUDA streams). rebind must not run concurrently
+/// with anything else on the same plan.
+///
+///   auto plan = flatgather::Plan::build({w, b});
+///   std::vector<float> flat(plan.layout().numel());
+///   plan.gather(flat.data(), flat.size());
+class Plan {
+ public:
+  /// Validates `tensors` and builds the plan. Throws flatgather::Error naming the offending
+  /// tensor for: an empty list, mixed devices, mixed dtypes without `flat_dtype`, an
+  /// unsupported cast, a null data pointer on a non-empty tensor, negative sizes, more
+  /// dimensions than supported after merging contiguous ones, or sizes whose bytes overflow.
+  static Plan build(std::vector<TensorRef> tensors, const PlanOptions& options = {});
+
+  Plan();
+  ~Plan();
+  Plan(Plan&&) noexcept;
+  Plan& operator=(Plan&&) noexcept;
+  Plan(const Plan&) = delete;
+  Plan& operator=(const Plan&) = delete;
+
+  const Layout& layout() const;
+  Device device() const;
+  /// The tensors given to build, in order (aliases included).
+  const std::vector<TensorRef>& tensors() const;
+  /// Index into layout().segments() of the tensor at `tensor_index`.
+  std::size_t segment_of(std::size_t tensor_index) const;
+  /// False when two distinct tensors partially overlap in memory: such a plan can gather but
+  /// scatter and scatter_add throw.
+  bool writable() const;
+
+  /// Writes every tensor into `flat` (padding as zeros). `flat` holds `flat_numel` elements of
+  /// layout().flat_dtype() on device(); it must equal layout().numel() and must not overlap
+  /// any source tensor.
+  void gather(void* flat, std::int64_t flat_numel, cudaStream_t stream = nullptr) const;
+  /// Writes `flat` back into the tensors (cast to each tensor's dtype).
+  void scatter(const void* flat, std::int64_t flat_numel, cudaStream_t stream = nullptr) const;
+  /// `t += alpha * segment` for every tensor, computed in float32 (float64 when either side
+  /// is float64) with one fused multiply-add, then rounded to the tensor's dtype.
+  void scatter_add(const void* flat, std::int64_t flat_numel, double alpha,
+                   cudaStream_t stream = nullptr) const;
+
+  /// Points segment `segment_index` at new memory of the same dtype, sizes and strides (a
+  /// gradient that was reallocated). On CUDA this is one small upload ordered on `stream`;
+  /// it throws while `stream` is being captured into a CUDA graph.
+  void rebind(std::size_t segment_index, void* data, cudaStream_t stream = nullptr);
+
+  /// The executor's name and tuning, e.g. "cpu (threads=2, chunk=262144 B)".
+  std::string describe() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+/// True when the library was built with CUDA and at least one device can be used.
+bool cuda_available();
+
+/// Number of usable CUDA devices (0 when built without CUDA or when no device is present).
+int cuda_device_count();
+
+}  // namespace flatgather

@@ -1,0 +1,136 @@
+#pragma once
+/// \file torch.h
+/// The LibTorch adapter: plans from tensors or modules, flat tensors, views, current stream.
+/// Link `flatgather::torch`.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+
+#include "flatgather/plan.h"
+
+namespace flatgather {
+namespace torch {
+
+/// What to do with a parameter whose gradient is undefined (never computed, or set to None
+/// by zero_grad).
+enum class MissingGrad {
+  Error,     ///< throw, naming the parameter (default)
+  ZeroFill,  ///< keep its segment: gather writes zeros, scatter and scatter_add skip it
+  Skip,      ///< leave the parameter out of the layout
+};
+
+/// Which tensors of a module go into the plan. Order: module registration order, the same
+/// as Python's `state_dict()`: for each submodule (pre-order), its own parameters, then its
+/// own buffers.
+///
+///   Selection s; s.kind = Selection::Kind::Weights; s.trainable_only = true;
+struct Selection {
+  enum class Kind {
+    All,      ///< every selected tensor
+    Weights,  ///< tensors whose last name component contains "weight"
+    Biases,   ///< tensors whose last name component contains "bias"
+  };
+  bool parameters = true;   ///< include parameters
+  bool buffers = false;     ///< include buffers (running_mean, ...)
+  /// Use the parameters' gradients instead of their values (buffers have none; combining
+  /// grads with buffers is an error).
+  bool grads = false;
+  Kind kind = Kind::All;
+  bool trainable_only = false;  ///< only parameters with requires_grad
+  /// Name patterns: a glob (`*` and `?`, e.g. "encoder.*.weight") or, prefixed by "re:", an
+  /// ECMAScript regex matched against the whole name. Empty `include` means everything.
+  std::vector<std::string> include;
+  std::vector<std::string> exclude;
+  MissingGrad missing_grad = MissingGrad::Error;
+};
+
+/// Options of the adapter's plans.
+struct Options {
+  /// Flat dtype; unset: the common dtype of the tensors.
+  std::optional<at::ScalarType> dtype;
+  /// Segment alignment in bytes (0: none). 16 for vector loads, 128 or 256 for collectives.
+  std::int64_t align_bytes = 0;
+  /// CPU threads (0: OpenMP's default).
+  int num_threads = 0;
+  /// Before every call, compare each tensor's data pointer, shape, strides, dtype and device
+  /// with the plan's, rebinding gradients that were reallocated and throwing for anything
+  /// else. Costs O(number of tensors) host time per call (see docs/perf.md); turn off in hot
+  /// loops whose tensors are known not to move.
+  bool check_tensors = true;
+};
+
+/// A plan over LibTorch tensors. Keeps every tensor (and, for gradients, every parameter)
+/// alive, so it stays valid after its module is destroyed.
+///
+///   auto plan = flatgather::torch::Plan::from_module(model, {});
+///   at::Tensor flat = plan.gather();   // == torch::cat of p.reshape(-1)
+///   plan.scatter(flat * 0.5);          // copies back into the parameters' own storage
+class Plan {
+ public:
+  /// A plan over `tensors`, named `names[i]` (default "tensor[i]").
+  static Plan from_tensors(const std::vector<at::Tensor>& tensors,
+                           std::vector<std::string> names = {}, const Options& options = {});
+  /// A plan over a module's selected parameters, buffers or gradients.
+  static Plan from_module(const ::torch::nn::Module& module, const Selection& selection = {},
+                          const Options& options = {});
+
+  Plan();
+  ~Plan();
+  Plan(Plan&&) noexcept;
+  Plan& operator=(Plan&&) noexcept;
+
+  const Layout& layout() const;
+  /// The flat dtype as a LibTorch scalar type.
+  at::ScalarType dtype() const;
+  at::Device device() const;
+  std::int64_t numel() const;
+  /// Names of the segments in flat order (aliases not repeated).
+  std::vector<std::string> names() const;
+  /// The manifest (see Layout::to_json).
+  std::string manifest(int indent = 2) const;
+  /// Throws flatgather::Error naming the first difference from a manifest saved earlier.
+  void check_manifest(const std::string& json) const;
+
+  /// A new flat tensor holding every tensor (LibTorch's allocator, current stream).
+  at::Tensor gather() const;
+  /// Gathers into `out`: 1-D, contiguous, numel() elements of dtype() on device(), not
+  /// overlapping any source.
+  void gather(const at::Tensor& out) const;
+  /// Copies `flat` back into the tensors' own storage (never rebinds them).
+  void scatter(const at::Tensor& flat) const;
+  /// `t += alpha * segment` for every tensor.
+  void scatter_add(const at::Tensor& flat, double alpha = 1.0) const;
+  /// Views into `flat`, one per segment, each shaped like its tensor. Requires the flat
+  /// dtype to equal every tensor's dtype.
+  std::vector<at::Tensor> views(const at::Tensor& flat) const;
+  /// An uninitialized flat tensor of the right dtype, length and device.
+  at::Tensor empty_flat() const;
+
+  /// The underlying core plan.
+  const flatgather::Plan& core() const;
+  /// The tensors the plan reads (gradients as of the last call when built from grads).
+  std::vector<at::Tensor> tensors() const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+/// One-off gather: `torch::cat` of every `t.reshape(-1)` (cast to `options.dtype`).
+at::Tensor gather(const std::vector<at::Tensor>& tensors, const Options& options = {});
+/// One-off scatter: copies `flat` into `tensors` (the inverse of gather).
+void scatter(const at::Tensor& flat, const std::vector<at::Tensor>& tensors,
+             const Options& options = {});
+
+/// flatgather dtype of a LibTorch scalar type; throws for unsupported types.
+DType to_dtype(at::ScalarType t);
+at::ScalarType to_scalar_type(DType t);
+
+}  // namespace torch
+}  // namespace flatgather

@@ -1,0 +1,18 @@
+// The CUDA entry points of a build without CUDA: same API, a clear error.
+#include "executor.h"
+#include "flatgather/error.h"
+
+namespace flatgather {
+
+bool cuda_available() { return false; }
+int cuda_device_count() { return 0; }
+
+namespace detail {
+std::unique_ptr<Executor> make_cuda_executor(ExecutorInput input) {
+  FG_CHECK(false, "the tensors are on " << to_string(input.device)
+                                        << " but flatgather was built without CUDA; rebuild "
+                                           "with -DFLATGATHER_CUDA=ON or use CPU tensors");
+  return nullptr;
+}
+}  // namespace detail
+}  // namespace flatgather

@@ -1,0 +1,45 @@
+#pragma once
+// Internal: the interface between a Plan and the code that moves the bytes.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "flatgather/detail/copy_desc.h"
+#include "flatgather/plan.h"
+
+namespace flatgather {
+namespace detail {
+
+/// What an executor is built from: the copies (padding included, ordered by flat offset,
+/// covering [0, flat_numel) exactly) and the flat dtype.
+struct ExecutorInput {
+  std::vector<CopyDesc> copies;
+  DType flat_dtype = DType::Float32;
+  std::int64_t flat_numel = 0;
+  Device device;
+  int num_threads = 0;
+};
+
+/// Moves bytes for one plan. gather/scatter/scatter_add are const and thread-safe; rebind
+/// is not.
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  virtual void gather(void* flat, cudaStream_t stream) const = 0;
+  virtual void scatter(const void* flat, cudaStream_t stream) const = 0;
+  virtual void scatter_add(const void* flat, double alpha, cudaStream_t stream) const = 0;
+  /// Changes the data pointer of every copy whose `segment` equals `segment`.
+  virtual void rebind(int segment, void* data, cudaStream_t stream) = 0;
+  virtual std::string describe() const = 0;
+};
+
+std::unique_ptr<Executor> make_cpu_executor(ExecutorInput input);
+
+/// Defined in cuda_executor.cpp when FLATGATHER_CUDA is on, else in cuda_stub.cpp (which
+/// throws "built without CUDA").
+std::unique_ptr<Executor> make_cuda_executor(ExecutorInput input);
+
+}  // namespace detail
+}  // namespace flatgather

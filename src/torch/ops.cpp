@@ -1,0 +1,1 @@
+// TORCH_LIBRARY(flatgather, ...) operators: see issue "Python: flatgather as PyTorch operators".
