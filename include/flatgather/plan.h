@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "flatgather/layout.h"
@@ -87,13 +89,20 @@ class Plan {
   /// Points segment `segment_index` at new memory of the same dtype, sizes and strides (a
   /// gradient that was reallocated). On CUDA this is one small upload ordered on `stream`;
   /// it throws while `stream` is being captured into a CUDA graph.
+  /// A null `data` marks the tensor missing (gather writes zeros, scatter skips it), as for
+  /// an undefined gradient under the zero-fill policy. Every tensor of a tied segment is
+  /// assumed to have moved with it.
   void rebind(std::size_t segment_index, void* data, cudaStream_t stream = nullptr);
+  /// Several rebinds at once (one upload on CUDA): pairs of segment index and data pointer.
+  void rebind(const std::vector<std::pair<std::size_t, void*>>& changes,
+              cudaStream_t stream = nullptr);
 
   /// The executor's name and tuning, e.g. "cpu (threads=2, chunk=262144 B)".
   std::string describe() const;
 
  private:
   struct State;
+  const State& state() const;
   std::unique_ptr<State> state_;
 };
 

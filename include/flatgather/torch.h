@@ -119,6 +119,10 @@ class Plan {
 
  private:
   struct State;
+  // `params` non-empty: a plan over their gradients (`tensors` may hold undefined ones).
+  static Plan make(std::vector<TensorRef> refs, std::vector<std::string> names,
+                   std::vector<at::Tensor> tensors, std::vector<at::Tensor> params,
+                   MissingGrad missing_grad, const Options& options);
   std::shared_ptr<State> state_;
 };
 

@@ -1,0 +1,7 @@
+#include "flatgather/error.h"
+
+namespace flatgather {
+namespace detail {
+void throw_error(const std::string& message) { throw Error(message); }
+}  // namespace detail
+}  // namespace flatgather

@@ -1,0 +1,373 @@
+#include "flatgather/plan.h"
+
+#include <algorithm>
+#include <map>
+#include <numeric>
+#include <sstream>
+#include <tuple>
+
+#include "executor.h"
+#include "flatgather/error.h"
+
+namespace flatgather {
+
+namespace {
+
+std::string fg_describe(const TensorRef& t) { return describe(t); }
+
+constexpr std::int64_t kMaxBytes = std::int64_t{1} << 62;
+
+struct Extent {
+  std::uintptr_t lo = 0;
+  std::uintptr_t hi = 0;  // one past the last byte
+  std::size_t tensor = 0;
+};
+
+// Byte range a tensor's elements can touch.
+Extent extent_of(const TensorRef& t, std::size_t index) {
+  const auto base = reinterpret_cast<std::uintptr_t>(t.data);
+  std::int64_t low = 0, high = 0;
+  for (std::size_t d = 0; d < t.sizes.size(); ++d) {
+    const std::int64_t span = (t.sizes[d] - 1) * t.strides[d];
+    (span < 0 ? low : high) += span;
+  }
+  const std::int64_t es = dtype_size(t.dtype);
+  return {base + static_cast<std::uintptr_t>(low * es),
+          base + static_cast<std::uintptr_t>((high + 1) * es), index};
+}
+
+// True when two distinct elements of `t` share memory (a stride of 0, or strides that
+// interleave). Checked on the coalesced dims sorted by stride.
+bool has_internal_overlap(const detail::CopyDesc& d) {
+  if (d.contiguous || d.numel <= 1) return false;
+  std::vector<std::pair<std::int64_t, std::int64_t>> dims;  // |stride|, size
+  for (int i = 0; i < d.ndim; ++i) dims.emplace_back(std::abs(d.strides[i]), d.sizes[i]);
+  std::sort(dims.begin(), dims.end());
+  std::int64_t reach = 1;  // elements spanned by the smaller dims
+  for (const auto& [stride, size] : dims) {
+    if (stride < reach) return true;
+    reach = stride * (size - 1) + reach;
+  }
+  return false;
+}
+
+// Drops size-1 dims and merges dims that are contiguous with each other.
+void coalesce(const TensorRef& t, detail::CopyDesc& d) {
+  std::vector<std::int64_t> sizes, strides;
+  for (std::size_t i = 0; i < t.sizes.size(); ++i) {
+    if (t.sizes[i] == 1) continue;
+    if (!sizes.empty() && strides.back() == t.strides[i] * t.sizes[i]) {
+      sizes.back() *= t.sizes[i];
+      strides.back() = t.strides[i];
+    } else {
+      sizes.push_back(t.sizes[i]);
+      strides.push_back(t.strides[i]);
+    }
+  }
+  if (sizes.empty() || d.numel == 0) {
+    sizes = {d.numel};
+    strides = {1};
+  }
+  FG_CHECK(static_cast<int>(sizes.size()) <= detail::kMaxDims,
+           "tensor " << fg_describe(t) << " has " << sizes.size()
+                     << " dimensions that cannot be merged (strides too irregular); at most "
+                     << detail::kMaxDims << " are supported: pass t.contiguous() instead");
+  d.ndim = static_cast<std::int32_t>(sizes.size());
+  std::copy(sizes.begin(), sizes.end(), d.sizes);
+  std::copy(strides.begin(), strides.end(), d.strides);
+  d.contiguous = d.ndim == 1 && d.strides[0] == 1;
+}
+
+void validate(std::vector<TensorRef>& tensors, const PlanOptions& options) {
+  FG_CHECK(!tensors.empty(),
+           "empty selection: there are no tensors to plan; select at least one tensor");
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    TensorRef& t = tensors[i];
+    if (t.name.empty()) t.name = "tensor[" + std::to_string(i) + "]";
+    if (t.strides.empty()) {
+      t.strides.assign(t.sizes.size(), 1);
+      for (std::size_t d = t.sizes.size(); d-- > 1;) t.strides[d - 1] = t.strides[d] * t.sizes[d];
+    }
+    FG_CHECK(t.strides.size() == t.sizes.size(),
+             "tensor " << fg_describe(t) << " has " << t.strides.size() << " strides for "
+                       << t.sizes.size() << " sizes; give one stride per dimension");
+    std::int64_t n = 1;
+    for (std::int64_t s : t.sizes) {
+      FG_CHECK(s >= 0, "tensor " << fg_describe(t) << " has a negative size");
+      FG_CHECK(s == 0 || n <= kMaxBytes / dtype_size(t.dtype) / s,
+               "tensor " << fg_describe(t) << " is too large: its byte size overflows 2^62");
+      n *= s;
+    }
+    FG_CHECK(!(t.zero_fill && t.data), "tensor " << fg_describe(t)
+                                                 << " is marked zero_fill but has data; a "
+                                                    "zero-fill placeholder must have null data");
+    FG_CHECK(t.data || t.zero_fill || n == 0,
+             "tensor " << fg_describe(t) << " has no data (null pointer): pass a defined tensor");
+    FG_CHECK(t.device == tensors[0].device,
+             "tensor " << fg_describe(t) << " is on " << to_string(t.device) << " but tensor "
+                       << fg_describe(tensors[0]) << " is on " << to_string(tensors[0].device)
+                       << "; all tensors of a plan must be on one device");
+    if (options.flat_dtype) {
+      FG_CHECK(cast_supported(t.dtype, *options.flat_dtype),
+               "tensor " << fg_describe(t) << " cannot be cast to the flat dtype "
+                         << dtype_name(*options.flat_dtype)
+                         << "; casts are supported between float32, float16, bfloat16 and "
+                            "float64, other dtypes need a flat buffer of their own dtype");
+    } else {
+      FG_CHECK(t.dtype == tensors[0].dtype,
+               "mixed dtypes: tensor " << fg_describe(t) << " is " << dtype_name(t.dtype)
+                                       << " but tensor " << fg_describe(tensors[0]) << " is "
+                                       << dtype_name(tensors[0].dtype)
+                                       << "; pass a flat dtype (e.g. float32) to cast them, or "
+                                          "plan them separately");
+    }
+  }
+  const std::int64_t a = options.align_bytes;
+  FG_CHECK(a >= 0 && (a & (a - 1)) == 0,
+           "align_bytes must be 0 or a power of two (16, 128, 256, ...), got " << a);
+}
+
+}  // namespace
+
+struct Plan::State {
+  std::vector<TensorRef> tensors;
+  std::vector<std::size_t> segment_of;
+  std::vector<std::size_t> first_tensor;  // per segment
+  Layout layout;
+  Device device;
+  std::string overlap;          // why scatter is refused; empty when writable
+  std::string not_floating;     // the first tensor scatter_add cannot update, described
+  std::vector<Extent> extents;  // sorted by lo, `hi` a running maximum: see check_flat
+  std::unique_ptr<detail::Executor> executor;
+
+  std::vector<Extent> raw_extents() const {
+    std::vector<Extent> out;
+    for (std::size_t i : first_tensor) {
+      const TensorRef& t = tensors[i];
+      if (t.data && numel(t) > 0) out.push_back(extent_of(t, i));
+    }
+    std::sort(out.begin(), out.end(), [](const Extent& a, const Extent& b) { return a.lo < b.lo; });
+    return out;
+  }
+
+  void refresh_extents() {
+    extents = raw_extents();
+    for (std::size_t k = 1; k < extents.size(); ++k) {
+      if (extents[k].hi < extents[k - 1].hi) {
+        extents[k].hi = extents[k - 1].hi;
+        extents[k].tensor = extents[k - 1].tensor;
+      }
+    }
+  }
+
+  // Describes the first pair of distinct segments whose memory overlaps, or "".
+  std::string find_overlap() const {
+    const std::vector<Extent> sorted = raw_extents();
+    std::size_t widest = 0;
+    for (std::size_t k = 1; k < sorted.size(); ++k) {
+      if (sorted[k].lo < sorted[widest].hi) {
+        return "tensors " + fg_describe(tensors[sorted[widest].tensor]) + " and " +
+               fg_describe(tensors[sorted[k].tensor]) +
+               " overlap in memory without being the same tensor";
+      }
+      if (sorted[k].hi > sorted[widest].hi) widest = k;
+    }
+    return "";
+  }
+
+  void check_flat(const void* flat, std::int64_t flat_numel, const char* op) const {
+    FG_CHECK(flat_numel == layout.numel(),
+             op << ": the flat buffer has " << flat_numel << " elements but the layout needs "
+                << layout.numel() << " (" << dtype_name(layout.flat_dtype()) << ")");
+    if (layout.numel() == 0) return;
+    FG_CHECK(flat != nullptr, op << ": the flat buffer is a null pointer");
+    const auto lo = reinterpret_cast<std::uintptr_t>(flat);
+    const auto hi = lo + static_cast<std::uintptr_t>(layout.nbytes());
+    // The first extent that ends after `lo`, among extents sorted by start and kept with a
+    // running maximum of ends, is the only candidate for an overlap.
+    auto it = std::upper_bound(extents.begin(), extents.end(), lo,
+                               [](std::uintptr_t v, const Extent& e) { return v < e.hi; });
+    if (it != extents.end() && it->lo < hi) {
+      FG_CHECK(false, op << ": the flat buffer overlaps the memory of tensor "
+                         << fg_describe(tensors[it->tensor])
+                         << "; use a flat buffer that does not alias its own sources");
+    }
+  }
+};
+
+Plan Plan::build(std::vector<TensorRef> tensors, const PlanOptions& options) {
+  validate(tensors, options);
+  auto state = std::make_unique<State>();
+  const DType flat_dtype = options.flat_dtype.value_or(tensors[0].dtype);
+  const std::int64_t flat_size = dtype_size(flat_dtype);
+  const std::int64_t align_elems =
+      options.align_bytes > flat_size ? options.align_bytes / flat_size : 1;
+
+  std::vector<Segment> segments;
+  std::vector<detail::CopyDesc> segment_copies;
+  std::map<std::tuple<void*, DType, std::vector<std::int64_t>, std::vector<std::int64_t>>,
+           std::size_t>
+      tie_index;
+  std::int64_t cursor = 0;
+  std::vector<std::size_t> segment_of(tensors.size());
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const TensorRef& t = tensors[i];
+    const std::int64_t n = numel(t);
+    if (t.data && n > 0) {
+      auto key = std::make_tuple(t.data, t.dtype, t.sizes, t.strides);
+      auto [it, inserted] = tie_index.emplace(std::move(key), segments.size());
+      if (!inserted) {
+        segments[it->second].aliases.push_back(t.name);
+        segment_of[i] = it->second;
+        continue;
+      }
+    }
+    cursor = (cursor + align_elems - 1) / align_elems * align_elems;
+    FG_CHECK(cursor <= kMaxBytes / flat_size - n,
+             "the flat buffer would exceed 2^62 bytes at tensor " << fg_describe(t));
+    Segment s;
+    s.name = t.name;
+    s.dtype = t.dtype;
+    s.shape = t.sizes;
+    s.offset = cursor;
+    s.numel = n;
+    detail::CopyDesc d;
+    d.data = t.data;
+    d.flat_offset = cursor;
+    d.numel = n;
+    d.dtype = t.dtype;
+    d.segment = static_cast<std::int32_t>(segments.size());
+    coalesce(t, d);
+    segment_of[i] = segments.size();
+    state->first_tensor.push_back(i);
+    segments.push_back(std::move(s));
+    segment_copies.push_back(d);
+    cursor += n;
+  }
+  const std::int64_t total = (cursor + align_elems - 1) / align_elems * align_elems;
+
+  // Copies in flat order, with zero-filled padding so that they tile [0, total) exactly.
+  detail::ExecutorInput input;
+  input.flat_dtype = flat_dtype;
+  input.flat_numel = total;
+  input.device = tensors[0].device;
+  input.num_threads = options.num_threads;
+  std::int64_t end = 0;
+  auto pad_to = [&](std::int64_t offset) {
+    if (offset > end) {
+      detail::CopyDesc pad;
+      pad.flat_offset = end;
+      pad.numel = offset - end;
+      pad.dtype = flat_dtype;
+      pad.sizes[0] = pad.numel;
+      pad.strides[0] = 1;
+      input.copies.push_back(pad);
+    }
+  };
+  for (const detail::CopyDesc& d : segment_copies) {
+    if (d.numel == 0) continue;
+    pad_to(d.flat_offset);
+    input.copies.push_back(d);
+    end = d.flat_offset + d.numel;
+  }
+  pad_to(total);
+
+  // Overlaps: within one tensor, and between distinct segments.
+  for (const detail::CopyDesc& d : segment_copies) {
+    if (d.data && has_internal_overlap(d) && state->overlap.empty()) {
+      state->overlap = "tensor " + fg_describe(tensors[state->first_tensor[d.segment]]) +
+                       " has elements that share memory (a stride of 0, e.g. from expand())";
+    }
+  }
+  state->layout = Layout(std::move(segments), flat_dtype, total, options.align_bytes);
+  state->device = tensors[0].device;
+  state->segment_of = std::move(segment_of);
+  state->tensors = std::move(tensors);
+  for (const TensorRef& t : state->tensors) {
+    if (!dtype_is_floating(t.dtype) && state->not_floating.empty()) state->not_floating = fg_describe(t);
+  }
+  state->refresh_extents();
+  if (state->overlap.empty()) state->overlap = state->find_overlap();
+  state->executor = state->device.is_cuda() ? detail::make_cuda_executor(std::move(input))
+                                            : detail::make_cpu_executor(std::move(input));
+  Plan plan;
+  plan.state_ = std::move(state);
+  return plan;
+}
+
+Plan::Plan() = default;
+Plan::~Plan() = default;
+Plan::Plan(Plan&&) noexcept = default;
+Plan& Plan::operator=(Plan&&) noexcept = default;
+
+const Plan::State& Plan::state() const {
+  FG_CHECK(state_ != nullptr, "this plan is empty (default-constructed or moved from); build one "
+                              "with Plan::build");
+  return *state_;
+}
+
+const Layout& Plan::layout() const { return state().layout; }
+Device Plan::device() const { return state().device; }
+const std::vector<TensorRef>& Plan::tensors() const { return state().tensors; }
+std::size_t Plan::segment_of(std::size_t tensor_index) const {
+  const State& s = state();
+  FG_CHECK(tensor_index < s.segment_of.size(),
+           "tensor index " << tensor_index << " out of range; the plan has "
+                           << s.segment_of.size() << " tensors");
+  return s.segment_of[tensor_index];
+}
+bool Plan::writable() const { return state().overlap.empty(); }
+
+void Plan::gather(void* flat, std::int64_t flat_numel, cudaStream_t stream) const {
+  const State& s = state();
+  s.check_flat(flat, flat_numel, "gather");
+  if (flat_numel > 0) s.executor->gather(flat, stream);
+}
+
+void Plan::scatter(const void* flat, std::int64_t flat_numel, cudaStream_t stream) const {
+  const State& s = state();
+  FG_CHECK(s.overlap.empty(), "scatter: " << s.overlap
+                                          << "; scatter would write the same bytes twice. "
+                                             "Plan such tensors separately or gather only");
+  s.check_flat(flat, flat_numel, "scatter");
+  if (flat_numel > 0) s.executor->scatter(flat, stream);
+}
+
+void Plan::scatter_add(const void* flat, std::int64_t flat_numel, double alpha,
+                       cudaStream_t stream) const {
+  const State& s = state();
+  FG_CHECK(s.overlap.empty(), "scatter_add: " << s.overlap
+                                              << "; scatter_add would update the same bytes "
+                                                 "twice. Plan such tensors separately");
+  FG_CHECK(s.not_floating.empty(),
+           "scatter_add: tensor " << s.not_floating
+                                  << " is not floating point; scatter_add needs float32, "
+                                     "float16, bfloat16 or float64 tensors");
+  s.check_flat(flat, flat_numel, "scatter_add");
+  if (flat_numel > 0) s.executor->scatter_add(flat, alpha, stream);
+}
+
+void Plan::rebind(std::size_t segment_index, void* data, cudaStream_t stream) {
+  rebind({{segment_index, data}}, stream);
+}
+
+void Plan::rebind(const std::vector<std::pair<std::size_t, void*>>& changes, cudaStream_t stream) {
+  FG_CHECK(state_ != nullptr, "rebind on an empty plan");
+  State& s = *state_;
+  for (const auto& [segment_index, data] : changes) {
+    FG_CHECK(segment_index < s.layout.segments().size(),
+             "rebind: segment " << segment_index << " out of range; the layout has "
+                                << s.layout.segments().size() << " segments");
+  }
+  for (const auto& [segment_index, data] : changes) {
+    s.executor->rebind(static_cast<int>(segment_index), data, stream);
+    TensorRef& t = s.tensors[s.first_tensor[segment_index]];
+    t.data = data;
+    t.zero_fill = data == nullptr;
+  }
+  s.refresh_extents();
+}
+
+std::string Plan::describe() const { return state().executor->describe(); }
+
+}  // namespace flatgather

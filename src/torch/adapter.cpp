@@ -1,0 +1,433 @@
+// The LibTorch adapter: at::Tensor and torch::nn::Module -> flatgather::Plan.
+#include "flatgather/torch.h"
+
+#include <mutex>
+#include <regex>
+#include <sstream>
+
+#include "flatgather/error.h"
+
+#if defined(FLATGATHER_WITH_CUDA) && __has_include(<c10/cuda/CUDAStream.h>)
+#include <c10/cuda/CUDAStream.h>
+#define FLATGATHER_TORCH_CUDA 1
+#endif
+
+namespace flatgather {
+namespace torch {
+
+namespace {
+
+std::string shape_of(const at::Tensor& t) {
+  std::ostringstream os;
+  os << t.sizes();
+  return os.str();
+}
+
+// How errors name a LibTorch tensor: 'name' (shape [2, 3], float32, cpu).
+std::string describe_tensor(const std::string& name, const at::Tensor& t) {
+  std::ostringstream os;
+  os << "'" << name << "'";
+  if (t.defined()) {
+    os << " (shape " << shape_of(t) << ", " << t.scalar_type() << ", " << t.device() << ")";
+  } else {
+    os << " (undefined)";
+  }
+  return os.str();
+}
+
+Device to_device(const at::Tensor& t) {
+  return t.is_cuda() ? Device::cuda(t.get_device()) : Device::cpu();
+}
+
+// Rejects what a flat copy cannot describe, naming the tensor.
+void check_supported(const std::string& name, const at::Tensor& t) {
+  FG_CHECK(t.defined(), "tensor '" << name << "' is undefined; pass a defined tensor");
+  FG_CHECK(t.layout() == at::kStrided,
+           "tensor " << describe_tensor(name, t) << " has layout " << t.layout()
+                     << "; only dense (strided) tensors can be flattened: call .to_dense()");
+  FG_CHECK(!t.is_quantized(), "tensor " << describe_tensor(name, t)
+                                        << " is quantized; dequantize it first");
+  FG_CHECK(!t.is_complex(), "tensor " << describe_tensor(name, t)
+                                      << " is complex; use torch.view_as_real first");
+  FG_CHECK(t.device().is_cpu() || t.device().is_cuda(),
+           "tensor " << describe_tensor(name, t) << " is on " << t.device()
+                     << "; only cpu and cuda tensors are supported");
+  FG_CHECK(t.numel() == 0 || t.has_storage(),
+           "tensor " << describe_tensor(name, t) << " has no storage; it cannot be flattened");
+}
+
+TensorRef to_ref(const std::string& name, const at::Tensor& t) {
+  check_supported(name, t);
+  TensorRef r;
+  r.data = t.numel() > 0 ? t.data_ptr() : nullptr;
+  r.dtype = to_dtype(t.scalar_type());
+  r.sizes.assign(t.sizes().begin(), t.sizes().end());
+  r.strides.assign(t.strides().begin(), t.strides().end());
+  r.device = to_device(t);
+  r.name = name;
+  return r;
+}
+
+// Glob ("*", "?") or "re:<ECMAScript regex>", matched against the whole name.
+class Pattern {
+ public:
+  explicit Pattern(const std::string& text) : text_(text) {
+    std::string re;
+    if (text.rfind("re:", 0) == 0) {
+      re = text.substr(3);
+    } else {
+      for (char c : text) {
+        if (c == '*') {
+          re += ".*";
+        } else if (c == '?') {
+          re += '.';
+        } else if (std::string("\\^$.|+()[]{}").find(c) != std::string::npos) {
+          re += '\\';
+          re += c;
+        } else {
+          re += c;
+        }
+      }
+    }
+    try {
+      regex_ = std::regex(re, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      FG_CHECK(false, "selection pattern '" << text << "' is not a valid regex: " << e.what());
+    }
+  }
+  bool matches(const std::string& name) const { return std::regex_match(name, regex_); }
+
+ private:
+  std::string text_;
+  std::regex regex_;
+};
+
+std::string last_component(const std::string& name) {
+  const auto dot = name.rfind('.');
+  return dot == std::string::npos ? name : name.substr(dot + 1);
+}
+
+#ifdef FLATGATHER_TORCH_CUDA
+cudaStream_t current_stream(const at::Device& device) {
+  if (!device.is_cuda()) return nullptr;
+  return c10::cuda::getCurrentCUDAStream(device.index()).stream();
+}
+#else
+cudaStream_t current_stream(const at::Device&) { return nullptr; }
+#endif
+
+}  // namespace
+
+DType to_dtype(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return DType::Float32;
+    case at::kHalf: return DType::Float16;
+    case at::kBFloat16: return DType::BFloat16;
+    case at::kDouble: return DType::Float64;
+    case at::kChar: return DType::Int8;
+    case at::kByte: return DType::UInt8;
+    case at::kShort: return DType::Int16;
+    case at::kInt: return DType::Int32;
+    case at::kLong: return DType::Int64;
+    case at::kBool: return DType::Bool;
+    default: break;
+  }
+  FG_CHECK(false, "dtype " << t << " is not supported; supported: " << dtype_valid_names());
+  return DType::Float32;
+}
+
+at::ScalarType to_scalar_type(DType t) {
+  switch (t) {
+    case DType::Float32: return at::kFloat;
+    case DType::Float16: return at::kHalf;
+    case DType::BFloat16: return at::kBFloat16;
+    case DType::Float64: return at::kDouble;
+    case DType::Int8: return at::kChar;
+    case DType::UInt8: return at::kByte;
+    case DType::Int16: return at::kShort;
+    case DType::Int32: return at::kInt;
+    case DType::Int64: return at::kLong;
+    case DType::Bool: return at::kBool;
+  }
+  return at::kFloat;
+}
+
+struct Plan::State {
+  flatgather::Plan core;
+  std::vector<std::string> names;      // per planned tensor
+  std::vector<at::Tensor> tensors;     // as planned (gradients: as of the last call)
+  std::vector<at::Tensor> params;      // gradients only: whose .grad() to read
+  bool grads = false;
+  MissingGrad missing_grad = MissingGrad::Error;
+  Options options;
+  at::Device device = at::kCPU;
+  std::mutex rebind_mutex;
+
+  at::Tensor current(std::size_t i) const { return grads ? params[i].grad() : tensors[i]; }
+
+  // Compares every tensor with the plan; rebinds moved memory, throws for anything else.
+  void sync(cudaStream_t stream) {
+    if (!options.check_tensors) return;
+    std::lock_guard<std::mutex> lock(rebind_mutex);
+    std::vector<std::pair<std::size_t, void*>> changes;
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      const at::Tensor now = current(i);
+      const TensorRef& planned = core.tensors()[i];
+      if (!now.defined()) {
+        FG_CHECK(grads && missing_grad == MissingGrad::ZeroFill,
+                 "the gradient of parameter '" << names[i]
+                                               << "' is undefined (no backward yet, or "
+                                                  "zero_grad(set_to_none=true)); run backward "
+                                                  "first, or build the plan with missing_grad "
+                                                  "= ZeroFill or Skip");
+        if (planned.data != nullptr) changes.emplace_back(core.segment_of(i), nullptr);
+        tensors[i] = at::Tensor();
+        continue;
+      }
+      const bool same_shape = now.sizes().vec() == planned.sizes &&
+                              now.strides().vec() == planned.strides &&
+                              to_dtype(now.scalar_type()) == planned.dtype &&
+                              to_device(now) == planned.device;
+      FG_CHECK(same_shape, "tensor " << describe_tensor(names[i], now)
+                                     << " changed since the plan was built (planned as "
+                                     << flatgather::describe(planned)
+                                     << " with the same strides); rebuild the plan");
+      void* data = now.numel() > 0 ? now.data_ptr() : nullptr;
+      if (data != planned.data) changes.emplace_back(core.segment_of(i), data);
+      tensors[i] = now;
+    }
+    if (!changes.empty()) core.rebind(changes, stream);
+  }
+
+  void check_flat(const at::Tensor& flat, const char* op) const {
+    FG_CHECK(flat.defined(), op << ": the flat tensor is undefined");
+    const DType want = core.layout().flat_dtype();
+    FG_CHECK(flat.dim() == 1 && flat.is_contiguous(),
+             op << ": the flat tensor must be 1-D and contiguous, got shape " << shape_of(flat)
+                << (flat.is_contiguous() ? "" : " (not contiguous)")
+                << "; use flat.contiguous().view(-1)");
+    FG_CHECK(flat.scalar_type() == to_scalar_type(want),
+             op << ": the flat tensor has dtype " << flat.scalar_type() << " but the layout is "
+                << dtype_name(want) << "; pass a " << dtype_name(want) << " tensor");
+    FG_CHECK(flat.device() == device, op << ": the flat tensor is on " << flat.device()
+                                         << " but the plan's tensors are on " << device);
+    FG_CHECK(flat.numel() == core.layout().numel(),
+             op << ": the flat tensor has " << flat.numel() << " elements but the layout needs "
+                << core.layout().numel());
+  }
+};
+
+Plan Plan::from_tensors(const std::vector<at::Tensor>& tensors, std::vector<std::string> names,
+                        const Options& options) {
+  FG_CHECK(names.empty() || names.size() == tensors.size(),
+           "got " << names.size() << " names for " << tensors.size()
+                  << " tensors; give one name per tensor or none");
+  if (names.empty()) {
+    for (std::size_t i = 0; i < tensors.size(); ++i) names.push_back("tensor[" + std::to_string(i) + "]");
+  }
+  std::vector<TensorRef> refs;
+  refs.reserve(tensors.size());
+  for (std::size_t i = 0; i < tensors.size(); ++i) refs.push_back(to_ref(names[i], tensors[i]));
+  return make(std::move(refs), std::move(names), tensors, {}, MissingGrad::Error, options);
+}
+
+Plan Plan::make(std::vector<TensorRef> refs, std::vector<std::string> names,
+                std::vector<at::Tensor> tensors, std::vector<at::Tensor> params,
+                MissingGrad missing_grad, const Options& options) {
+  PlanOptions core_options;
+  if (options.dtype) core_options.flat_dtype = to_dtype(*options.dtype);
+  core_options.align_bytes = options.align_bytes;
+  core_options.num_threads = options.num_threads;
+  Plan plan;
+  plan.state_ = std::make_shared<State>();
+  State& s = *plan.state_;
+  s.core = flatgather::Plan::build(std::move(refs), core_options);
+  s.device = params.empty() ? tensors.at(0).device() : params[0].device();
+  s.names = std::move(names);
+  s.tensors = std::move(tensors);
+  s.grads = !params.empty();
+  s.params = std::move(params);
+  s.missing_grad = missing_grad;
+  s.options = options;
+  return plan;
+}
+
+Plan Plan::from_module(const ::torch::nn::Module& module, const Selection& selection,
+                       const Options& options) {
+  FG_CHECK(!(selection.grads && selection.buffers),
+           "selection: buffers have no gradients; select grads with parameters only");
+  FG_CHECK(selection.parameters || selection.buffers,
+           "selection: neither parameters nor buffers are selected");
+  std::vector<Pattern> include, exclude;
+  for (const auto& p : selection.include) include.emplace_back(p);
+  for (const auto& p : selection.exclude) exclude.emplace_back(p);
+
+  auto selected = [&](const std::string& name) {
+    const std::string leaf = last_component(name);
+    if (selection.kind == Selection::Kind::Weights && leaf.find("weight") == std::string::npos)
+      return false;
+    if (selection.kind == Selection::Kind::Biases && leaf.find("bias") == std::string::npos)
+      return false;
+    if (!include.empty() &&
+        std::none_of(include.begin(), include.end(), [&](const Pattern& p) { return p.matches(name); }))
+      return false;
+    return std::none_of(exclude.begin(), exclude.end(),
+                        [&](const Pattern& p) { return p.matches(name); });
+  };
+
+  std::vector<std::string> names;
+  std::vector<at::Tensor> values, params;
+  std::vector<bool> missing;
+  module.apply(
+      [&](const std::string& prefix, const ::torch::nn::Module& m) {
+        const std::string dot = prefix.empty() ? "" : prefix + ".";
+        if (selection.parameters) {
+          for (const auto& item : m.named_parameters(/*recurse=*/false)) {
+            const at::Tensor& p = item.value();
+            const std::string name = dot + item.key();
+            if (!p.defined() || !selected(name)) continue;
+            if (selection.trainable_only && !p.requires_grad()) continue;
+            if (selection.grads) {
+              const at::Tensor g = p.grad();
+              if (!g.defined()) {
+                FG_CHECK(selection.missing_grad != MissingGrad::Error,
+                         "the gradient of parameter " << describe_tensor(name, p)
+                                                      << " is undefined (no backward yet, or "
+                                                         "zero_grad(set_to_none=true)); run "
+                                                         "backward first, or select with "
+                                                         "missing_grad = ZeroFill or Skip");
+                if (selection.missing_grad == MissingGrad::Skip) continue;
+              }
+              names.push_back(name);
+              values.push_back(g);
+              params.push_back(p);
+            } else {
+              names.push_back(name);
+              values.push_back(p);
+            }
+          }
+        }
+        if (selection.buffers) {
+          for (const auto& item : m.named_buffers(/*recurse=*/false)) {
+            const std::string name = dot + item.key();
+            if (!item.value().defined() || !selected(name)) continue;
+            names.push_back(name);
+            values.push_back(item.value());
+          }
+        }
+      },
+      std::string());
+  FG_CHECK(!values.empty(),
+           "empty selection: no " << (selection.grads ? "gradient" : "tensor")
+                                  << " of the module matches the selection (parameters="
+                                  << selection.parameters << ", buffers=" << selection.buffers
+                                  << ", trainable_only=" << selection.trainable_only
+                                  << ", include/exclude patterns: " << selection.include.size()
+                                  << "/" << selection.exclude.size() << ")");
+  if (!selection.grads) return from_tensors(values, std::move(names), options);
+
+  // Gradients: undefined ones (ZeroFill) become zero-fill placeholders shaped like the param.
+  std::vector<TensorRef> refs;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (values[i].defined()) {
+      refs.push_back(to_ref(names[i], values[i]));
+    } else {
+      TensorRef r = to_ref(names[i], params[i]);
+      r.data = nullptr;
+      r.zero_fill = true;
+      refs.push_back(std::move(r));
+    }
+  }
+  return make(std::move(refs), std::move(names), std::move(values), std::move(params),
+              selection.missing_grad, options);
+}
+
+Plan::Plan() = default;
+Plan::~Plan() = default;
+Plan::Plan(Plan&&) noexcept = default;
+Plan& Plan::operator=(Plan&&) noexcept = default;
+
+namespace {
+template <class S>
+S& checked(const std::shared_ptr<S>& s) {
+  FG_CHECK(s != nullptr, "this plan is empty (default-constructed or moved from); build one with "
+                         "Plan::from_tensors or Plan::from_module");
+  return *s;
+}
+}  // namespace
+
+const Layout& Plan::layout() const { return checked(state_).core.layout(); }
+at::ScalarType Plan::dtype() const { return to_scalar_type(layout().flat_dtype()); }
+at::Device Plan::device() const { return checked(state_).device; }
+std::int64_t Plan::numel() const { return layout().numel(); }
+std::vector<std::string> Plan::names() const {
+  std::vector<std::string> out;
+  for (const Segment& s : layout().segments()) out.push_back(s.name);
+  return out;
+}
+std::string Plan::manifest(int indent) const { return layout().to_json(indent); }
+void Plan::check_manifest(const std::string& json) const {
+  layout().check_matches(Layout::from_json(json));
+}
+const flatgather::Plan& Plan::core() const { return checked(state_).core; }
+std::vector<at::Tensor> Plan::tensors() const { return checked(state_).tensors; }
+
+at::Tensor Plan::empty_flat() const {
+  return at::empty({numel()}, at::TensorOptions().dtype(dtype()).device(device()));
+}
+
+at::Tensor Plan::gather() const {
+  at::Tensor out = empty_flat();
+  gather(out);
+  return out;
+}
+
+void Plan::gather(const at::Tensor& out) const {
+  State& s = checked(state_);
+  s.check_flat(out, "gather");
+  const cudaStream_t stream = current_stream(s.device);
+  s.sync(stream);
+  s.core.gather(out.data_ptr(), out.numel(), stream);
+}
+
+void Plan::scatter(const at::Tensor& flat) const {
+  State& s = checked(state_);
+  s.check_flat(flat, "scatter");
+  const cudaStream_t stream = current_stream(s.device);
+  s.sync(stream);
+  s.core.scatter(flat.data_ptr(), flat.numel(), stream);
+}
+
+void Plan::scatter_add(const at::Tensor& flat, double alpha) const {
+  State& s = checked(state_);
+  s.check_flat(flat, "scatter_add");
+  const cudaStream_t stream = current_stream(s.device);
+  s.sync(stream);
+  s.core.scatter_add(flat.data_ptr(), flat.numel(), alpha, stream);
+}
+
+std::vector<at::Tensor> Plan::views(const at::Tensor& flat) const {
+  State& s = checked(state_);
+  s.check_flat(flat, "views");
+  std::vector<at::Tensor> out;
+  for (const Segment& seg : layout().segments()) {
+    FG_CHECK(seg.dtype == layout().flat_dtype(),
+             "views: tensor '" << seg.name << "' is " << dtype_name(seg.dtype)
+                               << " but the flat buffer is " << dtype_name(layout().flat_dtype())
+                               << "; views need the flat dtype to equal every tensor's dtype");
+    out.push_back(flat.narrow(0, seg.offset, seg.numel).view(seg.shape));
+  }
+  return out;
+}
+
+at::Tensor gather(const std::vector<at::Tensor>& tensors, const Options& options) {
+  return Plan::from_tensors(tensors, {}, options).gather();
+}
+
+void scatter(const at::Tensor& flat, const std::vector<at::Tensor>& tensors,
+             const Options& options) {
+  Plan::from_tensors(tensors, {}, options).scatter(flat);
+}
+
+}  // namespace torch
+}  // namespace flatgather

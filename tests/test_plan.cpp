@@ -1,0 +1,256 @@
+// The core plan on raw host memory: no LibTorch. References are written out by hand.
+#include "flatgather/plan.h"
+
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <thread>
+
+#include "flatgather/detail/copy_desc.h"
+#include "test_util.h"
+
+namespace {
+
+using flatgather::Device;
+using flatgather::DType;
+using flatgather::Plan;
+using flatgather::PlanOptions;
+using flatgather::TensorRef;
+
+std::vector<float> random_floats(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 2.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+TensorRef ref(void* data, DType dtype, std::vector<int64_t> sizes, std::string name,
+              std::vector<int64_t> strides = {}) {
+  TensorRef t;
+  t.data = data;
+  t.dtype = dtype;
+  t.sizes = std::move(sizes);
+  t.strides = std::move(strides);
+  t.name = std::move(name);
+  return t;
+}
+
+TEST(Plan, GatherScatterContiguousAndStrided) {
+  auto a = random_floats(12, 1);  // 3x4, gathered transposed (4x3 view with strides {1, 4})
+  auto b = random_floats(7, 2);
+  auto c = random_floats(20, 3);  // every other element of a 4x5 slice: sizes {2, 5}, strides {10, 1}
+  Plan plan = Plan::build({ref(a.data(), DType::Float32, {4, 3}, "a.t", {1, 4}),
+                           ref(b.data(), DType::Float32, {7}, "b"),
+                           ref(c.data(), DType::Float32, {2, 5}, "c.rows", {10, 1})});
+  ASSERT_EQ(plan.layout().numel(), 12 + 7 + 10);
+  std::vector<float> expected;
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 3; ++j) expected.push_back(a[j * 4 + i]);
+  expected.insert(expected.end(), b.begin(), b.end());
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 5; ++j) expected.push_back(c[i * 10 + j]);
+  std::vector<float> flat(29, -777.0f);
+  plan.gather(flat.data(), 29);
+  EXPECT_EQ(flat, expected);
+
+  // scatter writes exactly the planned elements back
+  for (float& x : flat) x = x * 2 + 1;
+  const auto c_before = c;
+  plan.scatter(flat.data(), 29);
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 3; ++j) EXPECT_EQ(a[j * 4 + i], flat[i * 3 + j]);
+  for (int i = 0; i < 7; ++i) EXPECT_EQ(b[i], flat[12 + i]);
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 10; ++j) {
+      if (j < 5) {
+        EXPECT_EQ(c[i * 10 + j], flat[19 + i * 5 + j]);
+      } else {
+        EXPECT_EQ(c[i * 10 + j], c_before[i * 10 + j]) << "scatter wrote outside the view";
+      }
+    }
+}
+
+TEST(Plan, PaddingIsZeroAndCastsRound) {
+  auto a = random_floats(5, 4);
+  auto b = random_floats(3, 5);
+  PlanOptions o;
+  o.align_bytes = 16;  // 8 bfloat16 elements
+  o.flat_dtype = DType::BFloat16;
+  Plan plan = Plan::build({ref(a.data(), DType::Float32, {5}, "a"), ref(b.data(), DType::Float32, {3}, "b")}, o);
+  ASSERT_EQ(plan.layout().numel(), 16);
+  std::vector<uint16_t> flat(16, 0xBEEF);
+  plan.gather(flat.data(), 16);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(flat[i], flatgather::float_to_bfloat16_bits(a[i]));
+  for (int i = 5; i < 8; ++i) EXPECT_EQ(flat[i], 0) << "padding must be zero";
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(flat[8 + i], flatgather::float_to_bfloat16_bits(b[i]));
+  for (int i = 11; i < 16; ++i) EXPECT_EQ(flat[i], 0) << "tail padding must be zero";
+  plan.scatter(flat.data(), 16);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(a[i], flatgather::bfloat16_bits_to_float(flat[i]));
+}
+
+TEST(Plan, ScatterAddUsesOneFusedMultiplyAdd) {
+  auto a = random_floats(1000, 6);
+  std::vector<double> d(300);
+  std::iota(d.begin(), d.end(), 0.25);
+  auto a0 = a;
+  auto d0 = d;
+  Plan plan = Plan::build({ref(a.data(), DType::Float32, {10, 100}, "a"), ref(d.data(), DType::Float64, {300}, "d")},
+                          PlanOptions{DType::Float32, 0, 0});
+  auto update = random_floats(1300, 7);
+  plan.scatter_add(update.data(), 1300, -0.375);
+  for (int i = 0; i < 1000; ++i) EXPECT_EQ(a[i], std::fma(-0.375f, update[i], a0[i]));
+  for (int i = 0; i < 300; ++i) EXPECT_EQ(d[i], std::fma(-0.375, double(update[1000 + i]), d0[i]));
+}
+
+TEST(Plan, ZeroFillPlaceholderAndRebind) {
+  auto a = random_floats(4, 8);
+  auto g = random_floats(6, 9);
+  TensorRef missing = ref(nullptr, DType::Float32, {2, 3}, "grad.missing");
+  missing.zero_fill = true;
+  Plan plan = Plan::build({ref(a.data(), DType::Float32, {4}, "a"), missing});
+  std::vector<float> flat(10, 99.0f);
+  plan.gather(flat.data(), 10);
+  for (int i = 4; i < 10; ++i) EXPECT_EQ(flat[i], 0.0f);
+  plan.scatter(flat.data(), 10);  // skips the placeholder without touching anything
+
+  plan.rebind(1, g.data());
+  plan.gather(flat.data(), 10);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(flat[4 + i], g[i]);
+  plan.rebind(1, nullptr);
+  plan.gather(flat.data(), 10);
+  for (int i = 4; i < 10; ++i) EXPECT_EQ(flat[i], 0.0f);
+}
+
+TEST(Plan, IntegerAndBoolCopiesAreExact) {
+  std::vector<int64_t> i64 = {1, -2, 3, std::numeric_limits<int64_t>::min()};
+  std::vector<uint8_t> flags = {1, 0, 1};
+  Plan p64 = Plan::build({ref(i64.data(), DType::Int64, {4}, "i")});
+  std::vector<int64_t> out(4, 5);
+  p64.gather(out.data(), 4);
+  EXPECT_EQ(out, i64);
+  Plan pb = Plan::build({ref(flags.data(), DType::Bool, {3}, "mask")});
+  std::vector<uint8_t> ob(3, 0x5A);
+  pb.gather(ob.data(), 3);
+  EXPECT_EQ(ob, flags);
+  EXPECT_THROW_MSG(p64.scatter_add(out.data(), 4, 1.0), "'i'", "not floating point");
+}
+
+TEST(Plan, ManyTinyAndOneHugeUseEveryThreadAndMatch) {
+  std::mt19937 rng(10);
+  std::vector<std::vector<float>> store;
+  std::vector<TensorRef> refs;
+  std::vector<float> expected;
+  for (int i = 0; i < 5000; ++i) {
+    store.push_back(random_floats(1 + rng() % 300, 100 + i));
+  }
+  store.push_back(random_floats(3'000'000, 99));
+  for (std::size_t i = 0; i < store.size(); ++i) {
+    refs.push_back(ref(store[i].data(), DType::Float32, {int64_t(store[i].size())}, "t" + std::to_string(i)));
+    expected.insert(expected.end(), store[i].begin(), store[i].end());
+  }
+  for (int threads : {1, 2, 4}) {
+    PlanOptions o;
+    o.num_threads = threads;
+    Plan plan = Plan::build(refs, o);
+    std::vector<float> flat(expected.size(), -1.0f);
+    plan.gather(flat.data(), static_cast<int64_t>(flat.size()));
+    EXPECT_EQ(flat, expected) << threads << " threads";
+    EXPECT_NE(plan.describe().find("threads=" + std::to_string(threads)), std::string::npos);
+  }
+}
+
+TEST(Plan, ConcurrentGathersFromThreads) {
+  auto a = random_floats(400'000, 11);
+  auto b = random_floats(123, 12);
+  Plan plan = Plan::build({ref(a.data(), DType::Float32, {400'000}, "a"), ref(b.data(), DType::Float32, {123}, "b")},
+                          PlanOptions{DType::Float64, 0, 2});
+  std::vector<std::vector<double>> outs(4, std::vector<double>(400'123, -1.0));
+  std::vector<std::thread> threads;
+  for (auto& out : outs) threads.emplace_back([&] {
+    for (int rep = 0; rep < 5; ++rep) plan.gather(out.data(), 400'123);
+  });
+  for (auto& t : threads) t.join();
+  for (const auto& out : outs) {
+    for (int i = 0; i < 400'000; i += 997) ASSERT_EQ(out[i], double(a[i]));
+    for (int i = 0; i < 123; ++i) ASSERT_EQ(out[400'000 + i], double(b[i]));
+  }
+}
+
+TEST(Plan, StrideZeroAndOverlapsRefuseScatterButGather) {
+  std::vector<float> buf = random_floats(10, 13);
+  Plan expanded = Plan::build({ref(buf.data(), DType::Float32, {3, 4}, "expanded", {0, 1})});
+  EXPECT_FALSE(expanded.writable());
+  std::vector<float> flat(12);
+  expanded.gather(flat.data(), 12);
+  EXPECT_EQ(flat[4], buf[0]);
+  EXPECT_THROW_MSG(expanded.scatter(flat.data(), 12), "scatter", "'expanded'", "share memory");
+
+  Plan overlapping = Plan::build({ref(buf.data(), DType::Float32, {6}, "first"),
+                                  ref(buf.data() + 4, DType::Float32, {6}, "second")});
+  std::vector<float> flat2(12, 1.0f);
+  overlapping.gather(flat2.data(), 12);
+  const auto before = buf;
+  EXPECT_THROW_MSG(overlapping.scatter(flat2.data(), 12), "'first'", "'second'", "overlap");
+  EXPECT_THROW_MSG(overlapping.scatter_add(flat2.data(), 12, 1.0), "'first'", "'second'");
+  EXPECT_EQ(buf, before) << "a refused scatter must leave the destinations untouched";
+}
+
+TEST(Plan, ErrorsNameTheTensorAndWhatIsValid) {
+  std::vector<float> f(8, 1.0f);
+  std::vector<uint16_t> h(8, 0x3C00);
+  std::vector<int32_t> i32(8, 3);
+  EXPECT_THROW_MSG(Plan::build({}), "empty selection");
+  EXPECT_THROW_MSG(Plan::build({ref(f.data(), DType::Float32, {8}, "w"), ref(h.data(), DType::Float16, {8}, "h")}),
+                   "mixed dtypes", "'h'", "float16", "'w'", "flat dtype");
+  EXPECT_THROW_MSG(Plan::build({ref(i32.data(), DType::Int32, {8}, "steps")}, PlanOptions{DType::Float32, 0, 0}),
+                   "'steps'", "int32", "cannot be cast", "float32, float16, bfloat16 and float64");
+  TensorRef on_gpu = ref(h.data(), DType::Float32, {4}, "g");
+  on_gpu.device = Device::cuda(1);
+  EXPECT_THROW_MSG(Plan::build({ref(f.data(), DType::Float32, {8}, "w"), on_gpu}), "'g'", "cuda:1",
+                   "'w'", "cpu", "one device");
+  EXPECT_THROW_MSG(Plan::build({ref(nullptr, DType::Float32, {8}, "ghost")}), "'ghost'", "null pointer");
+  EXPECT_THROW_MSG(Plan::build({ref(f.data(), DType::Float32, {-1}, "neg")}), "'neg'", "negative size");
+  EXPECT_THROW_MSG(Plan::build({ref(f.data(), DType::Float32, {int64_t(1) << 40, int64_t(1) << 30}, "huge")}),
+                   "'huge'", "overflows");
+  EXPECT_THROW_MSG(Plan::build({ref(f.data(), DType::Float32, {2, 4}, "s", {1})}), "'s'", "1 strides for 2 sizes");
+  EXPECT_THROW_MSG(Plan::build({ref(f.data(), DType::Float32, {8}, "w")}, PlanOptions{{}, 24, 0}),
+                   "align_bytes", "power of two", "24");
+
+  Plan plan = Plan::build({ref(f.data(), DType::Float32, {4}, "w")});
+  std::vector<float> out(5);
+  EXPECT_THROW_MSG(plan.gather(out.data(), 5), "gather", "5 elements", "needs 4");
+  EXPECT_THROW_MSG(plan.gather(nullptr, 4), "null pointer");
+  EXPECT_THROW_MSG(plan.gather(f.data() + 2, 4), "overlaps", "'w'", "alias");
+  EXPECT_THROW_MSG(plan.scatter(f.data() + 3, 4), "overlaps", "'w'");
+  EXPECT_NO_THROW(plan.gather(f.data() + 4, 4));  // adjacent, not overlapping
+
+  Plan empty;
+  EXPECT_THROW_MSG(empty.layout(), "empty", "Plan::build");
+}
+
+#if !defined(FLATGATHER_WITH_CUDA)
+TEST(Plan, CudaTensorsWithoutCudaBuildSayHowToFix) {
+  std::vector<float> f(8);
+  TensorRef t = ref(f.data(), DType::Float32, {8}, "w");
+  t.device = Device::cuda(0);
+  EXPECT_FALSE(flatgather::cuda_available());
+  EXPECT_THROW_MSG(Plan::build({t}), "cuda:0", "built without CUDA", "FLATGATHER_CUDA=ON");
+}
+#endif
+
+TEST(CopyDesc, ElementOffsetFollowsRowMajorOrder) {
+  flatgather::detail::CopyDesc d;
+  d.contiguous = false;
+  d.ndim = 3;
+  const int64_t sizes[] = {2, 3, 4};
+  const int64_t strides[] = {1, 8, 2};  // a permuted layout
+  std::copy(sizes, sizes + 3, d.sizes);
+  std::copy(strides, strides + 3, d.strides);
+  int64_t i = 0;
+  for (int a = 0; a < 2; ++a)
+    for (int b = 0; b < 3; ++b)
+      for (int c = 0; c < 4; ++c) EXPECT_EQ(flatgather::detail::element_offset(d, i++), a * 1 + b * 8 + c * 2);
+}
+
+}  // namespace

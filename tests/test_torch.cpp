@@ -1,0 +1,263 @@
+// The LibTorch adapter on tensor lists, against torch::cat of reshape(-1) and .to(dtype).
+#include "flatgather/torch.h"
+
+#include <random>
+#include <thread>
+
+#include "torch_util.h"
+
+namespace {
+
+namespace fgt = flatgather::torch;
+using fgtest::bits_equal;
+using fgtest::random_tensor;
+using fgtest::reference_gather;
+
+const at::ScalarType kAllTypes[] = {at::kFloat, at::kHalf,  at::kBFloat16, at::kDouble, at::kChar,
+                                    at::kByte,  at::kShort, at::kInt,      at::kLong,   at::kBool};
+const at::ScalarType kFloatTypes[] = {at::kFloat, at::kHalf, at::kBFloat16, at::kDouble};
+
+// A random tensor of random shape and random memory format: contiguous, channels_last,
+// transposed, sliced with a step, at an odd offset into a larger storage, 0-d or empty.
+at::Tensor random_layout(std::mt19937& rng, at::ScalarType dtype) {
+  const int kind = static_cast<int>(rng() % 8);
+  auto dim = [&](int max) { return static_cast<int64_t>(1 + rng() % max); };
+  switch (kind) {
+    case 0: return random_tensor({}, dtype);                        // 0-d scalar
+    case 1: return random_tensor({0, dim(4)}, dtype);               // empty
+    case 2: return random_tensor({dim(9), dim(3), dim(5), dim(5)}, dtype)
+                .contiguous(at::MemoryFormat::ChannelsLast);
+    case 3: return random_tensor({dim(40), dim(30)}, dtype).t();   // transposed
+    case 4: return random_tensor({dim(20), 2 * dim(20)}, dtype).slice(1, 0, c10::nullopt, 2);
+    case 5: return random_tensor({600}, dtype).narrow(0, 1 + rng() % 7, 1 + rng() % 500);  // odd offset
+    case 6: return random_tensor({dim(6), dim(7), dim(8)}, dtype).permute({2, 0, 1});
+    default: return random_tensor({dim(3000)}, dtype);
+  }
+}
+
+TEST(Torch, RandomListsEqualCatOfReshape) {
+  std::mt19937 rng(2024);
+  torch::manual_seed(2024);
+  for (int round = 0; round < 40; ++round) {
+    const at::ScalarType dtype = kAllTypes[round % 10];
+    std::vector<at::Tensor> tensors;
+    const int count = 1 + static_cast<int>(rng() % 30);
+    for (int i = 0; i < count; ++i) tensors.push_back(random_layout(rng, dtype));
+    fgt::Plan plan = fgt::Plan::from_tensors(tensors);
+    at::Tensor out = fgtest::poisoned(plan.numel(), dtype);
+    plan.gather(out);
+    ASSERT_TRUE(bits_equal(out, reference_gather(tensors, dtype))) << "round " << round << " " << dtype;
+    ASSERT_TRUE(bits_equal(plan.gather(), out));
+
+    // scatter round trip into fresh destinations of the same layouts
+    std::vector<at::Tensor> dest;
+    for (const auto& t : tensors) dest.push_back(at::empty_strided(t.sizes(), t.strides(), t.options()));
+    for (std::size_t i = 0; i < dest.size(); ++i) {  // poison: every element differs from the source
+      if (dtype == at::kBool) {
+        dest[i].copy_(tensors[i].logical_not());
+      } else {
+        dest[i].fill_(at::isFloatingType(dtype) ? -1234.5 : 77);
+      }
+    }
+    std::vector<at::Tensor> dest_refs = dest;
+    fgt::Plan back = fgt::Plan::from_tensors(dest_refs);
+    back.scatter(out);
+    for (std::size_t i = 0; i < tensors.size(); ++i) ASSERT_TRUE(bits_equal(dest[i], tensors[i])) << i;
+  }
+}
+
+TEST(Torch, EveryFloatCastEqualsTo) {
+  torch::manual_seed(7);
+  for (auto from : kFloatTypes) {
+    for (auto to : kFloatTypes) {
+      std::vector<at::Tensor> tensors = {
+          random_tensor({33, 17}, from),
+          random_tensor({4, 3, 5, 5}, from).contiguous(at::MemoryFormat::ChannelsLast),
+          random_tensor({100}, from).narrow(0, 3, 61),
+          torch::tensor(std::vector<double>{std::nan(""), HUGE_VAL, -HUGE_VAL, 1e30, -1e-30, 65519.9, 0.0, -0.0},
+                        at::kDouble).to(from)};
+      fgt::Options o;
+      o.dtype = to;
+      fgt::Plan plan = fgt::Plan::from_tensors(tensors, {}, o);
+      at::Tensor out = fgtest::poisoned(plan.numel(), to);
+      plan.gather(out);
+      ASSERT_TRUE(bits_equal(out, reference_gather(tensors, to))) << from << " -> " << to;
+      // scatter casts back exactly like .to(from)
+      std::vector<at::Tensor> dest;
+      for (const auto& t : tensors) dest.push_back(at::empty_like(t));
+      fgt::Plan back = fgt::Plan::from_tensors(dest, {}, o);
+      back.scatter(out);
+      int64_t offset = 0;
+      for (std::size_t i = 0; i < tensors.size(); ++i) {
+        const at::Tensor expected = out.narrow(0, offset, tensors[i].numel()).view(tensors[i].sizes()).to(from);
+        ASSERT_TRUE(bits_equal(dest[i], expected)) << from << " <- " << to << " tensor " << i;
+        offset += tensors[i].numel();
+      }
+    }
+  }
+}
+
+TEST(Torch, ScatterAddMatchesAddWithAlpha) {
+  torch::manual_seed(8);
+  // Same dtype: p.add_(update.view_as(p), alpha), the L-BFGS _add_grad loop.
+  std::vector<at::Tensor> params = {random_tensor({64, 32}, at::kFloat), random_tensor({32}, at::kFloat),
+                                    random_tensor({10, 3, 3, 3}, at::kFloat).contiguous(at::MemoryFormat::ChannelsLast)};
+  std::vector<at::Tensor> expected;
+  for (const auto& p : params) expected.push_back(p.clone());
+  fgt::Plan plan = fgt::Plan::from_tensors(params);
+  const at::Tensor update = at::randn({plan.numel()});
+  plan.scatter_add(update, 0.37);
+  int64_t offset = 0;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const int64_t n = params[i].numel();
+    // one rounding: fma(alpha, u, p), as LibTorch's vectorized add with alpha
+    const at::Tensor ref =
+        (expected[i].to(at::kDouble) + 0.37f * update.narrow(0, offset, n).view_as(params[i]).to(at::kDouble))
+            .to(at::kFloat);
+    EXPECT_TRUE(bits_equal(params[i], ref)) << i;
+    EXPECT_TRUE(at::allclose(params[i], expected[i].add(update.narrow(0, offset, n).view_as(params[i]), 0.37),
+                             1e-6, 1e-6));
+    offset += n;
+  }
+  // Low precision parameters, float32 flat: computed in float32, rounded once.
+  for (auto low : {at::kHalf, at::kBFloat16}) {
+    at::Tensor p = random_tensor({1000}, low);
+    const at::Tensor p0 = p.clone();
+    fgt::Options o;
+    o.dtype = at::kFloat;
+    fgt::Plan lp = fgt::Plan::from_tensors({p}, {}, o);
+    const at::Tensor u = at::randn({1000});
+    lp.scatter_add(u, -2.5);
+    const at::Tensor ref = (p0.to(at::kDouble) + double(-2.5f) * u.to(at::kDouble)).to(at::kFloat).to(low);
+    EXPECT_TRUE(bits_equal(p, ref)) << low;
+  }
+}
+
+TEST(Torch, LargeTensorsAndAlignment) {
+  torch::manual_seed(9);
+  std::vector<at::Tensor> tensors = {random_tensor({25'000'000}, at::kFloat), random_tensor({3}, at::kFloat),
+                                     random_tensor({5000, 301}, at::kFloat).t()};
+  fgt::Options o;
+  o.align_bytes = 256;
+  fgt::Plan plan = fgt::Plan::from_tensors(tensors, {"big", "tiny", "transposed"}, o);
+  const auto& segs = plan.layout().segments();
+  for (const auto& s : segs) EXPECT_EQ(s.offset * 4 % 256, 0) << s.name;
+  EXPECT_EQ(plan.numel() * 4 % 256, 0);
+  at::Tensor out = fgtest::poisoned(plan.numel(), at::kFloat);
+  plan.gather(out);
+  at::Tensor expected = at::zeros({plan.numel()});
+  for (std::size_t i = 0; i < tensors.size(); ++i)
+    expected.narrow(0, segs[i].offset, segs[i].numel).copy_(tensors[i].reshape(-1));
+  EXPECT_TRUE(bits_equal(out, expected));
+}
+
+TEST(Torch, ViewsShareTheFlatBuffer) {
+  std::vector<at::Tensor> tensors = {random_tensor({4, 5}, at::kFloat), random_tensor({7}, at::kFloat)};
+  fgt::Options o;
+  o.align_bytes = 64;
+  fgt::Plan plan = fgt::Plan::from_tensors(tensors, {"w", "b"}, o);
+  at::Tensor flat = plan.gather();
+  auto views = plan.views(flat);
+  ASSERT_EQ(views.size(), 2u);
+  EXPECT_TRUE(bits_equal(views[0], tensors[0]));
+  EXPECT_TRUE(bits_equal(views[1], tensors[1]));
+  views[1].fill_(3.0f);
+  EXPECT_EQ(flat[plan.layout().segments()[1].offset].item<float>(), 3.0f);
+  fgt::Options cast;
+  cast.dtype = at::kHalf;
+  fgt::Plan half = fgt::Plan::from_tensors(tensors, {"w", "b"}, cast);
+  EXPECT_THROW_MSG(half.views(half.gather()), "views", "'w'", "float32", "float16");
+}
+
+TEST(Torch, TiedTensorsAppearOnce) {
+  at::Tensor shared = random_tensor({6, 4}, at::kFloat);
+  at::Tensor other = random_tensor({5}, at::kFloat);
+  fgt::Plan plan = fgt::Plan::from_tensors({shared, other, shared}, {"embed.weight", "bias", "head.weight"});
+  EXPECT_EQ(plan.numel(), 29);
+  EXPECT_EQ(plan.layout().segments()[0].aliases, std::vector<std::string>{"head.weight"});
+  EXPECT_TRUE(bits_equal(plan.gather(), reference_gather({shared, other}, at::kFloat)));
+  EXPECT_NE(plan.manifest().find("\"head.weight\""), std::string::npos);
+}
+
+TEST(Torch, FreeFunctions) {
+  std::vector<at::Tensor> tensors = {random_tensor({3, 3}, at::kDouble), random_tensor({2}, at::kDouble)};
+  const at::Tensor flat = flatgather::torch::gather(tensors);
+  EXPECT_TRUE(bits_equal(flat, reference_gather(tensors, at::kDouble)));
+  std::vector<at::Tensor> dest = {at::empty({3, 3}, at::kDouble), at::empty({2}, at::kDouble)};
+  flatgather::torch::scatter(flat, dest);
+  EXPECT_TRUE(bits_equal(dest[0], tensors[0]));
+  EXPECT_TRUE(bits_equal(dest[1], tensors[1]));
+}
+
+TEST(Torch, BadInputsGetClearErrors) {
+  at::Tensor w = random_tensor({4, 4}, at::kFloat);
+  EXPECT_THROW_MSG(fgt::Plan::from_tensors({w, at::Tensor()}, {"w", "ghost"}), "'ghost'", "undefined");
+  EXPECT_THROW_MSG(fgt::Plan::from_tensors({w.to_sparse()}, {"sparse"}), "'sparse'", "Sparse", "dense");
+  EXPECT_THROW_MSG(fgt::Plan::from_tensors({at::randn({3}, at::kComplexFloat)}, {"z"}), "'z'", "complex");
+  EXPECT_THROW_MSG(fgt::Plan::from_tensors({at::quantize_per_tensor(w, 0.1, 0, at::kQInt8)}, {"q"}), "'q'", "quantized");
+  EXPECT_THROW_MSG(fgt::Plan::from_tensors({at::empty({3}, at::TensorOptions().device(at::kMeta))}, {"m"}), "'m'", "meta");
+  EXPECT_THROW_MSG(fgt::Plan::from_tensors({w, w.to(at::kHalf)}, {"w", "h"}), "mixed dtypes", "'h'", "float16");
+  EXPECT_THROW_MSG(fgt::Plan::from_tensors({}), "empty selection");
+  EXPECT_THROW_MSG(fgt::Plan::from_tensors({w}, {"a", "b"}), "2 names for 1 tensors");
+
+  fgt::Plan plan = fgt::Plan::from_tensors({w}, {"w"});
+  EXPECT_THROW_MSG(plan.gather(at::empty({15})), "15 elements", "needs 16");
+  EXPECT_THROW_MSG(plan.gather(at::empty({16}, at::kDouble)), "dtype Double", "float32");
+  EXPECT_THROW_MSG(plan.gather(at::empty({4, 4})), "1-D and contiguous", "[4, 4]");
+  EXPECT_THROW_MSG(plan.gather(at::empty({32}).slice(0, 0, 32, 2)), "not contiguous");
+  EXPECT_THROW_MSG(plan.gather(w.view(-1)), "overlaps", "'w'");
+  EXPECT_THROW_MSG(plan.scatter(at::Tensor()), "undefined");
+
+  // Resized or moved since the plan was built: detected, never a read of freed memory.
+  at::Tensor r = random_tensor({8}, at::kFloat);
+  fgt::Plan rp = fgt::Plan::from_tensors({r}, {"r"});
+  r.resize_({100});
+  EXPECT_THROW_MSG(rp.gather(), "'r'", "changed since the plan was built", "rebuild");
+  // Data pointer moved by set_() (same shape): rebinding follows it.
+  at::Tensor s = random_tensor({8}, at::kFloat);
+  fgt::Plan sp = fgt::Plan::from_tensors({s}, {"s"});
+  s.set_(random_tensor({8}, at::kFloat));
+  EXPECT_TRUE(bits_equal(sp.gather(), s));
+}
+
+TEST(Torch, FailingScatterLeavesDestinationsUntouched) {
+  at::Tensor a = random_tensor({10}, at::kFloat);
+  at::Tensor b = a.narrow(0, 5, 5);  // overlaps a
+  const at::Tensor a0 = a.clone();
+  fgt::Plan plan = fgt::Plan::from_tensors({a, b}, {"a", "b"});
+  EXPECT_TRUE(bits_equal(plan.gather(), at::cat({a0, a0.narrow(0, 5, 5)})));
+  EXPECT_THROW_MSG(plan.scatter(at::randn({15})), "'a'", "'b'", "overlap");
+  EXPECT_THROW_MSG(plan.scatter_add(at::randn({15}), 1.0), "overlap");
+  EXPECT_TRUE(bits_equal(a, a0));
+  fgt::Plan ok = fgt::Plan::from_tensors({a}, {"a"});
+  EXPECT_THROW_MSG(ok.scatter(at::randn({11})), "11 elements");
+  EXPECT_TRUE(bits_equal(a, a0));
+}
+
+TEST(Torch, ConcurrentCallsOnOnePlan) {
+  std::vector<at::Tensor> tensors;
+  for (int i = 0; i < 200; ++i) tensors.push_back(random_tensor({1 + i * 37}, at::kFloat));
+  fgt::Plan plan = fgt::Plan::from_tensors(tensors);
+  const at::Tensor expected = reference_gather(tensors, at::kFloat);
+  std::vector<at::Tensor> outs;
+  for (int t = 0; t < 4; ++t) outs.push_back(fgtest::poisoned(plan.numel(), at::kFloat));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) threads.emplace_back([&, t] {
+    for (int rep = 0; rep < 20; ++rep) plan.gather(outs[t]);
+  });
+  for (auto& th : threads) th.join();
+  for (const auto& o : outs) EXPECT_TRUE(bits_equal(o, expected));
+}
+
+TEST(Torch, CallFromInsideLibTorchParallelRegionRunsInline) {
+  std::vector<at::Tensor> tensors = {random_tensor({2'000'000}, at::kFloat)};
+  fgt::Plan plan = fgt::Plan::from_tensors(tensors);
+  std::vector<at::Tensor> outs(4);
+  for (auto& o : outs) o = fgtest::poisoned(plan.numel(), at::kFloat);
+  at::parallel_for(0, 4, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) plan.gather(outs[i]);
+  });
+  for (const auto& o : outs) EXPECT_TRUE(bits_equal(o, tensors[0]));
+}
+
+}  // namespace
