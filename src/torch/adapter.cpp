@@ -163,40 +163,48 @@ struct Plan::State {
   at::Device device = at::kCPU;
   std::mutex rebind_mutex;
 
-  at::Tensor current(std::size_t i) const { return grads ? params[i].grad() : tensors[i]; }
-
   // Compares every tensor with the plan; rebinds moved memory, throws for anything else.
   void sync(cudaStream_t stream) {
     if (!options.check_tensors) return;
     std::lock_guard<std::mutex> lock(rebind_mutex);
     std::vector<std::pair<std::size_t, void*>> changes;
     for (std::size_t i = 0; i < tensors.size(); ++i) {
-      const at::Tensor now = current(i);
-      const TensorRef& planned = core.tensors()[i];
-      if (!now.defined()) {
-        FG_CHECK(grads && missing_grad == MissingGrad::ZeroFill,
-                 "the gradient of parameter '" << names[i]
-                                               << "' is undefined (no backward yet, or "
-                                                  "zero_grad(set_to_none=true)); run backward "
-                                                  "first, or build the plan with missing_grad "
-                                                  "= ZeroFill or Skip");
-        if (planned.data != nullptr) changes.emplace_back(core.segment_of(i), nullptr);
-        tensors[i] = at::Tensor();
-        continue;
+      if (grads) {
+        // A gradient may have been replaced by a new tensor (or by none) since the last call.
+        at::Tensor now = params[i].grad();
+        if (!now.defined()) {
+          FG_CHECK(missing_grad == MissingGrad::ZeroFill,
+                   "the gradient of parameter '" << names[i]
+                                                 << "' is undefined (no backward yet, or "
+                                                    "zero_grad(set_to_none=true)); run backward "
+                                                    "first, or build the plan with missing_grad "
+                                                    "= ZeroFill or Skip");
+          if (core.tensors()[i].data != nullptr) changes.emplace_back(core.segment_of(i), nullptr);
+          tensors[i] = at::Tensor();
+          continue;
+        }
+        if (!now.is_same(tensors[i])) tensors[i] = std::move(now);
       }
-      const bool same_shape = now.sizes().vec() == planned.sizes &&
-                              now.strides().vec() == planned.strides &&
-                              to_dtype(now.scalar_type()) == planned.dtype &&
-                              to_device(now) == planned.device;
-      FG_CHECK(same_shape, "tensor " << describe_tensor(names[i], now)
-                                     << " changed since the plan was built (planned as "
-                                     << flatgather::describe(planned)
-                                     << " with the same strides); rebuild the plan");
-      void* data = now.numel() > 0 ? now.data_ptr() : nullptr;
-      if (data != planned.data) changes.emplace_back(core.segment_of(i), data);
-      tensors[i] = now;
+      check_one(i, changes);
     }
     if (!changes.empty()) core.rebind(changes, stream);
+  }
+
+  // One tensor against its planned descriptor; a moved data pointer is queued for rebinding.
+  void check_one(std::size_t i, std::vector<std::pair<std::size_t, void*>>& changes) const {
+    const at::Tensor& now = tensors[i];
+    const TensorRef& planned = core.tensors()[i];
+    const bool same_shape = now.sizes() == c10::IntArrayRef(planned.sizes) &&
+                            now.strides() == c10::IntArrayRef(planned.strides) &&
+                            now.scalar_type() == to_scalar_type(planned.dtype) &&
+                            now.device().type() == (planned.device.is_cuda() ? at::kCUDA : at::kCPU) &&
+                            (!now.is_cuda() || now.get_device() == planned.device.index);
+    FG_CHECK(same_shape, "tensor " << describe_tensor(names[i], now)
+                                   << " changed since the plan was built (planned as "
+                                   << flatgather::describe(planned)
+                                   << " with the same strides); rebuild the plan");
+    void* data = now.numel() > 0 ? now.data_ptr() : nullptr;
+    if (data != planned.data) changes.emplace_back(core.segment_of(i), data);
   }
 
   void check_flat(const at::Tensor& flat, const char* op) const {
