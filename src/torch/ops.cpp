@@ -1,1 +1,370 @@
-// TORCH_LIBRARY(flatgather, ...) operators: see issue "Python: flatgather as PyTorch operators".
+// flatgather as PyTorch operators: TORCH_LIBRARY(flatgather, ...) and the TorchScript class
+// `torch.classes.flatgather.Plan`, both thin wrappers over the adapter (include/flatgather/torch.h).
+// Python loads this library with torch.ops.load_library (python/flatgather/_library.py); no
+// pybind11, no second build system.
+//
+// NOTE: [operator registration]
+// Every operator is registered as a catch-all kernel (`m.def(schema, function)`), which the
+// dispatcher treats as CompositeImplicitAutograd:
+//  - the adapter picks the CPU or CUDA executor from the tensors' device itself, so a kernel per
+//    backend key would only repeat the same function;
+//  - an empty tensor list has no device to dispatch on; a backend-keyed kernel would fail inside
+//    the dispatcher, the catch-all one reaches the library and its "empty list" message;
+//  - none of these kernels is differentiable by itself, and none records autograd history (the
+//    copies run below LibTorch). Differentiation lives in Python (a torch.autograd.Function in
+//    python/flatgather/_plan.py whose backward is made of differentiable torch ops), so a
+//    catch-all kernel costs nothing under no_grad and adds no autograd fallback in between.
+// The writes of scatter/scatter_add bypass LibTorch, so they bump each written tensor's version
+// counter themselves, exactly as an in-place `copy_` under no_grad would: autograd then refuses to
+// backpropagate through a value that was overwritten after it was saved.
+//
+// NOTE: [errors across the boundary]
+// flatgather::Error (and any other std::exception) is rethrown as c10::Error with the same text,
+// so Python always sees a RuntimeError carrying the library's message, whether the call came
+// through torch.ops, a TorchScript class method or TorchScript code.
+
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+#include <torch/custom_class.h>
+#include <torch/library.h>
+#include <torch/nn/module.h>
+#include <torch/version.h>
+
+#include "flatgather/error.h"
+#include "flatgather/plan.h"
+#include "flatgather/torch.h"
+
+namespace {
+
+namespace fgt = flatgather::torch;
+
+// See NOTE: [errors across the boundary].
+template <class F>
+auto translate_errors(F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const c10::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw c10::Error(c10::SourceLocation{__func__, __FILE__, static_cast<std::uint32_t>(__LINE__)},
+                     e.what());
+  }
+}
+
+[[noreturn]] void throw_invalid(const std::string& message) {
+  throw c10::Error(c10::SourceLocation{__func__, __FILE__, static_cast<std::uint32_t>(__LINE__)},
+                   "flatgather: " + message);
+}
+
+fgt::Options make_options(c10::optional<at::ScalarType> dtype, std::int64_t align_bytes,
+                          std::int64_t num_threads, bool check_tensors) {
+  fgt::Options options;
+  if (dtype.has_value()) options.dtype = *dtype;
+  options.align_bytes = align_bytes;
+  options.num_threads = static_cast<int>(num_threads);
+  options.check_tensors = check_tensors;
+  return options;
+}
+
+// Bumps the version counter of every distinct tensor a plan wrote (see NOTE: [operator
+// registration]).
+void bump_versions(const std::vector<at::Tensor>& tensors) {
+  std::set<const c10::TensorImpl*> seen;
+  for (const at::Tensor& t : tensors) {
+    if (!t.defined() || !seen.insert(t.unsafeGetTensorImpl()).second) continue;
+    t.unsafeGetTensorImpl()->bump_version();
+  }
+}
+
+/// The TorchScript class `torch.classes.flatgather.Plan`: one adapter plan, plus, for plans
+/// built from a Python module, the C++ mirror of that module (see plan_from_module).
+struct ScriptPlan : torch::CustomClassHolder {
+  explicit ScriptPlan(fgt::Plan p, std::shared_ptr<torch::nn::Module> m = nullptr)
+      : plan(std::move(p)), mirror(std::move(m)) {}
+
+  fgt::Plan plan;
+  std::shared_ptr<torch::nn::Module> mirror;
+
+  /// `field(segment)` for every segment, in flat order.
+  template <class F>
+  auto per_segment(F&& field) const {
+    std::vector<std::decay_t<decltype(field(std::declval<const flatgather::Segment&>()))>> out;
+    for (const flatgather::Segment& s : plan.layout().segments()) out.push_back(field(s));
+    return out;
+  }
+
+  at::Tensor gather() const {
+    return translate_errors([&] { return plan.gather(); });
+  }
+  void gather_into(const at::Tensor& out) const {
+    translate_errors([&] { plan.gather(out); });
+  }
+  void scatter(const at::Tensor& flat) const {
+    translate_errors([&] {
+      plan.scatter(flat);
+      bump_versions(plan.tensors());
+    });
+  }
+  void scatter_add(const at::Tensor& flat, double alpha) const {
+    translate_errors([&] {
+      plan.scatter_add(flat, alpha);
+      bump_versions(plan.tensors());
+    });
+  }
+  std::vector<at::Tensor> views(const at::Tensor& flat) const {
+    return translate_errors([&] { return plan.views(flat); });
+  }
+  at::Tensor empty_flat() const {
+    return translate_errors([&] { return plan.empty_flat(); });
+  }
+  std::vector<at::Tensor> tensors() const {
+    return translate_errors([&] { return plan.tensors(); });
+  }
+  std::string manifest(std::int64_t indent) const {
+    return translate_errors([&] { return plan.manifest(static_cast<int>(indent)); });
+  }
+  void check_manifest(const std::string& json) const {
+    translate_errors([&] { plan.check_manifest(json); });
+  }
+
+  // Layout facts, read once by the Python wrapper.
+  std::int64_t numel() const { return plan.numel(); }
+  std::string dtype() const { return flatgather::dtype_name(plan.layout().flat_dtype()); }
+  std::string device() const { return plan.device().str(); }
+  std::int64_t align_bytes() const { return plan.layout().align_bytes(); }
+  bool writable() const { return plan.core().writable(); }
+  std::string describe() const { return plan.core().describe(); }
+  std::vector<std::string> names() const { return plan.names(); }
+  std::vector<std::int64_t> offsets() const {
+    return per_segment([](const flatgather::Segment& s) { return s.offset; });
+  }
+  std::vector<std::int64_t> segment_numels() const {
+    return per_segment([](const flatgather::Segment& s) { return s.numel; });
+  }
+  std::vector<std::vector<std::int64_t>> segment_shapes() const {
+    return per_segment([](const flatgather::Segment& s) { return s.shape; });
+  }
+  std::vector<std::string> segment_dtypes() const {
+    return per_segment(
+        [](const flatgather::Segment& s) { return std::string(flatgather::dtype_name(s.dtype)); });
+  }
+  std::vector<std::vector<std::string>> segment_aliases() const {
+    return per_segment([](const flatgather::Segment& s) { return s.aliases; });
+  }
+  /// The name of each tensor the plan was given, aliases included, in the order given.
+  std::vector<std::string> tensor_names() const {
+    std::vector<std::string> out;
+    for (const flatgather::TensorRef& t : plan.core().tensors()) out.push_back(t.name);
+    return out;
+  }
+  /// For each tensor the plan was given (aliases included), the index of its segment.
+  std::vector<std::int64_t> tensor_segments() const {
+    std::vector<std::int64_t> out;
+    const std::size_t n = plan.core().tensors().size();
+    for (std::size_t i = 0; i < n; ++i)
+      out.push_back(static_cast<std::int64_t>(plan.core().segment_of(i)));
+    return out;
+  }
+};
+
+// ---- plan factories ----------------------------------------------------------------------
+
+c10::intrusive_ptr<ScriptPlan> plan_from_tensors(const std::vector<at::Tensor>& tensors,
+                                                 std::vector<std::string> names,
+                                                 c10::optional<at::ScalarType> dtype,
+                                                 std::int64_t align_bytes,
+                                                 std::int64_t num_threads, bool check_tensors) {
+  return translate_errors([&] {
+    return c10::make_intrusive<ScriptPlan>(fgt::Plan::from_tensors(
+        tensors, std::move(names), make_options(dtype, align_bytes, num_threads, check_tensors)));
+  });
+}
+
+fgt::Selection::Kind parse_kind(const std::string& kind) {
+  if (kind == "all") return fgt::Selection::Kind::All;
+  if (kind == "weights") return fgt::Selection::Kind::Weights;
+  if (kind == "biases") return fgt::Selection::Kind::Biases;
+  throw_invalid("kind='" + kind + "' is not valid; use 'all', 'weights' or 'biases'");
+}
+
+fgt::MissingGrad parse_missing_grad(const std::string& policy) {
+  if (policy == "error") return fgt::MissingGrad::Error;
+  if (policy == "zero") return fgt::MissingGrad::ZeroFill;
+  if (policy == "skip") return fgt::MissingGrad::Skip;
+  throw_invalid("missing_grad='" + policy + "' is not valid; use 'error', 'zero' or 'skip'");
+}
+
+/// Rebuilds a Python module's tree as a torch::nn::Module, sharing every tensor (the same
+/// TensorImpl, so gradients set later in Python are seen here), and returns its root.
+///
+/// `names` are the dotted names of a walk that visits, for each submodule in pre-order, its own
+/// parameters and then its own buffers, every path included (a tied tensor appears under each of
+/// its names). That is the order in which torch::nn::Module enumerates them, so the adapter sees
+/// the tensors in the order Python's state_dict() would list them.
+std::shared_ptr<torch::nn::Module> mirror_module(const std::vector<std::string>& names,
+                                                 const std::vector<at::Tensor>& tensors,
+                                                 const c10::List<bool>& is_buffer) {
+  if (names.size() != tensors.size() || names.size() != is_buffer.size()) {
+    std::ostringstream os;
+    os << "plan_from_module: got " << names.size() << " names, " << tensors.size()
+       << " tensors and " << is_buffer.size() << " buffer flags; they must have one entry each";
+    throw_invalid(os.str());
+  }
+  auto root = std::make_shared<torch::nn::Module>();
+  std::map<std::string, std::shared_ptr<torch::nn::Module>> by_path{{"", root}};
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const std::string& name = names[i];
+    if (name.empty() || name.front() == '.' || name.back() == '.' ||
+        name.find("..") != std::string::npos) {
+      throw_invalid("plan_from_module: tensor name '" + name + "' is not a dotted module path");
+    }
+    const std::size_t dot = name.rfind('.');
+    const std::string path = dot == std::string::npos ? "" : name.substr(0, dot);
+    const std::string leaf = dot == std::string::npos ? name : name.substr(dot + 1);
+    // Create the submodules on the way down, in first-seen order.
+    std::shared_ptr<torch::nn::Module> parent = root;
+    std::string prefix;
+    std::size_t start = 0;
+    while (start < path.size()) {
+      std::size_t end = path.find('.', start);
+      if (end == std::string::npos) end = path.size();
+      const std::string component = path.substr(start, end - start);
+      prefix = prefix.empty() ? component : prefix + "." + component;
+      auto it = by_path.find(prefix);
+      if (it == by_path.end()) {
+        auto child = std::make_shared<torch::nn::Module>();
+        parent->register_module(component, child);
+        it = by_path.emplace(prefix, std::move(child)).first;
+      }
+      parent = it->second;
+      start = end + 1;
+    }
+    const at::Tensor& t = tensors[i];
+    if (is_buffer.get(i)) {
+      parent->register_buffer(leaf, t);
+    } else {
+      // register_parameter sets requires_grad to its argument: pass the tensor's own flag so
+      // the Python parameter is left exactly as it was.
+      parent->register_parameter(leaf, t, t.defined() && t.requires_grad());
+    }
+  }
+  return root;
+}
+
+c10::intrusive_ptr<ScriptPlan> plan_from_module(
+    std::vector<std::string> names, const std::vector<at::Tensor>& tensors,
+    const c10::List<bool>& is_buffer, std::vector<std::string> include,
+    std::vector<std::string> exclude, bool parameters, bool buffers, bool grads,
+    const std::string& kind, bool trainable_only, const std::string& missing_grad,
+    c10::optional<at::ScalarType> dtype, std::int64_t align_bytes, std::int64_t num_threads,
+    bool check_tensors) {
+  return translate_errors([&] {
+    fgt::Selection selection;
+    selection.parameters = parameters;
+    selection.buffers = buffers;
+    selection.grads = grads;
+    selection.kind = parse_kind(kind);
+    selection.trainable_only = trainable_only;
+    selection.include = std::move(include);
+    selection.exclude = std::move(exclude);
+    selection.missing_grad = parse_missing_grad(missing_grad);
+    std::shared_ptr<torch::nn::Module> mirror = mirror_module(names, tensors, is_buffer);
+    fgt::Plan plan = fgt::Plan::from_module(
+        *mirror, selection, make_options(dtype, align_bytes, num_threads, check_tensors));
+    return c10::make_intrusive<ScriptPlan>(std::move(plan), std::move(mirror));
+  });
+}
+
+// ---- one-off operators ---------------------------------------------------------------------
+
+at::Tensor gather_op(const std::vector<at::Tensor>& tensors, c10::optional<at::ScalarType> dtype,
+                     std::int64_t align_bytes) {
+  return translate_errors(
+      [&] { return fgt::gather(tensors, make_options(dtype, align_bytes, 0, true)); });
+}
+
+void scatter_op(const at::Tensor& flat, const std::vector<at::Tensor>& tensors,
+                c10::optional<at::ScalarType> dtype, std::int64_t align_bytes) {
+  translate_errors([&] {
+    fgt::scatter(flat, tensors, make_options(dtype, align_bytes, 0, true));
+    bump_versions(tensors);
+  });
+}
+
+std::string build_info() {
+  std::ostringstream os;
+  os << "flatgather " << FLATGATHER_VERSION_MAJOR << "." << FLATGATHER_VERSION_MINOR << "."
+     << FLATGATHER_VERSION_PATCH << ", LibTorch " << TORCH_VERSION << ", cuda "
+#if defined(FLATGATHER_WITH_CUDA)
+     << "on"
+#else
+     << "off"
+#endif
+      ;
+  return os.str();
+}
+
+bool cuda_available_op() { return flatgather::cuda_available(); }
+
+}  // namespace
+
+// See NOTE: [operator registration].
+TORCH_LIBRARY(flatgather, m) {
+  m.class_<ScriptPlan>("Plan")
+      .def("gather", &ScriptPlan::gather)
+      .def("gather_into", &ScriptPlan::gather_into)
+      .def("scatter", &ScriptPlan::scatter)
+      .def("scatter_add", &ScriptPlan::scatter_add)
+      .def("views", &ScriptPlan::views)
+      .def("empty_flat", &ScriptPlan::empty_flat)
+      .def("tensors", &ScriptPlan::tensors)
+      .def("manifest", &ScriptPlan::manifest)
+      .def("check_manifest", &ScriptPlan::check_manifest)
+      .def("numel", &ScriptPlan::numel)
+      .def("dtype", &ScriptPlan::dtype)
+      .def("device", &ScriptPlan::device)
+      .def("align_bytes", &ScriptPlan::align_bytes)
+      .def("writable", &ScriptPlan::writable)
+      .def("describe", &ScriptPlan::describe)
+      .def("names", &ScriptPlan::names)
+      .def("offsets", &ScriptPlan::offsets)
+      .def("segment_numels", &ScriptPlan::segment_numels)
+      .def("segment_shapes", &ScriptPlan::segment_shapes)
+      .def("segment_dtypes", &ScriptPlan::segment_dtypes)
+      .def("segment_aliases", &ScriptPlan::segment_aliases)
+      .def("tensor_names", &ScriptPlan::tensor_names)
+      .def("tensor_segments", &ScriptPlan::tensor_segments);
+
+  m.def(
+      "plan_from_tensors(Tensor[] tensors, str[] names, ScalarType? dtype=None, "
+      "int align_bytes=0, int num_threads=0, bool check_tensors=True) "
+      "-> __torch__.torch.classes.flatgather.Plan",
+      &plan_from_tensors);
+  m.def(
+      "plan_from_module(str[] names, Tensor[] tensors, bool[] is_buffer, str[] include, "
+      "str[] exclude, bool parameters=True, bool buffers=False, bool grads=False, "
+      "str kind=\"all\", bool trainable_only=False, str missing_grad=\"error\", "
+      "ScalarType? dtype=None, "
+      "int align_bytes=0, int num_threads=0, bool check_tensors=True) "
+      "-> __torch__.torch.classes.flatgather.Plan",
+      &plan_from_module);
+  m.def("gather(Tensor[] tensors, ScalarType? dtype=None, int align_bytes=0) -> Tensor",
+        &gather_op);
+  m.def(
+      "scatter(Tensor flat, Tensor(a!)[] tensors, ScalarType? dtype=None, int align_bytes=0) "
+      "-> ()",
+      &scatter_op);
+  m.def("build_info() -> str", &build_info);
+  m.def("cuda_available() -> bool", &cuda_available_op);
+}

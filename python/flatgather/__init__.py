@@ -1,0 +1,33 @@
+"""flatgather: gather many tensors into one flat buffer in one pass, and scatter back.
+
+Python front end of the C++ library: the work runs in the compiled operators
+(torch.ops.flatgather, loaded from $FLATGATHER_LIBRARY or <repo>/build/libflatgather_torch.so).
+
+    import flatgather
+    plan = flatgather.Plan.from_module(model)   # every parameter, named_parameters() order
+    flat = plan.gather()                        # == parameters_to_vector(model.parameters())
+    plan.scatter(flat)                          # copies back into the parameters' storage
+"""
+
+import torch
+
+from ._library import LIBRARY_ENV, LibraryNotFoundError, find_library, library_path, load_library
+
+load_library()
+
+from ._plan import Plan, gather, scatter  # noqa: E402  (needs the operators loaded)
+
+__version__ = "0.1.0"
+
+__all__ = ["Plan", "gather", "scatter", "build_info", "cuda_available", "library_path",
+           "find_library", "load_library", "LibraryNotFoundError", "LIBRARY_ENV"]
+
+
+def build_info():
+    """'flatgather 0.1.0, LibTorch 1.13.0, cuda off': what the loaded library was built with."""
+    return torch.ops.flatgather.build_info()
+
+
+def cuda_available():
+    """True when the library was built with CUDA and a device can be used."""
+    return torch.ops.flatgather.cuda_available()

@@ -1,0 +1,88 @@
+"""Loading the library, the operators as torch.ops, TorchScript, and the quickstart example."""
+
+import os
+import pathlib
+import runpy
+import subprocess
+import sys
+
+import torch
+from torch.nn.utils import parameters_to_vector
+
+import flatgather
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _python(code_or_file, env_update, *args):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "python"), env.get("PYTHONPATH", "")])
+    env.update(env_update)
+    return subprocess.run([sys.executable, *args, code_or_file], env=env, cwd=str(REPO),
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_library_was_loaded_and_reports_its_build():
+    assert flatgather.library_path() is not None and flatgather.library_path().is_file()
+    info = flatgather.build_info()
+    assert info.startswith("flatgather 0.1.0, LibTorch ")
+    assert isinstance(flatgather.cuda_available(), bool)
+
+
+def test_missing_library_says_how_to_build():
+    result = _python("import flatgather", {"FLATGATHER_LIBRARY": "/nonexistent/libx.so"}, "-c")
+    assert result.returncode != 0
+    assert "LibraryNotFoundError" in result.stderr
+    assert "FLATGATHER_LIBRARY=/nonexistent/libx.so does not name a file" in result.stderr
+    assert "cmake -S . -B build" in result.stderr
+
+
+def test_quickstart_example_runs():
+    path = REPO / "examples" / "python_quickstart.py"
+    assert len(path.read_text().strip().splitlines()) == 5
+    result = _python(str(path), {"FLATGATHER_LIBRARY": str(flatgather.library_path())})
+    assert result.returncode == 0, result.stderr
+    # In this process too, to check what it computed.
+    torch.manual_seed(0)
+    scope = runpy.run_path(str(path))
+    model, plan, flat = scope["model"], scope["plan"], scope["flat"]
+    assert plan.names == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert plan.offsets == [0, 50, 55, 65] and flat.shape == torch.Size([67])
+    halved = parameters_to_vector(model.parameters()).detach()
+    assert torch.equal(halved, flat.detach() * 0.5)
+
+
+def test_operators_are_registered_in_torch_ops():
+    gen = torch.Generator().manual_seed(1)
+    a, b = torch.randn(2, 3, generator=gen), torch.randn(4, generator=gen).half()
+    flat = torch.ops.flatgather.gather([a, b], torch.float32, 0)
+    assert torch.equal(flat, torch.cat([a.reshape(-1), b.float()]))
+    c, d = torch.empty(2, 3), torch.empty(4, dtype=torch.half)
+    torch.ops.flatgather.scatter(flat, [c, d], torch.float32)
+    assert torch.equal(c, a) and torch.equal(d, b)
+    plan = torch.ops.flatgather.plan_from_tensors([a, b], ["a", "b"], torch.float32)
+    assert plan.names() == ["a", "b"] and plan.numel() == 10 and plan.dtype() == "float32"
+
+
+def test_operators_work_in_torchscript():
+    @torch.jit.script
+    def flatten(ts: list[torch.Tensor]) -> torch.Tensor:
+        return torch.ops.flatgather.gather(ts, None, 0)
+
+    gen = torch.Generator().manual_seed(2)
+    ts = [torch.randn(3, 3, generator=gen), torch.randn(2, generator=gen)]
+    assert torch.equal(flatten(ts), torch.cat([t.reshape(-1) for t in ts]))
+
+
+def test_plan_repr_and_layout_properties():
+    plan = flatgather.Plan({"w": torch.randn(2, 3), "b": torch.randn(3)}, align_bytes=16)
+    assert plan.names == ["w", "b"] and plan.offsets == [0, 8]
+    assert plan.numels == [6, 3] and plan.shapes == [torch.Size([2, 3]), torch.Size([3])]
+    assert plan.align_bytes == 16 and plan.device == torch.device("cpu") and len(plan) == 2
+    assert plan.numel == 12  # the end is padded to the alignment too
+    assert repr(plan) == "flatgather.Plan(2 segments, 12 x float32 on cpu)"
+    flat = torch.arange(12.0)
+    w, b = plan.views(flat)
+    assert w.data_ptr() == flat.data_ptr() and torch.equal(b, torch.tensor([8.0, 9.0, 10.0]))
+    assert plan.empty_flat().shape == torch.Size([12])
+    assert "cpu" in plan.describe()
