@@ -78,12 +78,28 @@ void coalesce(const TensorRef& t, detail::CopyDesc& d) {
   d.contiguous = d.ndim == 1 && d.strides[0] == 1;
 }
 
+// Element-typed access to a misaligned pointer is undefined behaviour on the host and a
+// sticky "misaligned address" error in a CUDA kernel.
+bool is_aligned(const void* p, DType dtype) {
+  return reinterpret_cast<std::uintptr_t>(p) % static_cast<std::uintptr_t>(dtype_size(dtype)) == 0;
+}
+
 void validate(std::vector<TensorRef>& tensors, const PlanOptions& options) {
   FG_CHECK(!tensors.empty(),
            "empty selection: there are no tensors to plan; select at least one tensor");
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     TensorRef& t = tensors[i];
     if (t.name.empty()) t.name = "tensor[" + std::to_string(i) + "]";
+    // Sizes first, as the default strides below are their products; the product of the
+    // non-zero sizes is bounded too, so that no stride product overflows.
+    std::int64_t n = 1, span = 1;
+    for (std::int64_t s : t.sizes) {
+      FG_CHECK(s >= 0, "tensor " << fg_describe(t) << " has a negative size");
+      FG_CHECK(s == 0 || span <= kMaxBytes / dtype_size(t.dtype) / s,
+               "tensor " << fg_describe(t) << " is too large: its byte size overflows 2^62");
+      if (s > 0) span *= s;
+      n = s == 0 ? 0 : n * s;
+    }
     if (t.strides.empty()) {
       t.strides.assign(t.sizes.size(), 1);
       for (std::size_t d = t.sizes.size(); d-- > 1;) t.strides[d - 1] = t.strides[d] * t.sizes[d];
@@ -91,18 +107,24 @@ void validate(std::vector<TensorRef>& tensors, const PlanOptions& options) {
     FG_CHECK(t.strides.size() == t.sizes.size(),
              "tensor " << fg_describe(t) << " has " << t.strides.size() << " strides for "
                        << t.sizes.size() << " sizes; give one stride per dimension");
-    std::int64_t n = 1;
-    for (std::int64_t s : t.sizes) {
-      FG_CHECK(s >= 0, "tensor " << fg_describe(t) << " has a negative size");
-      FG_CHECK(s == 0 || n <= kMaxBytes / dtype_size(t.dtype) / s,
-               "tensor " << fg_describe(t) << " is too large: its byte size overflows 2^62");
-      n *= s;
+    std::int64_t reach = 0;  // elements between the first and the farthest element
+    for (std::size_t d = 0; d < t.sizes.size() && n > 0; ++d) {
+      if (t.sizes[d] <= 1) continue;
+      const std::int64_t limit = (kMaxBytes / dtype_size(t.dtype) - reach) / (t.sizes[d] - 1);
+      FG_CHECK(t.strides[d] >= -limit && t.strides[d] <= limit,
+               "tensor " << fg_describe(t) << " has stride " << t.strides[d] << " in dimension "
+                         << d << ", which reaches beyond 2^62 bytes");
+      reach += (t.sizes[d] - 1) * (t.strides[d] < 0 ? -t.strides[d] : t.strides[d]);
     }
     FG_CHECK(!(t.zero_fill && t.data), "tensor " << fg_describe(t)
                                                  << " is marked zero_fill but has data; a "
                                                     "zero-fill placeholder must have null data");
     FG_CHECK(t.data || t.zero_fill || n == 0,
              "tensor " << fg_describe(t) << " has no data (null pointer): pass a defined tensor");
+    FG_CHECK(is_aligned(t.data, t.dtype),
+             "tensor " << fg_describe(t) << " has data pointer " << t.data
+                       << ", which is not a multiple of its element size ("
+                       << dtype_size(t.dtype) << " bytes); pass element-aligned memory");
     FG_CHECK(t.device == tensors[0].device,
              "tensor " << fg_describe(t) << " is on " << to_string(t.device) << " but tensor "
                        << fg_describe(tensors[0]) << " is on " << to_string(tensors[0].device)
@@ -123,8 +145,11 @@ void validate(std::vector<TensorRef>& tensors, const PlanOptions& options) {
     }
   }
   const std::int64_t a = options.align_bytes;
-  FG_CHECK(a >= 0 && (a & (a - 1)) == 0,
-           "align_bytes must be 0 or a power of two (16, 128, 256, ...), got " << a);
+  const int flat_size = dtype_size(options.flat_dtype.value_or(tensors[0].dtype));
+  FG_CHECK(a >= 0 && (a & (a - 1)) == 0 && (a <= 1 || a >= flat_size),
+           "align_bytes must be 0 (no padding) or a power of two no smaller than the flat "
+           "element size ("
+               << flat_size << " bytes), e.g. 16, 128, 256; got " << a);
 }
 
 }  // namespace
@@ -181,6 +206,10 @@ struct Plan::State {
                 << layout.numel() << " (" << dtype_name(layout.flat_dtype()) << ")");
     if (layout.numel() == 0) return;
     FG_CHECK(flat != nullptr, op << ": the flat buffer is a null pointer");
+    FG_CHECK(is_aligned(flat, layout.flat_dtype()),
+             op << ": the flat buffer " << flat << " is not aligned to its element size ("
+                << dtype_size(layout.flat_dtype()) << " bytes, "
+                << dtype_name(layout.flat_dtype()) << ")");
     const auto lo = reinterpret_cast<std::uintptr_t>(flat);
     const auto hi = lo + static_cast<std::uintptr_t>(layout.nbytes());
     // The first extent that ends after `lo`, among extents sorted by start and kept with a
@@ -358,6 +387,11 @@ void Plan::rebind(const std::vector<std::pair<std::size_t, void*>>& changes, cud
     FG_CHECK(segment_index < s.layout.segments().size(),
              "rebind: segment " << segment_index << " out of range; the layout has "
                                 << s.layout.segments().size() << " segments");
+    const TensorRef& t = s.tensors[s.first_tensor[segment_index]];
+    FG_CHECK(is_aligned(data, t.dtype), "rebind: data pointer " << data << " for tensor "
+                                                                << fg_describe(t)
+                                                                << " is not aligned to its "
+                                                                   "element size");
   }
   for (const auto& [segment_index, data] : changes) {
     s.executor->rebind(static_cast<int>(segment_index), data, stream);

@@ -46,6 +46,23 @@ at::Tensor tricky_floats(int64_t n) {
   return torch::tensor(v, at::kFloat);
 }
 
+// Converts `src` element by element with flatgather::convert and compares raw bits with .to().
+void fgtest_expect_nan_bits(const at::Tensor& src, at::ScalarType to) {
+  const at::Tensor ref = src.to(to);
+  at::Tensor ours = at::empty_like(ref);
+  auto* out = static_cast<uint16_t*>(ours.data_ptr());
+  for (int64_t i = 0; i < src.numel(); ++i) {
+    flatgather::dispatch_floating(flatgather::torch::to_dtype(src.scalar_type()), [&](auto s) {
+      using S = decltype(s);
+      const S v = static_cast<const S*>(src.data_ptr())[i];
+      out[i] = to == at::kHalf ? flatgather::convert<flatgather::Half>(v).bits
+                               : flatgather::convert<flatgather::BFloat16>(v).bits;
+    });
+  }
+  EXPECT_TRUE(at::equal(ours.view(at::kShort), ref.view(at::kShort)))
+      << src.scalar_type() << " -> " << to << ": " << ours.view(at::kShort) << " vs " << ref.view(at::kShort);
+}
+
 template <class Fn>
 at::Tensor map_floats(const at::Tensor& in, at::ScalarType out_type, Fn fn) {
   at::Tensor out = at::empty_like(in, out_type);
@@ -63,7 +80,7 @@ TEST(DType, FloatToHalfMatchesTorch) {
 
 TEST(DType, FloatToBFloat16MatchesTorch) {
   const at::Tensor in = tricky_floats(200000);
-  const at::Tensor ours = map_floats(in, at::kBFloat16, flatgather::float_to_bfloat16_bits);
+  const at::Tensor ours = map_floats(in, at::kBFloat16, [](float f) { return flatgather::float_to_bfloat16_bits(f); });
   EXPECT_TRUE(fgtest::bits_equal(ours, in.to(at::kBFloat16)));
 }
 
@@ -82,7 +99,7 @@ TEST(DType, EveryHalfAndBFloat16WidensExactly) {
     // Narrow -> float -> narrow is the identity on every non-NaN pattern.
     const at::Tensor back = narrow == at::kHalf
                                 ? map_floats(ours, at::kHalf, flatgather::float_to_half_bits)
-                                : map_floats(ours, at::kBFloat16, flatgather::float_to_bfloat16_bits);
+                                : map_floats(ours, at::kBFloat16, [](float f) { return flatgather::float_to_bfloat16_bits(f); });
     EXPECT_TRUE(fgtest::bits_equal(back, t)) << narrow;
   }
 }
@@ -94,9 +111,26 @@ TEST(DType, NaNStaysNaNAndInfinitiesKeepTheirSign) {
   EXPECT_EQ(flatgather::float_to_bfloat16_bits(inf), 0x7F80);
   EXPECT_EQ(flatgather::float_to_bfloat16_bits(-inf), 0xFF80);
   EXPECT_EQ(flatgather::float_to_half_bits(std::nanf("")), 0x7E00);
-  EXPECT_EQ(flatgather::float_to_bfloat16_bits(std::nanf("")), 0x7FC0);
+  EXPECT_EQ(flatgather::convert<flatgather::BFloat16>(std::nanf("")).bits, 0xFFFF);
+  EXPECT_EQ(flatgather::convert<flatgather::BFloat16>(flatgather::Half{0x7E00}).bits, 0x7FC0);
   EXPECT_TRUE(std::isnan(flatgather::half_bits_to_float(0x7E00)));
   EXPECT_TRUE(std::isnan(flatgather::bfloat16_bits_to_float(0x7FC0)));
+}
+
+// NaN bits exactly as Tensor.to() writes them (see NOTE: [rounding]), from every source type.
+TEST(DType, NaNBitsMatchTorch) {
+  const std::vector<uint32_t> nan_bits = {0x7FC00000u, 0xFFC00000u, 0x7F800001u, 0x7FA00000u, 0xFFFFFFFFu};
+  at::Tensor f = at::empty({5}, at::kFloat);
+  std::memcpy(f.data_ptr(), nan_bits.data(), 20);
+  // float64 -> bfloat16 is left out: LibTorch's own NaN bits depend on the length there.
+  EXPECT_EQ(flatgather::convert<flatgather::BFloat16>(std::nan("")).bits, 0xFFFF);
+  for (auto from : {at::kFloat, at::kDouble, at::kHalf}) {
+    const at::Tensor src = f.to(from);
+    for (auto to : {at::kHalf, at::kBFloat16}) {
+      if (from == to || (from == at::kDouble && to == at::kBFloat16)) continue;
+      fgtest_expect_nan_bits(src, to);
+    }
+  }
 }
 
 TEST(DType, DoubleNarrowingMatchesTorch) {

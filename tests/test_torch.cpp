@@ -202,7 +202,7 @@ TEST(Torch, BadInputsGetClearErrors) {
 
   fgt::Plan plan = fgt::Plan::from_tensors({w}, {"w"});
   EXPECT_THROW_MSG(plan.gather(at::empty({15})), "15 elements", "needs 16");
-  EXPECT_THROW_MSG(plan.gather(at::empty({16}, at::kDouble)), "dtype Double", "float32");
+  EXPECT_THROW_MSG(plan.gather(at::empty({16}, at::kDouble)), "dtype float64", "float32");
   EXPECT_THROW_MSG(plan.gather(at::empty({4, 4})), "1-D and contiguous", "[4, 4]");
   EXPECT_THROW_MSG(plan.gather(at::empty({32}).slice(0, 0, 32, 2)), "not contiguous");
   EXPECT_THROW_MSG(plan.gather(w.view(-1)), "overlaps", "'w'");

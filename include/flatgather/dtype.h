@@ -4,12 +4,16 @@
 ///
 /// NOTE: [rounding]
 /// Narrowing float conversions round to nearest, ties to even, exactly as LibTorch's scalar
-/// `c10::Half(float)` / `c10::BFloat16(float)`: overflow gives infinity, infinities keep their
-/// sign, and a NaN becomes the canonical quiet NaN of the narrow type (0x7E00 or 0xFE00 for
-/// float16 with the sign kept; 0x7FC0 for bfloat16, as c10's scalar path). float64 -> float16
-/// and float64 -> bfloat16 go through float32, which is what `Tensor.to()` does. Widening
-/// conversions are exact. The same functions run on the host and in CUDA kernels, so every
-/// executor produces the same bits.
+/// `c10::Half(float)` / `c10::BFloat16(float)`: overflow gives infinity and infinities keep
+/// their sign. float64 -> float16 and float64 -> bfloat16 go through float32, which is what
+/// `Tensor.to()` does. Widening conversions are exact. A NaN becomes what LibTorch's CPU
+/// `Tensor.to()` writes, measured on 1.13: float16 0x7E00 with the sign kept (0xFE00);
+/// bfloat16 0xFFFF from float32 (its vectorized path, at every length) and 0x7FC0 from
+/// float16 (its scalar path). From float64 LibTorch itself depends on the length (0xFFFF in
+/// its vectorized body, 0x7FC0 in the scalar tail); we write 0xFFFF. LibTorch's CUDA `.to()`
+/// writes 0x7FFF for a bfloat16 NaN; we keep the CPU bits on every executor, so CPU and GPU
+/// results of flatgather are identical, and tests compare NaN as NaN against CUDA references.
+/// The same functions run on the host and in CUDA kernels.
 
 #include <cstdint>
 #include <cstring>
@@ -130,10 +134,12 @@ FG_HOST_DEVICE FG_FORCE_INLINE float bfloat16_bits_to_float(std::uint16_t b) {
   return detail::bit_cast<float>(static_cast<std::uint32_t>(b) << 16);
 }
 
-/// float32 -> bfloat16 bits, round to nearest even (see NOTE: [rounding]).
-FG_HOST_DEVICE FG_FORCE_INLINE std::uint16_t float_to_bfloat16_bits(float f) {
+/// float32 -> bfloat16 bits, round to nearest even (see NOTE: [rounding]). `nan_bits` is
+/// what a NaN becomes.
+FG_HOST_DEVICE FG_FORCE_INLINE std::uint16_t float_to_bfloat16_bits(float f,
+                                                                   std::uint16_t nan_bits = 0xFFFFu) {
   const std::uint32_t x = detail::bit_cast<std::uint32_t>(f);
-  if ((x & 0x7FFFFFFFu) > 0x7F800000u) return 0x7FC0u;  // NaN
+  if ((x & 0x7FFFFFFFu) > 0x7F800000u) return nan_bits;
   const std::uint32_t bias = 0x7FFFu + ((x >> 16) & 1u);
   return static_cast<std::uint16_t>((x + bias) >> 16);
 }
@@ -193,9 +199,14 @@ struct Convert<Half> {
 };
 template <>
 struct Convert<BFloat16> {
-  template <class From>
-  FG_HOST_DEVICE static FG_FORCE_INLINE BFloat16 from(From v) {
-    return BFloat16{float_to_bfloat16_bits(Convert<float>::from(v))};
+  FG_HOST_DEVICE static FG_FORCE_INLINE BFloat16 from(float v) {
+    return BFloat16{float_to_bfloat16_bits(v, 0xFFFFu)};
+  }
+  FG_HOST_DEVICE static FG_FORCE_INLINE BFloat16 from(double v) {
+    return BFloat16{float_to_bfloat16_bits(static_cast<float>(v), 0xFFFFu)};
+  }
+  FG_HOST_DEVICE static FG_FORCE_INLINE BFloat16 from(Half v) {
+    return BFloat16{float_to_bfloat16_bits(to_float(v), 0x7FC0u)};
   }
   FG_HOST_DEVICE static FG_FORCE_INLINE BFloat16 from(BFloat16 v) { return v; }
 };

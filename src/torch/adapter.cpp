@@ -23,12 +23,22 @@ std::string shape_of(const at::Tensor& t) {
   return os.str();
 }
 
+// The library's dtype names ("float32") where it supports the type, LibTorch's otherwise.
+std::string type_name(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: case at::kHalf: case at::kBFloat16: case at::kDouble: case at::kChar:
+    case at::kByte: case at::kShort: case at::kInt: case at::kLong: case at::kBool:
+      return dtype_name(to_dtype(t));
+    default: return c10::toString(t);
+  }
+}
+
 // How errors name a LibTorch tensor: 'name' (shape [2, 3], float32, cpu).
 std::string describe_tensor(const std::string& name, const at::Tensor& t) {
   std::ostringstream os;
   os << "'" << name << "'";
   if (t.defined()) {
-    os << " (shape " << shape_of(t) << ", " << t.scalar_type() << ", " << t.device() << ")";
+    os << " (shape " << shape_of(t) << ", " << type_name(t.scalar_type()) << ", " << t.device() << ")";
   } else {
     os << " (undefined)";
   }
@@ -132,7 +142,7 @@ DType to_dtype(at::ScalarType t) {
     case at::kBool: return DType::Bool;
     default: break;
   }
-  FG_CHECK(false, "dtype " << t << " is not supported; supported: " << dtype_valid_names());
+  FG_CHECK(false, "dtype " << c10::toString(t) << " is not supported; supported: " << dtype_valid_names());
   return DType::Float32;
 }
 
@@ -215,7 +225,7 @@ struct Plan::State {
                 << (flat.is_contiguous() ? "" : " (not contiguous)")
                 << "; use flat.contiguous().view(-1)");
     FG_CHECK(flat.scalar_type() == to_scalar_type(want),
-             op << ": the flat tensor has dtype " << flat.scalar_type() << " but the layout is "
+             op << ": the flat tensor has dtype " << type_name(flat.scalar_type()) << " but the layout is "
                 << dtype_name(want) << "; pass a " << dtype_name(want) << " tensor");
     FG_CHECK(flat.device() == device, op << ": the flat tensor is on " << flat.device()
                                          << " but the plan's tensors are on " << device);

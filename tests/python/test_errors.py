@@ -49,7 +49,7 @@ def _library_cases(a, b):
         ("views of a cast plan", lambda: flatgather.Plan([a, b.half()], dtype=torch.float32)
          .views(torch.zeros(17)), "views need the flat dtype to equal every tensor's dtype"),
         ("bad alignment", lambda: flatgather.Plan([a], align_bytes=24),
-         "align_bytes must be 0 or a power of two"),
+         "align_bytes must be 0 \\(no padding\\) or a power of two"),
         ("bad regex", lambda: flatgather.Plan.from_module(linear, include="re:(["),
          r"selection pattern 're:\(\[' is not a valid regex"),
         ("empty module selection", lambda: flatgather.Plan.from_module(linear, include="x*"),
