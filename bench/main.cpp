@@ -2,7 +2,7 @@
 // embedded model suites or a user's manifest, with a summary table per op and device.
 //
 // Google Benchmark's flags pass through. Defaults added unless given: 5 repetitions,
-// --benchmark_min_time=0.1, aggregates only on the console (medians are what the summary uses).
+// --benchmark_min_time=0.05, aggregates only on the console (medians are what the summary uses).
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,7 +46,8 @@ Benchmarks are named <op>/<device>/<suite>/<method>:
   op      gather | scatter | scatter_add
   device  cpu | cuda
   method  flatgather            ours, Options::check_tensors = false (hot-loop setting)
-          flatgather_checked    ours, check_tensors = true (the default; O(tensors) host work)
+          flatgather_checked    ours, check_tensors = true (the default: O(tensors) host
+                                work per call); on suites of 1,000 tensors or more
           torch_cat             at::cat_out of every t.reshape(-1) into the flat buffer (gather)
           copy_loop             one copy_ per tensor (add_ for scatter_add)
           foreach_copy          at::_foreach_copy_ (cuda, LibTorch >= 2.1)
@@ -68,14 +69,14 @@ Options:
                            import json, torch
                            m = ...  # your model
                            json.dump([{"name": n, "shape": list(p.shape), "dtype": str(p.dtype)[6:]}
-                                      for n, p in m.state_dict().items()], open("model.json", "w"))
+                                      for n, p in m.named_parameters()], open("model.json", "w"))
   --threads N            CPU threads for every method (default: OMP_NUM_THREADS, else
                          every core); sets both OpenMP's and LibTorch's intra-op count
   --list-suites          print the suites and exit
   --help                 this text
 Google Benchmark's flags pass through, e.g. --benchmark_filter=REGEX,
   --benchmark_format=console|json|csv, --benchmark_out=FILE --benchmark_out_format=json,
-  --benchmark_min_time=SECONDS (default here 0.1), --benchmark_repetitions=N (default here 5).
+  --benchmark_min_time=SECONDS (default here 0.05), --benchmark_repetitions=N (default here 5).
 
 Suites:
 )";
@@ -217,7 +218,7 @@ void print_summary(std::ostream& out, const std::map<std::string, Result>& resul
       std::map<std::string, std::pair<std::string, std::set<std::string>>> unavailable;
       std::vector<std::string> errors;
       char line[512];
-      std::snprintf(line, sizeof line, "%-12s %8s %9s %10s %10s  %-28s %9s %9s\n", "suite",
+      std::snprintf(line, sizeof line, "%-12s %8s %10s %10s %10s  %-28s %9s %9s\n", "suite",
                     "tensors", "MB", "ours GB/s", "checked", "best peer (GB/s)", "ours/peer",
                     "ours/roof");
       table << line;
@@ -259,7 +260,7 @@ void print_summary(std::ostream& out, const std::map<std::string, Result>& resul
         const double ours_bps = ours && ours->ok ? ours->bytes_per_second : 0;
         if (ours && ours->ok) threads = ours->threads;
         const std::string peer = best > 0 ? best_name + " (" + gbps(best) + ")" : "-";
-        std::snprintf(line, sizeof line, "%-12s %8zu %9.1f %10s %10s  %-28s %9s %9s\n",
+        std::snprintf(line, sizeof line, "%-12s %8zu %10.2f %10s %10s  %-28s %9s %9s\n",
                       suite.name.c_str(), suite.tensors.size(),
                       static_cast<double>(suite.tensor_bytes()) / 1e6,
                       ours_bps > 0 ? gbps(ours_bps).c_str() : "error",
@@ -372,7 +373,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> defaults;
   const int nrest = static_cast<int>(rest.size());
   if (!flag_given(nrest, rest.data(), "--benchmark_repetitions")) defaults.push_back("--benchmark_repetitions=5");
-  if (!flag_given(nrest, rest.data(), "--benchmark_min_time")) defaults.push_back("--benchmark_min_time=0.1");
+  if (!flag_given(nrest, rest.data(), "--benchmark_min_time")) defaults.push_back("--benchmark_min_time=0.05");
   if (!flag_given(nrest, rest.data(), "--benchmark_display_aggregates_only") &&
       !flag_given(nrest, rest.data(), "--benchmark_report_aggregates_only")) {
     defaults.push_back("--benchmark_display_aggregates_only=true");

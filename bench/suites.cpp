@@ -323,8 +323,19 @@ Suite load_manifest(const std::string& path) {
   } else if (all_floating) {
     s.flat_dtype = DType::Float32;
   } else {
-    throw std::runtime_error(path + ": mixes dtypes that cannot share a flat buffer (only "
-                                    "floating types can be cast into a float32 one)");
+    // Name the first tensor that cannot join the others.
+    const DType first = s.tensors.front().dtype;
+    for (std::size_t i = 0; i < s.tensors.size(); ++i) {
+      const TensorSpec& t = s.tensors[i];
+      if (t.dtype != first && !(flatgather::dtype_is_floating(t.dtype) && flatgather::dtype_is_floating(first))) {
+        throw std::runtime_error(
+            path + ":" + std::to_string(i < lines.size() ? lines[i] : 1) + ": element " +
+            std::to_string(i) + " ('" + t.name + "', " + flatgather::dtype_name(t.dtype) +
+            ") cannot share a flat buffer with the " + flatgather::dtype_name(first) +
+            " tensors before it: only floating types are cast into one another. Leave it out "
+            "(dump named_parameters() rather than state_dict()) or put it in a manifest of its own");
+      }
+    }
   }
   return s;
 }
