@@ -7,7 +7,8 @@
 
 #include "flatgather/error.h"
 
-#if defined(FLATGATHER_WITH_CUDA) && __has_include(<c10/cuda/CUDAStream.h>)
+#if defined(FLATGATHER_WITH_CUDA) && __has_include(<c10/cuda/CUDAStream.h>) && \
+    __has_include(<c10/cuda/impl/cuda_cmake_macros.h>)
 #include <c10/cuda/CUDAStream.h>
 #define FLATGATHER_TORCH_CUDA 1
 #endif
