@@ -1,0 +1,347 @@
+#pragma once
+// The one copy routine of the CUDA executor: a warp moves a piece of one copy (elements
+// [first, first + count) of a tensor) between the tensor and the flat buffer, copying,
+// casting, adding or zero-filling. gather, scatter and scatter_add all call copy_piece.
+//
+// NOTE: [vector split]
+// A piece is split into a scalar head, a body of packs and a scalar tail. A pack is K
+// consecutive elements with K = 16 bytes / the wider element size, so the wider side of a
+// pack is one 16-byte access and the narrower side one 8-, 4- or 2-byte access.
+// - The lead side is the destination when it is contiguous, else the source when it is (the
+//   flat buffer is always contiguous, so every copy has a lead side). The head is the number
+//   of elements before the lead side's address is pack-aligned (< K).
+// - The other side is accessed in packs too when it is contiguous and reaches pack alignment
+//   after the same head (its address is congruent); otherwise element by element (a view at
+//   an odd offset, or a layout without padding).
+// - Head and tail are spread over the lanes, one element each; packs go lane by lane
+//   (lane l takes packs l, l + 32, ...), `Unroll` packs in flight per lane (loads first,
+//   then stores) so every lane keeps several 16-byte loads outstanding.
+// split_range and distribute are host/device functions: tests/test_tiles.cpp checks on the
+// CPU that every element of every piece is visited exactly once and that packs are aligned.
+//
+// NOTE: [strided copies]
+// A piece whose tensor is strided (channels_last, transposed, sliced) is copied element by
+// element, lane l taking elements l, l + 32, ...; each computes its address with
+// element_offset (the CPU executor's function). The contiguous side stays coalesced; the
+// strided side is as coalesced as its innermost stride allows. Keeping the cursor and the
+// 64-bit divisions out of the pack loop keeps the kernels small and free of spills.
+//
+// Preconditions: addresses are aligned to their element size (checked by the executor) and
+// all indices are 64-bit.
+
+#include <cstdint>
+#include <type_traits>
+
+#include "flatgather/config.h"
+#include "flatgather/detail/copy_desc.h"
+#include "flatgather/dtype.h"
+#include "tiles.cuh"
+
+namespace flatgather {
+namespace detail {
+
+/// Compile-time constants of the copy routine (the run-time knobs are in Tuning).
+struct CopyPolicy {
+  static constexpr int kVectorBytes = 16;  ///< widest access: one 16-byte load or store
+  static constexpr int kWarpThreads = 32;
+  /// Packs in flight per lane: 4 for packs of up to 4 elements, fewer for wider packs whose
+  /// elements are loaded one by one (keeps registers under control, see docs/perf.md).
+  FG_HOST_DEVICE static constexpr int unroll(int pack) { return pack <= 4 ? 4 : (pack <= 8 ? 2 : 1); }
+};
+
+/// Elements per pack for element sizes `src_size` and `dst_size` (1, 2, 4 or 8 bytes).
+FG_HOST_DEVICE constexpr int pack_elements(int src_size, int dst_size) {
+  return CopyPolicy::kVectorBytes / (src_size > dst_size ? src_size : dst_size);
+}
+
+/// How a piece of `n` elements splits (see NOTE: [vector split]).
+struct Split {
+  std::int64_t head = 0;   ///< scalar elements before the first pack
+  std::int64_t packs = 0;  ///< whole packs after the head
+  std::int64_t tail = 0;   ///< scalar elements after the packs
+  int pack = 1;            ///< elements per pack
+  bool src_vector = false; ///< the source is read a pack at a time
+  bool dst_vector = false; ///< the destination is written a pack at a time
+};
+
+/// Elements before `address` is aligned to `pack * size` bytes.
+FG_HOST_DEVICE FG_FORCE_INLINE std::int64_t elements_to_alignment(std::uint64_t address, int size,
+                                                                  int pack) {
+  const std::uint64_t pack_bytes = static_cast<std::uint64_t>(pack) * static_cast<std::uint64_t>(size);
+  const std::int64_t misaligned = static_cast<std::int64_t>((address % pack_bytes) / static_cast<std::uint64_t>(size));
+  return (pack - misaligned) % pack;
+}
+
+/// Splits a piece of `n` elements whose first source element is at `src` (element size
+/// `src_size`, `src_contiguous`) and first destination element at `dst`. The address of a
+/// non-contiguous side is ignored.
+FG_HOST_DEVICE FG_FORCE_INLINE Split split_range(std::uint64_t src, int src_size, bool src_contiguous,
+                                                 std::uint64_t dst, int dst_size, bool dst_contiguous,
+                                                 std::int64_t n) {
+  Split s;
+  s.pack = pack_elements(src_size, dst_size);
+  if (n <= 0) return s;
+  if (!src_contiguous && !dst_contiguous) {  // no lead side: everything is scalar
+    s.head = n;
+    return s;
+  }
+  const bool dst_leads = dst_contiguous;
+  const std::int64_t dst_head = dst_contiguous ? elements_to_alignment(dst, dst_size, s.pack) : -1;
+  const std::int64_t src_head = src_contiguous ? elements_to_alignment(src, src_size, s.pack) : -1;
+  const std::int64_t lead_head = dst_leads ? dst_head : src_head;
+  s.head = lead_head < n ? lead_head : n;
+  s.packs = (n - s.head) / s.pack;
+  s.tail = n - s.head - s.packs * s.pack;
+  if (s.packs > 0) {
+    s.dst_vector = dst_contiguous && dst_head == lead_head;
+    s.src_vector = src_contiguous && src_head == lead_head;
+  }
+  return s;
+}
+
+/// Spreads a split over `Lanes` lanes: `scalar(j)` for head and tail element j (relative to
+/// the piece), `packs(p0)` for pack batches p0, p0 + Lanes, ..., p0 + Lanes * (Unroll - 1)
+/// (those below split.packs; the callee checks). Every element is visited by one lane.
+template <int Lanes, int Unroll, class Scalar, class Packs>
+FG_HOST_DEVICE FG_FORCE_INLINE void distribute(const Split& s, int lane, Scalar&& scalar, Packs&& packs) {
+  for (std::int64_t j = lane; j < s.head; j += Lanes) scalar(j);
+  for (std::int64_t p0 = lane; p0 < s.packs; p0 += static_cast<std::int64_t>(Lanes) * Unroll) packs(p0);
+  const std::int64_t tail_begin = s.head + s.packs * s.pack;
+  for (std::int64_t j = lane; j < s.tail; j += Lanes) scalar(tail_begin + j);
+}
+
+/// Raw storage of an element of N bytes: same-dtype copies move bits, never values.
+template <int N>
+struct RawOf;
+template <>
+struct RawOf<1> {
+  using type = std::uint8_t;
+};
+template <>
+struct RawOf<2> {
+  using type = std::uint16_t;
+};
+template <>
+struct RawOf<4> {
+  using type = std::uint32_t;
+};
+template <>
+struct RawOf<8> {
+  using type = std::uint64_t;
+};
+
+/// What a copy does with a source element `s` and the destination's old value `d`.
+struct CopyOp {  // gather, scatter: d = convert(s) (bits unchanged for equal types)
+  static constexpr bool kReadsSrc = true;
+  static constexpr bool kReadsDst = false;
+  template <class S, class D>
+  FG_HOST_DEVICE FG_FORCE_INLINE D apply(S s, D) const {
+    if constexpr (std::is_same_v<S, D>) {
+      return s;
+    } else {
+      return convert<D>(s);
+    }
+  }
+};
+struct AddOp {  // scatter_add: d = d + alpha * s (see add_scaled)
+  static constexpr bool kReadsSrc = true;
+  static constexpr bool kReadsDst = true;
+  double alpha = 1.0;
+  template <class S, class D>
+  FG_HOST_DEVICE FG_FORCE_INLINE D apply(S s, D d) const {
+    return add_scaled(d, s, alpha);
+  }
+};
+struct ZeroOp {  // gather of padding and zero-filled tensors: d = 0
+  static constexpr bool kReadsSrc = false;
+  static constexpr bool kReadsDst = false;
+  template <class S, class D>
+  FG_HOST_DEVICE FG_FORCE_INLINE D apply(S, D) const {
+    return D{};
+  }
+};
+
+/// K elements of T, moved as one access of K * sizeof(T) bytes.
+template <class T, int K>
+struct Pack {
+  T v[K];
+};
+
+#if defined(__CUDACC__)
+
+// NOTE: [cache hints]
+// Two load/store flavours, chosen per plan (Tuning::streaming_min_bytes):
+// - Default (plans moving less than about the L2 size): sources are read with ld.global.nc
+//   (__ldg; safe because no source overlaps the destination during a call) and stores are
+//   plain, so a flat buffer just gathered can still be in L2 for the kernel that consumes it
+//   (an all-reduce, an optimizer step).
+// - Streaming (larger plans): loads and stores use the evict-first ".cs" modifiers
+//   (__ldcs/__stcs). The data cannot stay in L2 anyway, and evict-first keeps the copy from
+//   flushing what other kernels (and our own tile and copy tables) keep there.
+// scatter_add reads its destination with ld.global (or .cs), never .nc: it also writes it.
+
+/// The built-in type of an N-byte access.
+template <int N>
+struct VecOf;
+template <>
+struct VecOf<1> {
+  using type = unsigned char;
+};
+template <>
+struct VecOf<2> {
+  using type = unsigned short;
+};
+template <>
+struct VecOf<4> {
+  using type = unsigned int;
+};
+template <>
+struct VecOf<8> {
+  using type = unsigned long long;
+};
+template <>
+struct VecOf<16> {
+  using type = uint4;
+};
+
+/// Loads a T that no thread writes during the kernel.
+template <bool Streaming, class T>
+FG_DEVICE FG_FORCE_INLINE T load_readonly(const char* p) {
+  using V = typename VecOf<sizeof(T)>::type;
+  const V* q = reinterpret_cast<const V*>(p);
+  if constexpr (Streaming) {
+    return bit_cast<T>(__ldcs(q));
+  } else {
+    return bit_cast<T>(__ldg(q));
+  }
+}
+
+/// Loads a T that this kernel also writes (scatter_add's destination).
+template <bool Streaming, class T>
+FG_DEVICE FG_FORCE_INLINE T load_mutable(const char* p) {
+  using V = typename VecOf<sizeof(T)>::type;
+  const V* q = reinterpret_cast<const V*>(p);
+  if constexpr (Streaming) {
+    return bit_cast<T>(__ldcs(q));
+  } else {
+    return bit_cast<T>(*q);
+  }
+}
+
+template <bool Streaming, class T>
+FG_DEVICE FG_FORCE_INLINE void store(char* p, const T& value) {
+  using V = typename VecOf<sizeof(T)>::type;
+  V* q = reinterpret_cast<V*>(p);
+  if constexpr (Streaming) {
+    __stcs(q, bit_cast<V>(value));
+  } else {
+    *q = bit_cast<V>(value);
+  }
+}
+
+/// One side of a copy: the tensor (contiguous or strided) or the flat buffer.
+template <class T>
+struct Side {
+  char* base = nullptr;               ///< logical element 0 of the copy
+  const CopyDesc* strided = nullptr;  ///< sizes and strides; null when contiguous
+
+  FG_DEVICE FG_FORCE_INLINE char* at(std::int64_t offset) const {
+    return base + offset * static_cast<std::int64_t>(sizeof(T));
+  }
+  FG_DEVICE FG_FORCE_INLINE char* element(std::int64_t i) const {
+    return at(strided ? element_offset(*strided, i) : i);
+  }
+};
+
+/// Loads elements [i, i + K) of a contiguous side one at a time (not pack-aligned).
+template <bool Streaming, bool ReadOnly, class T, int K>
+FG_DEVICE FG_FORCE_INLINE Pack<T, K> load_pack(const Side<T>& side, std::int64_t i, bool vector) {
+  if (vector) {
+    return ReadOnly ? load_readonly<Streaming, Pack<T, K>>(side.at(i))
+                    : load_mutable<Streaming, Pack<T, K>>(side.at(i));
+  }
+  Pack<T, K> out;
+#pragma unroll
+  for (int j = 0; j < K; ++j) {
+    out.v[j] = ReadOnly ? load_readonly<Streaming, T>(side.at(i + j))
+                        : load_mutable<Streaming, T>(side.at(i + j));
+  }
+  return out;
+}
+
+template <bool Streaming, class T, int K>
+FG_DEVICE FG_FORCE_INLINE void store_pack(const Side<T>& side, std::int64_t i, const Pack<T, K>& p,
+                                          bool vector) {
+  if (vector) {
+    store<Streaming>(side.at(i), p);
+    return;
+  }
+#pragma unroll
+  for (int j = 0; j < K; ++j) store<Streaming>(side.at(i + j), p.v[j]);
+}
+
+/// The warp moves elements [first, first + count) of one copy from `src` to `dst` with `op`
+/// (see NOTE: [vector split] and NOTE: [cache hints]). All lanes of the warp call it with the
+/// same arguments except `lane`; no lane waits for another.
+template <bool Streaming, class S, class D, class Op>
+FG_DEVICE FG_FORCE_INLINE void copy_piece(const Side<S>& src, const Side<D>& dst, std::int64_t first,
+                                          std::int64_t count, const Op& op, int lane) {
+  constexpr int K = pack_elements(sizeof(S), sizeof(D));
+  constexpr int U = CopyPolicy::unroll(K);
+  constexpr int L = CopyPolicy::kWarpThreads;
+  auto scalar = [&](std::int64_t j) {
+    const std::int64_t i = first + j;
+    S s{};
+    if constexpr (Op::kReadsSrc) s = load_readonly<Streaming, S>(src.element(i));
+    char* const d_address = dst.element(i);
+    D d{};
+    if constexpr (Op::kReadsDst) d = load_mutable<Streaming, D>(d_address);
+    store<Streaming>(d_address, op.template apply<S, D>(s, d));
+  };
+  const bool src_strided = Op::kReadsSrc && src.strided != nullptr;
+  if (src_strided || dst.strided != nullptr) {
+    // A strided tensor: element by element, lane by lane (see NOTE: [strided copies]).
+    for (std::int64_t j = lane; j < count; j += L) scalar(j);
+    return;
+  }
+  const std::uint64_t dst_address =
+      reinterpret_cast<std::uint64_t>(dst.base) + static_cast<std::uint64_t>(first) * sizeof(D);
+  // A side that is not read (zero fill, where S == D) never limits vectorization: it takes
+  // the destination's place.
+  std::uint64_t src_address = dst_address;
+  if constexpr (Op::kReadsSrc) {
+    src_address = reinterpret_cast<std::uint64_t>(src.base) + static_cast<std::uint64_t>(first) * sizeof(S);
+  }
+  const Split split = split_range(src_address, static_cast<int>(sizeof(S)), true, dst_address,
+                                  static_cast<int>(sizeof(D)), true, count);
+  const std::int64_t body = first + split.head;
+  auto packs = [&](std::int64_t p0) {
+    Pack<S, K> in[U] = {};
+    Pack<D, K> old[U] = {};
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const std::int64_t p = p0 + static_cast<std::int64_t>(L) * u;
+      if (p < split.packs) {
+        const std::int64_t i = body + p * K;
+        if constexpr (Op::kReadsSrc) in[u] = load_pack<Streaming, true, S, K>(src, i, split.src_vector);
+        if constexpr (Op::kReadsDst) old[u] = load_pack<Streaming, false, D, K>(dst, i, split.dst_vector);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const std::int64_t p = p0 + static_cast<std::int64_t>(L) * u;
+      if (p < split.packs) {
+        Pack<D, K> out;
+#pragma unroll
+        for (int j = 0; j < K; ++j) out.v[j] = op.template apply<S, D>(in[u].v[j], old[u].v[j]);
+        store_pack<Streaming, D, K>(dst, body + p * K, out, split.dst_vector);
+      }
+    }
+  };
+  distribute<L, U>(split, lane, scalar, packs);
+}
+
+#endif  // __CUDACC__
+
+}  // namespace detail
+}  // namespace flatgather

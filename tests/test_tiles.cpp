@@ -1,0 +1,412 @@
+// CPU tests of the CUDA kernels' index math (kernels/tiles.cuh, kernels/copy.cuh): the same
+// host/device functions the kernels run, checked against independent brute-force references.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "copy.cuh"
+#include "flatgather/detail/copy_desc.h"
+#include "tiles.cuh"
+
+namespace fg = flatgather;
+using fg::detail::CopyDesc;
+using fg::detail::Split;
+using fg::detail::Tile;
+using fg::detail::TileParams;
+
+namespace {
+
+char g_dummy;  // non-null data pointer for copies that move tensor bytes
+
+CopyDesc make_copy(std::int64_t offset, std::int64_t numel, fg::DType dtype, bool has_data = true) {
+  CopyDesc d;
+  d.data = has_data ? &g_dummy : nullptr;
+  d.flat_offset = offset;
+  d.numel = numel;
+  d.dtype = dtype;
+  d.sizes[0] = numel;
+  d.strides[0] = 1;
+  return d;
+}
+
+std::vector<CopyDesc> chain(const std::vector<std::int64_t>& sizes, fg::DType dtype) {
+  std::vector<CopyDesc> copies;
+  std::int64_t offset = 0;
+  for (std::int64_t n : sizes) {
+    copies.push_back(make_copy(offset, n, dtype));
+    offset += n;
+  }
+  return copies;
+}
+
+struct Piece {
+  std::int32_t copy;
+  std::int64_t first;
+  std::int64_t count;
+};
+
+// Every piece of every tile, in tile order, with independent checks of the tile table.
+std::vector<Piece> all_pieces(const std::vector<Tile>& tiles, const std::vector<CopyDesc>& copies,
+                              std::int64_t* max_visits = nullptr) {
+  std::vector<Piece> pieces;
+  const std::int64_t num_tiles = static_cast<std::int64_t>(tiles.size()) - 1;
+  std::int64_t most = 0;
+  for (std::int64_t t = 0; t < num_tiles; ++t) {
+    std::int64_t visits = 0;
+    fg::detail::for_each_piece(tiles.data(), t, copies.data(), static_cast<std::int32_t>(copies.size()),
+                               [&](std::int32_t c, std::int64_t first, std::int64_t count) {
+                                 ++visits;
+                                 pieces.push_back({c, first, count});
+                               });
+    most = std::max(most, visits);
+  }
+  if (max_visits) *max_visits = most;
+  return pieces;
+}
+
+// The pieces cover [0, flat_numel) once, in order, each inside its copy at the right place.
+void expect_exact_cover(const std::vector<Piece>& pieces, const std::vector<CopyDesc>& copies,
+                        std::int64_t flat_numel) {
+  std::int64_t cursor = 0;
+  for (const Piece& p : pieces) {
+    ASSERT_GE(p.copy, 0);
+    ASSERT_LT(static_cast<std::size_t>(p.copy), copies.size());
+    const CopyDesc& d = copies[static_cast<std::size_t>(p.copy)];
+    ASSERT_GT(p.count, 0);
+    ASSERT_GE(p.first, 0);
+    ASSERT_LE(p.first + p.count, d.numel);
+    ASSERT_EQ(d.flat_offset + p.first, cursor) << "gap or overlap at flat element " << cursor;
+    cursor += p.count;
+  }
+  EXPECT_EQ(cursor, flat_numel);
+}
+
+// Tile costs within budget (a single grain may exceed a tiny budget) and cuts 16-byte aligned.
+void expect_balanced(const std::vector<Tile>& tiles, const std::vector<CopyDesc>& copies, int flat_size,
+                     const TileParams& params) {
+  const std::int64_t grain = 16 / flat_size;
+  for (std::size_t t = 0; t + 1 < tiles.size(); ++t) {
+    std::int64_t cost = 0;
+    int pieces = 0;
+    std::int64_t last_count = 0;
+    const std::int64_t begin = tiles[t].flat_begin, end = tiles[t + 1].flat_begin;
+    ASSERT_LE(begin, end);
+    fg::detail::for_each_piece(tiles.data(), static_cast<std::int64_t>(t), copies.data(),
+                               static_cast<std::int32_t>(copies.size()),
+                               [&](std::int32_t c, std::int64_t, std::int64_t count) {
+                                 ++pieces;
+                                 last_count = count;
+                                 cost += params.copy_cost_bytes +
+                                         count * fg::detail::bytes_per_element(copies[static_cast<std::size_t>(c)], flat_size);
+                               });
+    // The one exception: a budget too small for one grain still gets a grain per tile.
+    const bool forced_grain = pieces == 1 && last_count <= grain;
+    if (!forced_grain) {
+      EXPECT_LE(cost, params.tile_bytes) << "tile " << t;
+    }
+    // A cut inside a copy lands on a 16-byte boundary of the flat buffer.
+    const CopyDesc& first = copies[static_cast<std::size_t>(tiles[t].copy)];
+    if (t > 0 && begin > first.flat_offset && begin < first.flat_offset + first.numel) {
+      EXPECT_EQ(begin % grain, 0) << "tile " << t << " starts inside a copy at " << begin;
+    }
+  }
+}
+
+}  // namespace
+
+TEST(Tiles, NoCopiesGiveNoTiles) {
+  const std::vector<Tile> tiles = fg::detail::build_tiles({}, 0, 4, TileParams{});
+  ASSERT_EQ(tiles.size(), 1u);
+  EXPECT_EQ(tiles[0].flat_begin, 0);
+  EXPECT_EQ(tiles[0].copy, 0);
+}
+
+TEST(Tiles, OneElement) {
+  const auto copies = chain({1}, fg::DType::Float32);
+  const auto tiles = fg::detail::build_tiles(copies, 1, 4, TileParams{});
+  ASSERT_EQ(tiles.size(), 2u);
+  const auto pieces = all_pieces(tiles, copies);
+  ASSERT_EQ(pieces.size(), 1u);
+  EXPECT_EQ(pieces[0].copy, 0);
+  EXPECT_EQ(pieces[0].first, 0);
+  EXPECT_EQ(pieces[0].count, 1);
+}
+
+TEST(Tiles, LargeCopyIsCutIntoEqualAlignedTiles) {
+  const TileParams params{32 * 1024, 1024};
+  const std::int64_t n = 10'000'003;  // odd
+  const auto copies = chain({n}, fg::DType::Float32);
+  const auto tiles = fg::detail::build_tiles(copies, n, 4, params);
+  const auto pieces = all_pieces(tiles, copies);
+  expect_exact_cover(pieces, copies, n);
+  expect_balanced(tiles, copies, 4, params);
+  // (32 KiB - 1 KiB) / 8 bytes per element, rounded down to 4 elements: 3968 per tile.
+  for (std::size_t t = 0; t + 2 < tiles.size(); ++t) {
+    EXPECT_EQ(tiles[t + 1].flat_begin - tiles[t].flat_begin, 3968) << "tile " << t;
+  }
+  EXPECT_EQ(tiles.size() - 1, static_cast<std::size_t>((n + 3967) / 3968));
+}
+
+TEST(Tiles, CastCopiesCountBothSides) {
+  const TileParams params{4096, 0};
+  // bfloat16 tensors into a float32 flat: 6 bytes moved per element.
+  const auto copies = chain({1000, 7, 5000}, fg::DType::BFloat16);
+  const auto tiles = fg::detail::build_tiles(copies, 6007, 4, params);
+  expect_exact_cover(all_pieces(tiles, copies), copies, 6007);
+  expect_balanced(tiles, copies, 4, params);
+}
+
+TEST(Tiles, PaddingMovesOnlyFlatBytes) {
+  std::vector<CopyDesc> copies = {make_copy(0, 100, fg::DType::Float32),
+                                  make_copy(100, 28, fg::DType::Float32, /*has_data=*/false),
+                                  make_copy(128, 3, fg::DType::Float32)};
+  EXPECT_EQ(fg::detail::bytes_per_element(copies[0], 4), 8);
+  EXPECT_EQ(fg::detail::bytes_per_element(copies[1], 4), 4);
+  const auto tiles = fg::detail::build_tiles(copies, 131, 4, TileParams{256, 16});
+  expect_exact_cover(all_pieces(tiles, copies), copies, 131);
+  expect_balanced(tiles, copies, 4, TileParams{256, 16});
+}
+
+TEST(Tiles, EmptyCopiesAnywhere) {
+  const auto copies = chain({0, 0, 5, 0, 0, 0, 17, 0, 1, 0}, fg::DType::Float16);
+  for (std::int64_t budget : {40, 64, 100, 4096}) {
+    const TileParams params{budget, 8};
+    const auto tiles = fg::detail::build_tiles(copies, 23, 2, params);
+    expect_exact_cover(all_pieces(tiles, copies), copies, 23);
+    expect_balanced(tiles, copies, 2, params);
+  }
+}
+
+TEST(Tiles, OddOffsetsAndTinyBudgets) {
+  std::mt19937_64 rng(7);
+  for (int flat_size : {1, 2, 4, 8}) {
+    for (int round = 0; round < 50; ++round) {
+      std::vector<std::int64_t> sizes;
+      std::int64_t total = 0;
+      const int n = 1 + static_cast<int>(rng() % 40);
+      for (int i = 0; i < n; ++i) {
+        const std::int64_t s = static_cast<std::int64_t>(rng() % 300);
+        sizes.push_back(s);
+        total += s;
+      }
+      const fg::DType dtype = flat_size == 1 ? fg::DType::UInt8
+                              : flat_size == 2 ? fg::DType::Float16
+                              : flat_size == 4 ? fg::DType::Float32
+                                               : fg::DType::Float64;
+      const auto copies = chain(sizes, dtype);
+      const TileParams params{static_cast<std::int64_t>(64 + rng() % 2000), static_cast<std::int64_t>(rng() % 64)};
+      const auto tiles = fg::detail::build_tiles(copies, total, flat_size, params);
+      expect_exact_cover(all_pieces(tiles, copies), copies, total);
+      expect_balanced(tiles, copies, flat_size, params);
+    }
+  }
+}
+
+TEST(Tiles, BudgetSmallerThanCopyCostStillProgresses) {
+  const auto copies = chain({10, 0, 33}, fg::DType::Float32);
+  const TileParams params{8, 1000};
+  const auto tiles = fg::detail::build_tiles(copies, 43, 4, params);
+  expect_exact_cover(all_pieces(tiles, copies), copies, 43);
+}
+
+TEST(Tiles, HundredThousandCopies) {
+  std::mt19937_64 rng(42);
+  std::vector<std::int64_t> sizes(100'000);
+  std::int64_t total = 0;
+  for (auto& s : sizes) {
+    s = static_cast<std::int64_t>(rng() % 64);  // zeros included
+    total += s;
+  }
+  const auto copies = chain(sizes, fg::DType::Float32);
+  const TileParams params{32 * 1024, 1024};
+  const auto tiles = fg::detail::build_tiles(copies, total, 4, params);
+  std::int64_t max_visits = 0;
+  const auto pieces = all_pieces(tiles, copies, &max_visits);
+  expect_exact_cover(pieces, copies, total);
+  expect_balanced(tiles, copies, 4, params);
+  // A warp looks at no more copies than the budget allows (plus the ones at its edges).
+  EXPECT_LE(max_visits, params.tile_bytes / params.copy_cost_bytes + 1);
+  // Work is spread: many tiles, not one per copy.
+  EXPECT_GT(tiles.size(), 100'000u / 40);
+  EXPECT_LT(tiles.size(), 100'000u / 10);
+}
+
+TEST(Tiles, OffsetsBeyond32Bits) {
+  // 3 GiB + 1 of uint8 behind a 5-element copy: flat offsets and tile starts above 2^31 and 2^32.
+  const std::int64_t big = (std::int64_t{3} << 30) + 1;
+  const std::int64_t huge = (std::int64_t{1} << 32) + 12345;
+  const auto copies = chain({5, big, huge, 3}, fg::DType::UInt8);
+  const std::int64_t total = 5 + big + huge + 3;
+  const TileParams params{1 << 20, 1024};
+  const auto tiles = fg::detail::build_tiles(copies, total, 1, params);
+  const auto pieces = all_pieces(tiles, copies);
+  expect_exact_cover(pieces, copies, total);
+  EXPECT_GT(tiles[tiles.size() - 2].flat_begin, std::int64_t{1} << 32);
+  EXPECT_EQ(pieces.back().copy, 3);
+  EXPECT_EQ(pieces.back().count, 3);
+}
+
+// ---- the vector split ------------------------------------------------------------------------
+
+TEST(Split, PackElements) {
+  EXPECT_EQ(fg::detail::pack_elements(4, 4), 4);
+  EXPECT_EQ(fg::detail::pack_elements(2, 4), 4);
+  EXPECT_EQ(fg::detail::pack_elements(8, 4), 2);
+  EXPECT_EQ(fg::detail::pack_elements(2, 2), 8);
+  EXPECT_EQ(fg::detail::pack_elements(1, 1), 16);
+  EXPECT_EQ(fg::detail::pack_elements(8, 2), 2);
+}
+
+TEST(Split, AlignedBothSides) {
+  const Split s = fg::detail::split_range(0x1000, 4, true, 0x2000, 4, true, 103);
+  EXPECT_EQ(s.head, 0);
+  EXPECT_EQ(s.packs, 25);
+  EXPECT_EQ(s.tail, 3);
+  EXPECT_TRUE(s.src_vector);
+  EXPECT_TRUE(s.dst_vector);
+}
+
+TEST(Split, DestinationLeadsWhenSidesDisagree) {
+  // float32 source one element past alignment, destination aligned: vector stores only.
+  const Split s = fg::detail::split_range(0x1004, 4, true, 0x2000, 4, true, 100);
+  EXPECT_EQ(s.head, 0);
+  EXPECT_EQ(s.packs, 25);
+  EXPECT_FALSE(s.src_vector);
+  EXPECT_TRUE(s.dst_vector);
+}
+
+TEST(Split, CongruentAfterHead) {
+  // bfloat16 -> float32: packs of 4; both sides 3 elements before alignment.
+  const Split s = fg::detail::split_range(0x1002, 2, true, 0x2004, 4, true, 50);
+  EXPECT_EQ(s.pack, 4);
+  EXPECT_EQ(s.head, 3);
+  EXPECT_EQ(s.packs, 11);
+  EXPECT_EQ(s.tail, 3);
+  EXPECT_TRUE(s.src_vector);
+  EXPECT_TRUE(s.dst_vector);
+}
+
+TEST(Split, StridedDestinationLetsSourceLead) {
+  const Split s = fg::detail::split_range(0x1008, 4, true, 0, 4, false, 40);
+  EXPECT_EQ(s.head, 2);
+  EXPECT_EQ(s.packs, 9);
+  EXPECT_EQ(s.tail, 2);
+  EXPECT_TRUE(s.src_vector);
+  EXPECT_FALSE(s.dst_vector);
+}
+
+TEST(Split, NothingContiguousIsAllScalar) {
+  const Split s = fg::detail::split_range(0, 4, false, 0, 4, false, 77);
+  EXPECT_EQ(s.head, 77);
+  EXPECT_EQ(s.packs, 0);
+  EXPECT_EQ(s.tail, 0);
+}
+
+TEST(Split, ShortAndEmptyPieces) {
+  for (std::int64_t n = 0; n < 4; ++n) {
+    const Split s = fg::detail::split_range(0x1004, 4, true, 0x2004, 4, true, n);
+    EXPECT_EQ(s.head + s.packs * s.pack + s.tail, n);
+    EXPECT_EQ(s.packs, 0);
+    EXPECT_FALSE(s.src_vector || s.dst_vector);
+  }
+}
+
+// Exhaustive: every element-aligned misalignment of both sides, every size pair the kernels
+// use, lengths 0..100: the parts add up, packs are aligned on the lead side, and a side is
+// vectorized exactly when its packs are aligned too. Then every lane assignment visits each
+// element exactly once.
+TEST(Split, ExhaustiveAlignmentsAndDistribution) {
+  const int size_pairs[][2] = {{1, 1}, {2, 2}, {4, 4}, {8, 8}, {2, 4}, {4, 2}, {4, 8}, {8, 4}, {2, 8}, {8, 2}};
+  for (const auto& pair : size_pairs) {
+    const int ss = pair[0], ds = pair[1];
+    const int k = fg::detail::pack_elements(ss, ds);
+    for (int src_mis = 0; src_mis < 16; src_mis += ss) {
+      for (int dst_mis = 0; dst_mis < 16; dst_mis += ds) {
+        const std::uint64_t src = 0x10000 + static_cast<std::uint64_t>(src_mis);
+        const std::uint64_t dst = 0x80000 + static_cast<std::uint64_t>(dst_mis);
+        for (std::int64_t n = 0; n <= 100; ++n) {
+          const Split s = fg::detail::split_range(src, ss, true, dst, ds, true, n);
+          ASSERT_EQ(s.pack, k);
+          ASSERT_EQ(s.head + s.packs * k + s.tail, n);
+          ASSERT_LT(s.tail, k);
+          ASSERT_LE(s.head, k - 1);
+          if (s.packs > 0) {
+            const std::uint64_t dst_body = dst + static_cast<std::uint64_t>(s.head * ds);
+            const std::uint64_t src_body = src + static_cast<std::uint64_t>(s.head * ss);
+            ASSERT_EQ(dst_body % static_cast<std::uint64_t>(k * ds), 0u);
+            ASSERT_TRUE(s.dst_vector);
+            ASSERT_EQ(s.src_vector, src_body % static_cast<std::uint64_t>(k * ss) == 0)
+                << "src_mis " << src_mis << " dst_mis " << dst_mis << " n " << n;
+          }
+          // Distribution over 32 lanes with 4 packs per batch.
+          std::vector<int> visits(static_cast<std::size_t>(n), 0);
+          for (int lane = 0; lane < 32; ++lane) {
+            fg::detail::distribute<32, 4>(
+                s, lane, [&](std::int64_t j) { ++visits[static_cast<std::size_t>(j)]; },
+                [&](std::int64_t p0) {
+                  for (int u = 0; u < 4; ++u) {
+                    const std::int64_t p = p0 + 32 * u;
+                    if (p >= s.packs) continue;
+                    for (int e = 0; e < k; ++e) ++visits[static_cast<std::size_t>(s.head + p * k + e)];
+                  }
+                });
+          }
+          for (std::int64_t j = 0; j < n; ++j) ASSERT_EQ(visits[static_cast<std::size_t>(j)], 1) << "element " << j;
+        }
+      }
+    }
+  }
+}
+
+TEST(Split, LargePieceBeyond32Bits) {
+  const std::int64_t n = (std::int64_t{1} << 33) + 5;
+  const Split s = fg::detail::split_range(0x100000002ull, 2, true, 0x200000004ull, 4, true, n);
+  EXPECT_EQ(s.head + s.packs * s.pack + s.tail, n);
+  EXPECT_GE(s.packs, std::int64_t{1} << 31);
+}
+
+// ---- strided cursor ---------------------------------------------------------------------------
+
+TEST(StridedCursor, MatchesElementOffset) {
+  struct Case {
+    int ndim;
+    std::int64_t sizes[4];
+    std::int64_t strides[4];
+  };
+  const Case cases[] = {
+      {2, {17, 33}, {1, 17}},                 // a transposed 33 x 17 matrix
+      {3, {8, 25, 3}, {75, 1, 25}},           // channels_last after merging H and W
+      {2, {5, 4}, {12, 3}},                   // a sliced (every third column) view
+      {1, {9, 0}, {7, 0}},                    // one dimension, stride 7
+      {4, {2, 3, 4, 5}, {1, 2, 6, 24}},       // reversed strides
+  };
+  for (const Case& c : cases) {
+    CopyDesc d;
+    d.contiguous = false;
+    d.ndim = c.ndim;
+    d.numel = 1;
+    for (int i = 0; i < c.ndim; ++i) {
+      d.sizes[i] = c.sizes[i];
+      d.strides[i] = c.strides[i];
+      d.numel *= c.sizes[i];
+    }
+    // Independent reference: row-major odometer over the sizes.
+    std::vector<std::int64_t> index(static_cast<std::size_t>(c.ndim), 0);
+    for (std::int64_t i = 0; i < d.numel; ++i) {
+      std::int64_t expected = 0;
+      for (int k = 0; k < c.ndim; ++k) expected += index[static_cast<std::size_t>(k)] * c.strides[k];
+      ASSERT_EQ(fg::detail::element_offset(d, i), expected) << "i " << i;
+      // A cursor started anywhere before i and advanced to i agrees.
+      const std::int64_t start = i / 3;
+      auto cursor = fg::detail::strided_cursor(d, start);
+      for (std::int64_t j = start + 1; j <= i; ++j) fg::detail::advance(d, cursor, j);
+      ASSERT_EQ(cursor.offset, expected) << "i " << i << " from " << start;
+      for (int k = c.ndim - 1; k >= 0; --k) {
+        if (++index[static_cast<std::size_t>(k)] < c.sizes[k]) break;
+        index[static_cast<std::size_t>(k)] = 0;
+      }
+    }
+  }
+}
