@@ -8,9 +8,20 @@ namespace flatgather {
 
 namespace {
 constexpr const char* kFormat = "flatgather.layout/1";
+constexpr std::int64_t kMaxBytes = std::int64_t{1} << 62;
+
+// A short rendering of a JSON value for error messages: scalars as written (cut at 64
+// characters), arrays and objects by their type. dump() of a deeply nested value recurses
+// once per level and could make a message of any size.
+std::string brief(const nlohmann::json& j) {
+  if (j.is_structured()) return std::string("a JSON ") + j.type_name();
+  std::string s = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (s.size() > 64) s = s.substr(0, 61) + "...";
+  return s;
+}
 
 DType parse_dtype(const nlohmann::json& j, const std::string& where) {
-  FG_CHECK(j.is_string(), "manifest: " << where << " must be a dtype name string, got " << j.dump());
+  FG_CHECK(j.is_string(), "manifest: " << where << " must be a dtype name string, got " << brief(j));
   const std::string name = j.get<std::string>();
   const auto dtype = dtype_from_name(name);
   FG_CHECK(dtype.has_value(), "manifest: " << where << " has unknown dtype '" << name
@@ -18,9 +29,13 @@ DType parse_dtype(const nlohmann::json& j, const std::string& where) {
   return *dtype;
 }
 
+// Integers in [0, 2^62], so that sums of an offset and a count, and byte sizes of counts
+// checked against 2^62, cannot overflow.
 std::int64_t parse_int(const nlohmann::json& j, const std::string& where) {
-  FG_CHECK(j.is_number_integer() && j.get<std::int64_t>() >= 0,
-           "manifest: " << where << " must be a non-negative integer, got " << j.dump());
+  const bool ok = (j.is_number_unsigned() && j.get<std::uint64_t>() <= std::uint64_t{kMaxBytes}) ||
+                  (j.is_number_integer() && j.get<std::int64_t>() >= 0 &&
+                   j.get<std::int64_t>() <= kMaxBytes);
+  FG_CHECK(ok, "manifest: " << where << " must be a non-negative integer (at most 2^62), got " << brief(j));
   return j.get<std::int64_t>();
 }
 
@@ -48,7 +63,14 @@ std::string Layout::to_json(int indent) const {
     segments.push_back(std::move(js));
   }
   j["segments"] = std::move(segments);
-  return j.dump(indent);
+  try {
+    return j.dump(indent);
+  } catch (const nlohmann::json::type_error& e) {  // a name that is not valid UTF-8
+    FG_CHECK(false, "manifest: cannot write the layout as JSON (" << e.what()
+                                                                  << "); tensor names must be "
+                                                                     "valid UTF-8");
+  }
+  return {};
 }
 
 Layout Layout::from_json(const std::string& text) {
@@ -57,14 +79,21 @@ Layout Layout::from_json(const std::string& text) {
     j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     FG_CHECK(false, "manifest is not valid JSON (byte " << e.byte << "): " << e.what());
+  } catch (const nlohmann::json::exception& e) {  // e.g. a number that overflows a double
+    FG_CHECK(false, "manifest is not valid JSON: " << e.what());
   }
   FG_CHECK(j.is_object(), "manifest must be a JSON object, got " << j.type_name());
   const auto& format = field(j, "format", "the manifest");
   FG_CHECK(format.is_string() && format.get<std::string>() == kFormat,
-           "manifest: unknown \"format\" " << format.dump() << "; expected \"" << kFormat << "\"");
+           "manifest: unknown \"format\" " << brief(format) << "; expected \"" << kFormat << "\"");
   const DType flat_dtype = parse_dtype(field(j, "flat_dtype", "the manifest"), "\"flat_dtype\"");
   const std::int64_t numel = parse_int(field(j, "numel", "the manifest"), "\"numel\"");
+  FG_CHECK(numel <= kMaxBytes / dtype_size(flat_dtype),
+           "manifest: \"numel\" " << numel << " of " << dtype_name(flat_dtype)
+                                  << " overflows 2^62 bytes");
   const std::int64_t align = j.contains("align_bytes") ? parse_int(j["align_bytes"], "\"align_bytes\"") : 0;
+  FG_CHECK((align & (align - 1)) == 0,
+           "manifest: \"align_bytes\" must be 0 or a power of two, got " << align);
   const auto& jsegments = field(j, "segments", "the manifest");
   FG_CHECK(jsegments.is_array(), "manifest: \"segments\" must be an array");
 

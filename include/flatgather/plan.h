@@ -43,9 +43,12 @@ class Executor;
 /// device-side table once. Afterwards every gather/scatter/scatter_add is one pass over the
 /// data (one kernel launch on CUDA) with no allocation.
 ///
-/// Thread safety: gather, scatter and scatter_add may run concurrently from several threads
-/// on different flat buffers (and different CUDA streams). rebind must not run concurrently
-/// with anything else on the same plan.
+/// Thread safety (docs/reliability.md): a built plan changes only through rebind. gather may
+/// run from several threads at once, each into its own flat buffer (on CUDA, on any streams).
+/// scatter and scatter_add write the plan's tensors, so calls running at once must write
+/// disjoint tensors: two concurrent scatters through one plan, or a scatter concurrent with a
+/// gather of the same tensors, race on those tensors. rebind must not run concurrently with
+/// anything else on the same plan.
 ///
 ///   auto plan = flatgather::Plan::build({w, b});
 ///   std::vector<float> flat(plan.layout().numel());
