@@ -272,7 +272,9 @@ void print_summary(std::ostream& out, const std::map<std::string, Result>& resul
       }
       if (rows == 0) continue;
       out << "\n" << op_name(op) << " on " << dev_name(dev) << " (" << device_description(dev);
-      if (dev == Dev::CPU && threads > 0) out << ", " << static_cast<int>(threads) << " threads";
+      if (dev == Dev::CPU && threads > 0) {
+        out << ", " << static_cast<int>(threads) << (threads == 1 ? " thread" : " threads");
+      }
       out << ")\n" << table.str();
       if (dev == Dev::CPU) {
         out << "GPU-only peers (foreach_copy/foreach_add, split_with_sizes_copy, cub_batched, "

@@ -117,8 +117,8 @@ struct Workload {
   std::vector<std::int64_t> offsets;  // flat offset of each tensor (no padding)
   std::vector<std::string> names;
   std::vector<BufferSet> sets;
-  // Roofline buffers (src, dst) per set, keyed by bytes.
-  std::map<std::int64_t, std::vector<std::pair<at::Tensor, at::Tensor>>> roofline;
+  // The method of the benchmark running now (null after a failed check). Only one is kept:
+  // benchmarks run one after another, and the 7B suite's roofline buffers alone are 40 GB.
   std::map<std::string, std::unique_ptr<Method>> methods;
   std::vector<std::string> announced;
 };
@@ -352,20 +352,18 @@ class RooflineMethod final : public Method {
  public:
   RooflineMethod(Op op, Workload& w, const Suite& suite) : w_(w) {
     bytes_ = bytes_moved(op, suite) / 2;
-    auto& buffers = w.roofline[bytes_];
     const auto options = at::TensorOptions().dtype(at::kByte).device(to_device(w.dev));
-    while (buffers.size() < w.sets.size()) {
+    while (buffers_.size() < w.sets.size()) {
       // Both filled now, so no page is first touched inside the timed region.
       at::Tensor src = at::empty({bytes_}, options);
       at::Tensor dst = at::empty({bytes_}, options);
       src.fill_(0x5A);
       dst.fill_(0);
-      buffers.emplace_back(src, dst);
+      buffers_.emplace_back(src, dst);
     }
-    buffers_ = &buffers;
   }
   void run(std::size_t set) override {
-    const auto& [src, dst] = (*buffers_)[set];
+    const auto& [src, dst] = buffers_[set];
     if (w_.dev == Dev::CUDA) {
       cuda::memcpy_d2d(dst.data_ptr(), src.data_ptr(), static_cast<std::size_t>(bytes_));
       return;
@@ -387,12 +385,12 @@ class RooflineMethod final : public Method {
     }
   }
   int threads() const override { return w_.dev == Dev::CPU ? omp_get_max_threads() : 0; }
-  const std::pair<at::Tensor, at::Tensor>& buffers(std::size_t set) const { return (*buffers_)[set]; }
+  const std::pair<at::Tensor, at::Tensor>& buffers(std::size_t set) const { return buffers_[set]; }
 
  private:
   Workload& w_;
   std::int64_t bytes_ = 0;
-  std::vector<std::pair<at::Tensor, at::Tensor>>* buffers_ = nullptr;
+  std::vector<std::pair<at::Tensor, at::Tensor>> buffers_;
 };
 
 std::unique_ptr<Method> make_method(const std::string& name, Op op, Workload& w, const Suite& suite) {
@@ -579,6 +577,7 @@ void run_benchmark(benchmark::State& state, Op op, Dev dev, const Suite& suite,
     Workload& w = workload_for(dev, suite);
     auto found = w.methods.find(key);
     if (found == w.methods.end()) {
+      w.methods.clear();  // free the previous benchmark's plans and buffers first
       std::fprintf(stderr, "%s  (%.0f s)\n", progress.c_str(), elapsed_seconds());
       std::unique_ptr<Method> fresh = make_method(method, op, w, suite);
       // The check doubles as the warm-up call.
