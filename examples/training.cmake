@@ -32,8 +32,9 @@ if(_fg_torch_include)
   if(FLATGATHER_GLOO_INCLUDE_DIR AND EXISTS ${_fg_torch_include}/torch/csrc/distributed/c10d/ProcessGroupGloo.hpp)
     list(APPEND _fg_c10d_defs USE_C10D_GLOO)
   endif()
-  # NCCL: a CUDA build of LibTorch (it links torch_cuda) and nccl.h on the include path.
-  if("${TORCH_LIBRARIES}" MATCHES "torch_cuda")
+  # NCCL: a CUDA build of LibTorch (torch_cuda exists) and nccl.h (set FLATGATHER_NCCL_INCLUDE_DIR
+  # where it is not on the default paths, e.g. a wheel's nvidia/nccl/include).
+  if(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES)
     find_path(FLATGATHER_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
     if(FLATGATHER_NCCL_INCLUDE_DIR)
       list(APPEND _fg_c10d_defs USE_C10D_NCCL)
