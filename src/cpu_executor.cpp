@@ -12,6 +12,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "cpu_loops.h"
 #include "executor.h"
 #include "flatgather/error.h"
 
@@ -19,6 +20,31 @@ namespace flatgather {
 namespace detail {
 
 namespace {
+
+using CopyFn = void (*)(Op, const CopyDesc&, std::int64_t, std::int64_t, void*, DType, double);
+
+// NOTE: [cpu isa dispatch]
+// The element loops are compiled twice (src/cpu_loops_*.cpp): for the baseline x86-64 and
+// with AVX2 and FMA. Without -mfma, fmaf is a libm call per element and casts do not
+// vectorize; with it, both do. Both builds compute the same bits (a fused multiply-add is
+// exact either way), so the choice, made once per process from the CPU's features, never
+// changes a result.
+bool has_avx2_fma() {
+#if FLATGATHER_CPU_AVX2
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+CopyFn select_copy_fn() {
+#if FLATGATHER_CPU_AVX2
+  if (has_avx2_fma()) return &cpu_avx2::run_copy;
+#endif
+  return &cpu_baseline::run_copy;
+}
+
+const char* copy_fn_name() { return has_avx2_fma() ? "avx2+fma" : "baseline"; }
 
 constexpr std::int64_t kTaskBytes = 256 * 1024;
 
@@ -28,98 +54,6 @@ struct Piece {
   std::int64_t begin;
   std::int64_t end;
 };
-
-// Calls f(flat_index, element_offset) for logical indices [begin, end) of a strided copy,
-// walking the coordinates with carries instead of a division per element.
-template <class F>
-void for_each_strided(const CopyDesc& d, std::int64_t begin, std::int64_t end, F&& f) {
-  std::int64_t coord[kMaxDims];
-  std::int64_t rest = begin;
-  std::int64_t offset = 0;
-  for (int dim = d.ndim - 1; dim >= 0; --dim) {
-    coord[dim] = rest % d.sizes[dim];
-    rest /= d.sizes[dim];
-    offset += coord[dim] * d.strides[dim];
-  }
-  const int inner = d.ndim - 1;
-  const std::int64_t inner_size = d.sizes[inner];
-  const std::int64_t inner_stride = d.strides[inner];
-  std::int64_t i = begin;
-  while (i < end) {
-    const std::int64_t run = std::min(inner_size - coord[inner], end - i);
-    for (std::int64_t k = 0; k < run; ++k) f(i + k, offset + k * inner_stride);
-    i += run;
-    offset += run * inner_stride;
-    coord[inner] += run;
-    for (int dim = inner; dim > 0 && coord[dim] == d.sizes[dim]; --dim) {
-      offset -= coord[dim] * d.strides[dim];
-      coord[dim] = 0;
-      ++coord[dim - 1];
-      offset += d.strides[dim - 1];
-    }
-  }
-}
-
-template <class F>
-void for_each(const CopyDesc& d, std::int64_t begin, std::int64_t end, F&& f) {
-  if (d.contiguous) {
-    for (std::int64_t i = begin; i < end; ++i) f(i, i);
-  } else {
-    for_each_strided(d, begin, end, f);
-  }
-}
-
-// Same-type element copies by size class.
-template <int N>
-struct Bytes {
-  unsigned char b[N];
-};
-
-template <class Storage>
-Storage* typed(void* p) {
-  return static_cast<Storage*>(p);
-}
-
-enum class Op { Gather, Scatter, ScatterAdd };
-
-template <class T, class F>
-void run_piece(Op op, const CopyDesc& d, std::int64_t begin, std::int64_t end, void* flat_base,
-               double alpha) {
-  T* tensor = static_cast<T*>(d.data);
-  F* flat = static_cast<F*>(flat_base) + d.flat_offset;
-  switch (op) {
-    case Op::Gather:
-      for_each(d, begin, end, [&](std::int64_t i, std::int64_t e) { flat[i] = convert<F>(tensor[e]); });
-      break;
-    case Op::Scatter:
-      for_each(d, begin, end, [&](std::int64_t i, std::int64_t e) { tensor[e] = convert<T>(flat[i]); });
-      break;
-    case Op::ScatterAdd:
-      for_each(d, begin, end,
-               [&](std::int64_t i, std::int64_t e) { tensor[e] = add_scaled(tensor[e], flat[i], alpha); });
-      break;
-  }
-}
-
-template <class T>
-void run_same_type(Op op, const CopyDesc& d, std::int64_t begin, std::int64_t end, void* flat_base) {
-  T* tensor = static_cast<T*>(d.data);
-  T* flat = static_cast<T*>(flat_base) + d.flat_offset;
-  if (d.contiguous) {
-    const std::size_t bytes = static_cast<std::size_t>(end - begin) * sizeof(T);
-    if (op == Op::Gather) {
-      std::memcpy(flat + begin, tensor + begin, bytes);
-    } else {
-      std::memcpy(tensor + begin, flat + begin, bytes);
-    }
-    return;
-  }
-  if (op == Op::Gather) {
-    for_each_strided(d, begin, end, [&](std::int64_t i, std::int64_t e) { flat[i] = tensor[e]; });
-  } else {
-    for_each_strided(d, begin, end, [&](std::int64_t i, std::int64_t e) { tensor[e] = flat[i]; });
-  }
-}
 
 class CpuExecutor final : public Executor {
  public:
@@ -164,7 +98,7 @@ class CpuExecutor final : public Executor {
   std::string describe() const override {
     std::ostringstream os;
     os << "cpu (threads=" << threads() << ", tasks=" << task_begin_.size() - 1
-       << ", task_bytes=" << kTaskBytes << ")";
+       << ", task_bytes=" << kTaskBytes << ", loops=" << copy_fn_name() << ")";
     return os.str();
   }
 
@@ -191,34 +125,11 @@ class CpuExecutor final : public Executor {
 
   void run_copy(Op op, const CopyDesc& d, std::int64_t begin, std::int64_t end, void* flat,
                 double alpha) const {
-    const DType flat_dtype = in_.flat_dtype;
-    if (!d.data) {  // padding or a missing tensor: zeros on gather, nothing otherwise
-      if (op == Op::Gather) {
-        const std::int64_t es = dtype_size(flat_dtype);
-        std::memset(static_cast<char*>(flat) + (d.flat_offset + begin) * es, 0,
-                    static_cast<std::size_t>((end - begin) * es));
-      }
-      return;
-    }
-    if (op != Op::ScatterAdd && d.dtype == flat_dtype) {
-      switch (dtype_size(flat_dtype)) {
-        case 1: return run_same_type<Bytes<1>>(op, d, begin, end, flat);
-        case 2: return run_same_type<Bytes<2>>(op, d, begin, end, flat);
-        case 4: return run_same_type<Bytes<4>>(op, d, begin, end, flat);
-        default: return run_same_type<Bytes<8>>(op, d, begin, end, flat);
-      }
-    }
-    // Plan::build and Plan::scatter_add have checked that both dtypes are floating.
-    dispatch_floating(d.dtype, [&](auto tensor_type) {
-      using T = decltype(tensor_type);
-      dispatch_floating(flat_dtype, [&](auto flat_type) {
-        using F = decltype(flat_type);
-        run_piece<T, F>(op, d, begin, end, flat, alpha);
-      });
-    });
+    copy_fn_(op, d, begin, end, flat, in_.flat_dtype, alpha);
   }
 
   ExecutorInput in_;
+  CopyFn copy_fn_ = select_copy_fn();
   std::vector<Piece> pieces_;
   std::vector<std::size_t> task_begin_;  // task t runs pieces_[task_begin_[t], task_begin_[t+1])
   std::int64_t total_bytes_ = 0;

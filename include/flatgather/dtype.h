@@ -139,9 +139,10 @@ FG_HOST_DEVICE FG_FORCE_INLINE float bfloat16_bits_to_float(std::uint16_t b) {
 FG_HOST_DEVICE FG_FORCE_INLINE std::uint16_t float_to_bfloat16_bits(float f,
                                                                    std::uint16_t nan_bits = 0xFFFFu) {
   const std::uint32_t x = detail::bit_cast<std::uint32_t>(f);
-  if ((x & 0x7FFFFFFFu) > 0x7F800000u) return nan_bits;
   const std::uint32_t bias = 0x7FFFu + ((x >> 16) & 1u);
-  return static_cast<std::uint16_t>((x + bias) >> 16);
+  const auto rounded = static_cast<std::uint16_t>((x + bias) >> 16);
+  // A select rather than an early return, so that loops over it vectorize.
+  return (x & 0x7FFFFFFFu) > 0x7F800000u ? nan_bits : rounded;
 }
 
 /// Storage types of the floating dtypes, so kernels can be written once per type pair.

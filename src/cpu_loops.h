@@ -1,0 +1,28 @@
+#pragma once
+// Internal: the CPU executor's element loops. Included by src/cpu_loops_baseline.cpp and
+// src/cpu_loops_avx2.cpp, each inside its own namespace and with its own compiler flags
+// (see NOTE: [cpu isa dispatch] in src/cpu_executor.cpp).
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "flatgather/detail/copy_desc.h"
+
+namespace flatgather {
+namespace detail {
+
+enum class Op { Gather, Scatter, ScatterAdd };
+
+#define FG_DECLARE_CPU_LOOPS(ns)                                                             \
+  namespace ns {                                                                             \
+  /* Elements [begin, end) of copy `d` between the tensor and `flat` (whose dtype is       \
+     `flat_dtype`); padding and missing tensors (null data) are zeros on gather. */         \
+  void run_copy(Op op, const CopyDesc& d, std::int64_t begin, std::int64_t end, void* flat, \
+                DType flat_dtype, double alpha);                                             \
+  }
+
+FG_DECLARE_CPU_LOOPS(cpu_baseline)
+FG_DECLARE_CPU_LOOPS(cpu_avx2)
+
+}  // namespace detail
+}  // namespace flatgather
