@@ -360,6 +360,13 @@ int launch(const Args& a, const char* self) {
     return 1;
   }
   const fs::path out(dir_template);
+  struct RemoveOnExit {  // on every return, failures included
+    fs::path dir;
+    ~RemoveOnExit() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } remove_out{out};
 
   // The store lives in the launcher on a port the kernel picks, so no port can be taken.
   c10d::TCPStoreOptions so;
@@ -454,8 +461,6 @@ int launch(const Args& a, const char* self) {
                "(max |diff| "
             << diff << ")\n";
   failures += close ? 0 : 1;
-  std::error_code ec;
-  fs::remove_all(out, ec);
   std::cout << (failures == 0 ? "all checks passed" : "checks failed") << "\n";
   return failures == 0 ? 0 : 1;
 }
