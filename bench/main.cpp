@@ -431,7 +431,13 @@ int main(int argc, char** argv) {
     for (const Suite& suite : suites) {
       if (suite.gpu_only && dev == Dev::CPU) continue;
       for (Op op : {Op::Gather, Op::Scatter, Op::ScatterAdd}) {
-        for (const std::string& method : methods_for(op, dev, suite)) {
+        std::vector<Unavailable> missing;
+        const std::vector<std::string> methods = methods_for(op, dev, suite, &missing);
+        if (methods.empty() && !missing.empty()) {
+          std::fprintf(stderr, "flatgather-bench: %s/%s/%s not run: %s\n", op_name(op), dev_name(dev),
+                       suite.name.c_str(), missing.front().reason.c_str());
+        }
+        for (const std::string& method : methods) {
           entries.push_back({std::string(op_name(op)) + "/" + dev_name(dev) + "/" + suite.name + "/" + method,
                              op, dev, &suite, method});
         }

@@ -255,6 +255,13 @@ bool Suite::plain() const {
   return true;
 }
 
+bool Suite::floating() const {
+  for (const TensorSpec& t : tensors) {
+    if (!flatgather::dtype_is_floating(t.dtype)) return false;
+  }
+  return true;
+}
+
 std::vector<Suite> builtin_suites() {
   return {gpt2_small(), llama_7b(), resnet50(), many_tiny(), mixed_cast(), strided()};
 }

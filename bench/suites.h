@@ -42,6 +42,8 @@ struct Suite {
   std::int64_t flat_bytes() const { return numel() * flatgather::dtype_size(flat_dtype); }
   /// True when every tensor is contiguous and of the flat dtype (byte-copy peers apply).
   bool plain() const;
+  /// True when every tensor is of a floating dtype (scatter_add applies).
+  bool floating() const;
 };
 
 /// The embedded suites, in the order they run.

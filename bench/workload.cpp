@@ -504,6 +504,10 @@ std::int64_t bytes_moved(Op op, const Suite& suite) {
 
 std::vector<std::string> methods_for(Op op, Dev dev, const Suite& suite,
                                      std::vector<Unavailable>* unavailable) {
+  if (op == Op::ScatterAdd && !suite.floating()) {
+    if (unavailable) unavailable->push_back({"every method", "scatter_add needs floating tensors"});
+    return {};
+  }
   // check_tensors costs O(tensors) host time per call: it shows only where tensors are many.
   std::vector<std::string> m = {"flatgather"};
   if (suite.tensors.size() >= kCheckedMinTensors) m.push_back("flatgather_checked");
