@@ -37,6 +37,13 @@
 #include "flatgather/dtype.h"
 #include "tiles.cuh"
 
+// `#pragma unroll` for nvcc; nothing for the host compiler (tests/device_emulation.h).
+#if defined(__CUDACC__)
+#define FG_UNROLL _Pragma("unroll")
+#else
+#define FG_UNROLL
+#endif
+
 namespace flatgather {
 namespace detail {
 
@@ -167,7 +174,9 @@ struct Pack {
   T v[K];
 };
 
-#if defined(__CUDACC__)
+#if defined(__CUDACC__) || defined(FLATGATHER_EMULATE_DEVICE)
+// FLATGATHER_EMULATE_DEVICE: tests/device_emulation.h supplies host versions of the load and
+// store intrinsics so that tests/test_tiles.cpp runs this code, lane by lane, on the CPU.
 
 // NOTE: [cache hints]
 // Two load/store flavours, chosen per plan (Tuning::streaming_min_bytes):
@@ -261,7 +270,7 @@ FG_DEVICE FG_FORCE_INLINE Pack<T, K> load_pack(const Side<T>& side, std::int64_t
                     : load_mutable<Streaming, Pack<T, K>>(side.at(i));
   }
   Pack<T, K> out;
-#pragma unroll
+FG_UNROLL
   for (int j = 0; j < K; ++j) {
     out.v[j] = ReadOnly ? load_readonly<Streaming, T>(side.at(i + j))
                         : load_mutable<Streaming, T>(side.at(i + j));
@@ -276,7 +285,7 @@ FG_DEVICE FG_FORCE_INLINE void store_pack(const Side<T>& side, std::int64_t i, c
     store<Streaming>(side.at(i), p);
     return;
   }
-#pragma unroll
+FG_UNROLL
   for (int j = 0; j < K; ++j) store<Streaming>(side.at(i + j), p.v[j]);
 }
 
@@ -318,7 +327,7 @@ FG_DEVICE FG_FORCE_INLINE void copy_piece(const Side<S>& src, const Side<D>& dst
   auto packs = [&](std::int64_t p0) {
     Pack<S, K> in[U] = {};
     Pack<D, K> old[U] = {};
-#pragma unroll
+FG_UNROLL
     for (int u = 0; u < U; ++u) {
       const std::int64_t p = p0 + static_cast<std::int64_t>(L) * u;
       if (p < split.packs) {
@@ -327,12 +336,12 @@ FG_DEVICE FG_FORCE_INLINE void copy_piece(const Side<S>& src, const Side<D>& dst
         if constexpr (Op::kReadsDst) old[u] = load_pack<Streaming, false, D, K>(dst, i, split.dst_vector);
       }
     }
-#pragma unroll
+FG_UNROLL
     for (int u = 0; u < U; ++u) {
       const std::int64_t p = p0 + static_cast<std::int64_t>(L) * u;
       if (p < split.packs) {
         Pack<D, K> out;
-#pragma unroll
+FG_UNROLL
         for (int j = 0; j < K; ++j) out.v[j] = op.template apply<S, D>(in[u].v[j], old[u].v[j]);
         store_pack<Streaming, D, K>(dst, body + p * K, out, split.dst_vector);
       }
@@ -341,7 +350,96 @@ FG_DEVICE FG_FORCE_INLINE void copy_piece(const Side<S>& src, const Side<D>& dst
   distribute<L, U>(split, lane, scalar, packs);
 }
 
-#endif  // __CUDACC__
+// ---- one piece of one copy: pick the element types, then copy_piece -------------------------
+
+/// Calls f(R{}) with the raw storage type of an element of `size` bytes.
+template <class F>
+FG_DEVICE FG_FORCE_INLINE void with_raw(int size, F&& f) {
+  switch (size) {
+    case 1: f(std::uint8_t{}); break;
+    case 2: f(std::uint16_t{}); break;
+    case 4: f(std::uint32_t{}); break;
+    default: f(std::uint64_t{}); break;
+  }
+}
+
+/// Calls f(T{}) with the storage type of the floating dtype `t` (float for the others, which
+/// the host never sends here: see process_piece).
+template <class F>
+FG_DEVICE FG_FORCE_INLINE void with_float(DType t, F&& f) {
+  switch (t) {
+    case DType::Float64: f(double{}); break;
+    case DType::Float16: f(Half{}); break;
+    case DType::BFloat16: f(BFloat16{}); break;
+    default: f(float{}); break;
+  }
+}
+
+/// The warp's share of one piece: elements [first, first + count) of copy `d`.
+template <KernelOp kOp, bool Streaming>
+FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCopy& d,
+                                             std::int64_t first, std::int64_t count, int lane) {
+  const int flat_size = dtype_size(a.flat_dtype);
+  char* flat = static_cast<char*>(a.flat) + d.flat_offset * flat_size;
+  if (d.data == nullptr) {  // padding or a zero-filled tensor: zeros on gather only
+    if constexpr (kOp == KernelOp::Gather) {
+      with_raw(flat_size, [&](auto raw) {
+        using R = decltype(raw);
+        const Side<R> dst{flat, nullptr};
+        copy_piece<Streaming, R, R>(dst, dst, first, count, ZeroOp{}, lane);
+      });
+    }
+    return;
+  }
+  char* data = static_cast<char*>(d.data);
+  const CopyDesc* strided = d.strided >= 0 ? a.strided + d.strided : nullptr;
+  if constexpr (kOp != KernelOp::ScatterAdd) {
+    if (d.dtype == a.flat_dtype) {  // same dtype: move bits
+      with_raw(flat_size, [&](auto raw) {
+        using R = decltype(raw);
+        const Side<R> tensor{data, strided};
+        const Side<R> flat_side{flat, nullptr};
+        if constexpr (kOp == KernelOp::Gather) {
+          copy_piece<Streaming, R, R>(tensor, flat_side, first, count, CopyOp{}, lane);
+        } else {
+          copy_piece<Streaming, R, R>(flat_side, tensor, first, count, CopyOp{}, lane);
+        }
+      });
+      return;
+    }
+  }
+  // Floating dtypes (Plan::build and Plan::scatter_add reject the others).
+  with_float(d.dtype, [&](auto tensor_value) {
+    with_float(a.flat_dtype, [&](auto flat_value) {
+      using T = decltype(tensor_value);
+      using F = decltype(flat_value);
+      const Side<T> tensor{data, strided};
+      const Side<F> flat_side{flat, nullptr};
+      if constexpr (kOp == KernelOp::ScatterAdd) {
+        copy_piece<Streaming, F, T>(flat_side, tensor, first, count, AddOp{a.alpha}, lane);
+      } else if constexpr (!std::is_same_v<T, F>) {  // equal types went the raw way above
+        if constexpr (kOp == KernelOp::Gather) {
+          copy_piece<Streaming, T, F>(tensor, flat_side, first, count, CopyOp{}, lane);
+        } else {
+          copy_piece<Streaming, F, T>(flat_side, tensor, first, count, CopyOp{}, lane);
+        }
+      }
+    });
+  });
+}
+
+/// for_each_piece's callback; a functor rather than a lambda so that it is always inlined
+/// (a non-inlined call costs a stack frame and spills).
+template <KernelOp kOp, bool Streaming>
+struct PieceFn {
+  const KernelArgs& args;
+  int lane;
+  FG_DEVICE FG_FORCE_INLINE void operator()(std::int32_t c, std::int64_t first, std::int64_t count) const {
+    process_piece<kOp, Streaming>(args, args.copies[c], first, count, lane);
+  }
+};
+
+#endif  // __CUDACC__ || FLATGATHER_EMULATE_DEVICE
 
 }  // namespace detail
 }  // namespace flatgather

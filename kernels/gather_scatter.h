@@ -14,33 +14,7 @@
 namespace flatgather {
 namespace detail {
 
-/// One copy as the kernels see it (the device table holds one per ExecutorInput copy).
-struct DeviceCopy {
-  void* data = nullptr;           ///< tensor element [0, ..., 0]; null: zeros on gather, skipped otherwise
-  std::int64_t flat_offset = 0;   ///< elements of the flat dtype
-  std::int64_t numel = 0;
-  std::int32_t strided = -1;      ///< index into KernelArgs::strided, -1 when contiguous
-  DType dtype = DType::Float32;   ///< the tensor's dtype
-  std::uint8_t reserved[3] = {};
-};
-static_assert(sizeof(DeviceCopy) == 32, "DeviceCopy is uploaded as is: keep it 32 bytes");
-
-/// What a kernel does.
-enum class KernelOp : std::uint8_t { Gather, Scatter, ScatterAdd };
-
 const char* kernel_op_name(KernelOp op);
-
-/// Kernel parameters (passed by value; everything they point to was uploaded at build).
-struct KernelArgs {
-  const DeviceCopy* copies = nullptr;
-  const CopyDesc* strided = nullptr;  ///< sizes and strides of the non-contiguous copies
-  const Tile* tiles = nullptr;        ///< num_tiles + 1 entries (see NOTE: [tiles])
-  std::int64_t num_tiles = 0;
-  std::int32_t num_copies = 0;
-  DType flat_dtype = DType::Float32;
-  void* flat = nullptr;               ///< written by gather, only read by scatter and scatter_add
-  double alpha = 1.0;                 ///< scatter_add's factor
-};
 
 /// Run-time tuning, chosen from the compute capability (tuning_for) and logged by
 /// Executor::describe. The compile-time constants are in CopyPolicy (kernels/copy.cuh).

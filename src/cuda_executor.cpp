@@ -115,38 +115,27 @@ class CudaExecutor final : public Executor {
     if (tuning_.streaming_min_bytes <= 0) tuning_.streaming_min_bytes = l2_bytes > 0 ? l2_bytes : 1;
 
     // Host image of the device table (NOTE: [device table]).
-    const int flat_size = dtype_size(flat_dtype_);
-    std::vector<CopyDesc> strided;
-    copies_.reserve(in.copies.size());
-    std::int64_t moved_bytes = 0;
-    for (std::size_t c = 0; c < in.copies.size(); ++c) {
-      const CopyDesc& d = in.copies[c];
+    for (const CopyDesc& d : in.copies) {
       FG_CHECK(!d.data || aligned_to(d.data, dtype_size(d.dtype)),
                "segment " << d.segment << " (" << dtype_name(d.dtype) << ", " << d.numel
                           << " elements) starts at an address that is not a multiple of its "
                              "element size; CUDA needs element-aligned tensors");
-      DeviceCopy dc;
-      dc.data = d.data;
-      dc.flat_offset = d.flat_offset;
-      dc.numel = d.numel;
-      dc.dtype = d.dtype;
-      if (d.data && !d.contiguous && d.numel > 0) {
-        dc.strided = static_cast<std::int32_t>(strided.size());
-        strided.push_back(d);
-      }
-      copies_.push_back(dc);
-      if (d.segment >= 0) {
-        if (static_cast<std::size_t>(d.segment) >= copies_of_segment_.size()) {
-          copies_of_segment_.resize(static_cast<std::size_t>(d.segment) + 1);
-        }
-        copies_of_segment_[static_cast<std::size_t>(d.segment)].push_back(static_cast<std::int32_t>(c));
-      }
-      moved_bytes += d.numel * bytes_per_element(d, flat_size);
     }
+    HostTable host = build_host_table(in.copies, flat_numel_, flat_dtype_,
+                                      TileParams{tuning_.tile_bytes, tuning_.copy_cost_bytes});
+    copies_ = host.copies;
+    for (std::size_t c = 0; c < in.copies.size(); ++c) {
+      const std::int32_t segment = in.copies[c].segment;
+      if (segment < 0) continue;
+      if (static_cast<std::size_t>(segment) >= copies_of_segment_.size()) {
+        copies_of_segment_.resize(static_cast<std::size_t>(segment) + 1);
+      }
+      copies_of_segment_[static_cast<std::size_t>(segment)].push_back(static_cast<std::int32_t>(c));
+    }
+    const std::vector<CopyDesc>& strided = host.strided;
+    const std::vector<Tile>& tiles = host.tiles;
     num_strided_ = strided.size();
-    streaming_ = moved_bytes >= tuning_.streaming_min_bytes;
-    const std::vector<Tile> tiles =
-        build_tiles(in.copies, flat_numel_, flat_size, TileParams{tuning_.tile_bytes, tuning_.copy_cost_bytes});
+    streaming_ = host.moved_bytes >= tuning_.streaming_min_bytes;
     num_tiles_ = static_cast<std::int64_t>(tiles.size()) - 1;
 
     const std::size_t copies_bytes = copies_.size() * sizeof(DeviceCopy);
@@ -203,6 +192,7 @@ class CudaExecutor final : public Executor {
     launch(KernelOp::ScatterAdd, const_cast<void*>(flat), alpha, stream);
   }
 
+  /// A null `data` makes the segment a zero-filled placeholder, as on the CPU.
   void rebind(int segment, void* data, cudaStream_t stream) override {
     FG_CHECK(segment >= 0, "rebind: segment index " << segment << " is negative");
     if (static_cast<std::size_t>(segment) >= copies_of_segment_.size()) return;  // an empty tensor
@@ -212,8 +202,6 @@ class CudaExecutor final : public Executor {
       FG_CHECK(!data || aligned_to(data, dtype_size(copies_[static_cast<std::size_t>(c)].dtype)),
                "rebind: the new data of segment " << segment << " is not aligned to its element size ("
                                                   << dtype_name(copies_[static_cast<std::size_t>(c)].dtype) << ")");
-      FG_CHECK(data || copies_[static_cast<std::size_t>(c)].numel == 0,
-               "rebind: the new data of segment " << segment << " is a null pointer");
     }
     DeviceGuard guard(device_);
     cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;

@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "device_emulation.h"  // before copy.cuh: runs the kernels' warp code on the CPU
 #include "copy.cuh"
 #include "flatgather/detail/copy_desc.h"
 #include "tiles.cuh"
@@ -409,4 +412,297 @@ TEST(StridedCursor, MatchesElementOffset) {
       }
     }
   }
+}
+
+// ---- the kernels' warp code, emulated on the CPU ----------------------------------------------
+// Every tile is run by 32 lanes in turn, through the same for_each_piece / PieceFn /
+// process_piece / copy_piece the kernels run, and compared with a plain element loop.
+
+namespace {
+
+using fg::detail::KernelOp;
+
+/// Raw memory with 16-byte aligned storage.
+struct Buffer {
+  std::vector<uint4> storage;
+  explicit Buffer(std::size_t bytes) : storage(bytes / 16 + 2) {}
+  char* bytes() { return reinterpret_cast<char*>(storage.data()); }
+};
+
+struct TensorSpec {
+  fg::DType dtype;
+  std::vector<std::int64_t> sizes;
+  std::vector<std::int64_t> strides;  // elements; empty = contiguous
+  std::int64_t offset;                // elements from the start of its buffer
+};
+
+void fill_random(char* p, std::int64_t n, fg::DType dtype, std::mt19937_64& rng) {
+  std::normal_distribution<double> normal(0.0, 100.0);
+  const int es = fg::dtype_size(dtype);
+  for (std::int64_t i = 0; i < n; ++i) {
+    char* e = p + i * es;
+    if (fg::dtype_is_floating(dtype)) {
+      double v = normal(rng);
+      if (i % 17 == 3) v = 1e-42;          // subnormal in float32, zero in float16
+      if (i % 23 == 5) v = 70000.0;        // float16 overflow
+      if (i % 29 == 7) v = 1.0 + 1.0 / 256;  // bfloat16 tie
+      fg::dispatch_floating(dtype, [&](auto tag) {
+        using T = decltype(tag);
+        const T t = fg::convert<T>(v);
+        std::memcpy(e, &t, sizeof(T));
+      });
+    } else if (dtype == fg::DType::Bool) {
+      *e = static_cast<char>(rng() & 1);
+    } else {
+      const std::uint64_t r = rng();
+      std::memcpy(e, &r, static_cast<std::size_t>(es));
+    }
+  }
+}
+
+// a <- convert(b), or a <- a + alpha * b, element by element: the reference.
+void reference_element(KernelOp op, char* dst, fg::DType dst_dtype, const char* src, fg::DType src_dtype,
+                       double alpha) {
+  if (op != KernelOp::ScatterAdd && dst_dtype == src_dtype) {
+    std::memcpy(dst, src, static_cast<std::size_t>(fg::dtype_size(dst_dtype)));
+    return;
+  }
+  fg::dispatch_floating(dst_dtype, [&](auto dtag) {
+    fg::dispatch_floating(src_dtype, [&](auto stag) {
+      using D = decltype(dtag);
+      using S = decltype(stag);
+      D d;
+      S s;
+      std::memcpy(&d, dst, sizeof(D));
+      std::memcpy(&s, src, sizeof(S));
+      const D r = op == KernelOp::ScatterAdd ? fg::detail::add_scaled(d, s, alpha) : fg::convert<D>(s);
+      std::memcpy(dst, &r, sizeof(D));
+    });
+  });
+}
+
+struct Scenario {
+  std::vector<TensorSpec> tensors;
+  fg::DType flat_dtype;
+  std::int64_t align_elems = 1;  // segment alignment in flat elements
+  std::int64_t flat_shift = 0;   // flat buffer offset in elements (odd alignments)
+  TileParams params{32 * 1024, 1024};
+};
+
+// Runs gather, scatter and scatter_add through the emulated kernels and the reference and
+// compares every byte. Returns the gather's access counts.
+fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed) {
+  fg_emulation::AccessCounts gather_counts;
+  std::mt19937_64 rng(seed);
+  const int fs = fg::dtype_size(sc.flat_dtype);
+  // Tensors: each in its own buffer, at its element offset.
+  std::vector<Buffer> buffers;
+  std::vector<CopyDesc> copies;
+  std::int64_t cursor = 0;
+  for (const TensorSpec& t : sc.tensors) {
+    CopyDesc d;
+    d.dtype = t.dtype;
+    d.numel = 1;
+    for (std::int64_t s : t.sizes) d.numel *= s;
+    std::int64_t span = 1;
+    if (t.strides.empty()) {
+      d.ndim = 1;
+      d.sizes[0] = d.numel;
+      d.strides[0] = 1;
+      span = d.numel;
+    } else {
+      d.ndim = static_cast<std::int32_t>(t.sizes.size());
+      for (std::size_t k = 0; k < t.sizes.size(); ++k) {
+        d.sizes[k] = t.sizes[k];
+        d.strides[k] = t.strides[k];
+        span += (t.sizes[k] - 1) * t.strides[k];
+      }
+    }
+    d.contiguous = t.strides.empty();
+    const int es = fg::dtype_size(t.dtype);
+    buffers.emplace_back(static_cast<std::size_t>((t.offset + span + 1) * es));
+    fill_random(buffers.back().bytes(), t.offset + span, t.dtype, rng);
+    d.data = buffers.back().bytes() + t.offset * es;
+    cursor = (cursor + sc.align_elems - 1) / sc.align_elems * sc.align_elems;
+    if (d.numel == 0) continue;
+    if (!copies.empty() || cursor > 0) {
+      const std::int64_t end = copies.empty() ? 0 : copies.back().flat_offset + copies.back().numel;
+      if (cursor > end) {
+        CopyDesc pad;
+        pad.flat_offset = end;
+        pad.numel = cursor - end;
+        pad.dtype = sc.flat_dtype;
+        pad.sizes[0] = pad.numel;
+        copies.push_back(pad);
+      }
+    }
+    d.flat_offset = cursor;
+    d.segment = static_cast<std::int32_t>(copies.size());
+    copies.push_back(d);
+    cursor += d.numel;
+  }
+  const std::int64_t flat_numel = cursor;
+  const fg::detail::HostTable table = fg::detail::build_host_table(copies, flat_numel, sc.flat_dtype, sc.params);
+
+  auto run = [&](KernelOp op, char* flat, double alpha) {
+    fg::detail::KernelArgs a;
+    a.copies = table.copies.data();
+    a.strided = table.strided.data();
+    a.tiles = table.tiles.data();
+    a.num_tiles = static_cast<std::int64_t>(table.tiles.size()) - 1;
+    a.num_copies = static_cast<std::int32_t>(table.copies.size());
+    a.flat_dtype = sc.flat_dtype;
+    a.flat = flat;
+    a.alpha = alpha;
+    for (std::int64_t t = 0; t < a.num_tiles; ++t) {
+      for (int lane = 0; lane < 32; ++lane) {
+        auto piece = [&](auto op_tag) {
+          fg::detail::for_each_piece(a.tiles, t, a.copies, a.num_copies,
+                                     fg::detail::PieceFn<decltype(op_tag)::value, true>{a, lane});
+        };
+        if (op == KernelOp::Gather) piece(std::integral_constant<KernelOp, KernelOp::Gather>{});
+        if (op == KernelOp::Scatter) piece(std::integral_constant<KernelOp, KernelOp::Scatter>{});
+        if (op == KernelOp::ScatterAdd) piece(std::integral_constant<KernelOp, KernelOp::ScatterAdd>{});
+      }
+    }
+  };
+  auto tensor_element = [&](const CopyDesc& d, std::int64_t i) {
+    return static_cast<char*>(d.data) + fg::detail::element_offset(d, i) * fg::dtype_size(d.dtype);
+  };
+
+  // gather into a poisoned flat at an odd offset
+  Buffer flat_buffer(static_cast<std::size_t>((flat_numel + sc.flat_shift + 4) * fs));
+  char* flat = flat_buffer.bytes() + sc.flat_shift * fs;
+  std::memset(flat_buffer.bytes(), 0xA5, flat_buffer.storage.size() * 16);
+  std::vector<char> want(static_cast<std::size_t>(flat_numel * fs), 0);
+  for (const CopyDesc& d : copies) {
+    if (!d.data) continue;
+    for (std::int64_t i = 0; i < d.numel; ++i) {
+      reference_element(KernelOp::Gather, want.data() + (d.flat_offset + i) * fs, sc.flat_dtype,
+                        tensor_element(d, i), d.dtype, 1.0);
+    }
+  }
+  fg_emulation::counts() = {};
+  run(KernelOp::Gather, flat, 1.0);
+  gather_counts = fg_emulation::counts();
+  EXPECT_EQ(fg_emulation::counts().misaligned, 0);
+  EXPECT_EQ(std::memcmp(flat, want.data(), want.size()), 0) << "gather differs";
+  for (std::int64_t b = 0; b < sc.flat_shift * fs; ++b) EXPECT_EQ(flat_buffer.bytes()[b], static_cast<char>(0xA5));
+  for (std::int64_t b = 0; b < 4 * fs; ++b) EXPECT_EQ(flat[flat_numel * fs + b], static_cast<char>(0xA5));
+
+  // scatter a new flat into poisoned tensors; scatter_add on top
+  fill_random(flat, flat_numel, sc.flat_dtype, rng);
+  for (const bool add : {false, true}) {
+    const bool floats = sc.flat_dtype != fg::DType::Bool && fg::dtype_is_floating(sc.flat_dtype);
+    if (add && !floats) continue;
+    std::vector<std::vector<char>> expect;
+    for (const CopyDesc& d : copies) {
+      if (!d.data) continue;
+      const int es = fg::dtype_size(d.dtype);
+      if (!add) {
+        for (std::int64_t i = 0; i < d.numel; ++i) std::memset(tensor_element(d, i), 0x5A, static_cast<std::size_t>(es));
+      }
+      std::vector<char> e(static_cast<std::size_t>(d.numel * es));
+      for (std::int64_t i = 0; i < d.numel; ++i) {
+        std::memcpy(e.data() + i * es, tensor_element(d, i), static_cast<std::size_t>(es));
+        reference_element(add ? KernelOp::ScatterAdd : KernelOp::Scatter, e.data() + i * es, d.dtype,
+                          flat + (d.flat_offset + i) * fs, sc.flat_dtype, -0.75);
+      }
+      expect.push_back(std::move(e));
+    }
+    fg_emulation::counts() = {};
+    run(add ? KernelOp::ScatterAdd : KernelOp::Scatter, flat, -0.75);
+    EXPECT_EQ(fg_emulation::counts().misaligned, 0);
+    std::size_t k = 0;
+    for (const CopyDesc& d : copies) {
+      if (!d.data) continue;
+      const int es = fg::dtype_size(d.dtype);
+      for (std::int64_t i = 0; i < d.numel; ++i) {
+        if (std::memcmp(tensor_element(d, i), expect[k].data() + i * es, static_cast<std::size_t>(es)) != 0) {
+          ADD_FAILURE() << (add ? "scatter_add" : "scatter") << " differs at segment " << d.segment << " element " << i;
+          return gather_counts;
+        }
+      }
+      ++k;
+    }
+  }
+  return gather_counts;
+}
+
+std::vector<TensorSpec> sample_specs(fg::DType dtype, bool strided) {
+  std::vector<TensorSpec> t = {
+      {dtype, {7}, {}, 0},    {dtype, {1}, {}, 1},     {dtype, {0}, {}, 0},       {dtype, {100}, {}, 3},
+      {dtype, {1000}, {}, 0}, {dtype, {333}, {}, 5},   {dtype, {4096}, {}, 1},    {dtype, {2}, {}, 2},
+  };
+  if (strided) {
+    t.push_back({dtype, {33, 17}, {1, 33}, 0});       // transposed
+    t.push_back({dtype, {2, 5, 7, 3}, {105, 1, 15, 5}, 1});  // channels_last, odd offset
+    t.push_back({dtype, {10, 4}, {12, 3}, 2});        // sliced
+  }
+  return t;
+}
+
+}  // namespace
+
+TEST(EmulatedKernels, EveryDtypePairOddAlignmentsStrided) {
+  const fg::DType floats[] = {fg::DType::Float32, fg::DType::Float16, fg::DType::BFloat16, fg::DType::Float64};
+  const fg::DType others[] = {fg::DType::Int8, fg::DType::UInt8, fg::DType::Int16, fg::DType::Int32,
+                              fg::DType::Int64, fg::DType::Bool};
+  std::vector<std::pair<fg::DType, fg::DType>> pairs;
+  for (fg::DType t : floats) {
+    for (fg::DType f : floats) pairs.emplace_back(t, f);
+  }
+  for (fg::DType t : others) pairs.emplace_back(t, t);
+  std::uint64_t seed = 100;
+  for (const auto& [tdt, fdt] : pairs) {
+    for (std::int64_t shift : {0, 1, 3}) {
+      for (std::int64_t align : {1, 16}) {
+        SCOPED_TRACE(std::string(fg::dtype_name(tdt)) + " -> " + fg::dtype_name(fdt) + " shift " +
+                     std::to_string(shift) + " align " + std::to_string(align));
+        Scenario sc;
+        sc.tensors = sample_specs(tdt, true);
+        sc.flat_dtype = fdt;
+        sc.flat_shift = shift;
+        sc.align_elems = align;
+        sc.params = seed % 2 ? TileParams{32 * 1024, 1024} : TileParams{512, 64};  // many cuts
+        check_scenario(sc, seed++);
+      }
+    }
+  }
+}
+
+TEST(EmulatedKernels, MixedDtypesInOnePlan) {
+  Scenario sc;
+  for (fg::DType t : {fg::DType::Float32, fg::DType::Float16, fg::DType::BFloat16, fg::DType::Float64}) {
+    for (const TensorSpec& s : sample_specs(t, true)) sc.tensors.push_back(s);
+  }
+  for (fg::DType f : {fg::DType::Float32, fg::DType::BFloat16, fg::DType::Float64, fg::DType::Float16}) {
+    SCOPED_TRACE(fg::dtype_name(f));
+    sc.flat_dtype = f;
+    sc.params = TileParams{1024, 128};
+    check_scenario(sc, 7);
+  }
+}
+
+TEST(EmulatedKernels, VectorPathIsTakenWhenAligned) {
+  // Two aligned float32 tensors of 4096 elements into an aligned float32 flat: the body moves
+  // in 16-byte accesses only.
+  Scenario sc;
+  sc.tensors = {{fg::DType::Float32, {4096}, {}, 0}, {fg::DType::Float32, {4096}, {}, 0}};
+  sc.flat_dtype = fg::DType::Float32;
+  fg_emulation::AccessCounts c = check_scenario(sc, 1);
+  EXPECT_EQ(c.loads[16], 2 * 4096 / 4);
+  EXPECT_EQ(c.stores[16], 2 * 4096 / 4);
+  EXPECT_EQ(c.loads[4] + c.stores[4], 0);
+  // An aligned bfloat16 -> float32 gather reads 8-byte packs and writes 16-byte packs.
+  sc.tensors = {{fg::DType::BFloat16, {4096}, {}, 0}};
+  c = check_scenario(sc, 2);
+  EXPECT_EQ(c.loads[8], 4096 / 4);
+  EXPECT_EQ(c.stores[16], 4096 / 4);
+  EXPECT_EQ(c.loads[2] + c.stores[4], 0);
+  // A source one element off: vector stores, element loads.
+  sc.tensors = {{fg::DType::Float32, {4096}, {}, 1}};
+  c = check_scenario(sc, 3);
+  EXPECT_EQ(c.stores[16], 4096 / 4);
+  EXPECT_EQ(c.loads[4], 4096);
 }

@@ -1,0 +1,54 @@
+#pragma once
+// Host stand-ins for the CUDA load/store intrinsics that kernels/copy.cuh uses, so that the
+// kernels' per-warp code (process_piece, copy_piece) runs on the CPU, one lane after another.
+// Lanes of a warp never communicate in these kernels (no shuffles, no barriers), so running
+// them in sequence computes exactly what a warp computes. Include before copy.cuh; only for
+// tests/test_tiles.cpp, which includes no CUDA header.
+#define FLATGATHER_EMULATE_DEVICE 1
+
+#include <cstdint>
+#include <cstring>
+
+struct alignas(16) uint4 {
+  unsigned int x, y, z, w;
+};
+
+namespace fg_emulation {
+/// Counts accesses by width, so tests can check that the vector path is taken.
+struct AccessCounts {
+  std::int64_t loads[17] = {};
+  std::int64_t stores[17] = {};
+  std::int64_t misaligned = 0;
+};
+inline AccessCounts& counts() {
+  static AccessCounts c;
+  return c;
+}
+template <class T>
+inline T load(const T* p) {
+  if (reinterpret_cast<std::uintptr_t>(p) % alignof(T) != 0) ++counts().misaligned;
+  ++counts().loads[sizeof(T)];
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+template <class T>
+inline void store(T* p, T v) {
+  if (reinterpret_cast<std::uintptr_t>(p) % alignof(T) != 0) ++counts().misaligned;
+  ++counts().stores[sizeof(T)];
+  std::memcpy(p, &v, sizeof(T));
+}
+}  // namespace fg_emulation
+
+template <class T>
+inline T __ldg(const T* p) {
+  return fg_emulation::load(p);
+}
+template <class T>
+inline T __ldcs(const T* p) {
+  return fg_emulation::load(p);
+}
+template <class T>
+inline void __stcs(T* p, T v) {
+  fg_emulation::store(p, v);
+}
