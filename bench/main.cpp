@@ -471,9 +471,12 @@ int main(int argc, char** argv) {
                   cuda_skip);
   }
   benchmark::Shutdown();
-  // A wrong answer or a failed benchmark fails the run (CI's smoke test relies on it).
+  // A wrong answer (any method) or a failure of ours fails the run (CI's smoke test relies on
+  // it); a peer that throws (a size its LibTorch cannot handle, say) is reported, not fatal.
   for (const auto& [name, result] : reporter.results()) {
-    if (!result.error.empty()) return 1;
+    if (result.error.empty()) continue;
+    const std::string method = name.substr(name.find_last_of('/') + 1);
+    if (result.error.rfind("wrong result", 0) == 0 || method.rfind("flatgather", 0) == 0) return 1;
   }
   return 0;
 }

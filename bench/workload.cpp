@@ -180,7 +180,12 @@ Workload& workload_for(Dev dev, const Suite& suite) {
     set.flat = at::empty({suite.numel()}, at::TensorOptions()
                                               .dtype(flatgather::torch::to_scalar_type(suite.flat_dtype))
                                               .device(device));
-    set.flat.copy_(at::randn({suite.numel()}, at::TensorOptions().device(device)));
+    // In pieces: one float32 temporary the size of the 7B suite's flat buffer would be 27 GB.
+    const std::int64_t piece = std::int64_t{1} << 26;
+    for (std::int64_t begin = 0; begin < suite.numel(); begin += piece) {
+      const std::int64_t n = std::min(piece, suite.numel() - begin);
+      set.flat.narrow(0, begin, n).copy_(at::randn({n}, at::TensorOptions().device(device)));
+    }
     w->sets.push_back(std::move(set));
   }
   if (dev == Dev::CUDA) cuda::synchronize();
