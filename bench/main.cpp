@@ -226,11 +226,6 @@ void print_summary(std::ostream& out, const std::map<std::string, Result>& resul
         if (suite.gpu_only && dev == Dev::CPU) continue;
         std::vector<Unavailable> missing;
         const std::vector<std::string> methods = methods_for(op, dev, suite, &missing);
-        for (const Unavailable& u : missing) {
-          auto& entry = unavailable[u.method];
-          entry.first = u.reason;
-          entry.second.insert(suite.name);
-        }
         const std::string base = prefix + suite.name + "/";
         auto find = [&](const std::string& method) -> const Result* {
           auto it = results.find(base + method);
@@ -244,6 +239,11 @@ void print_summary(std::ostream& out, const std::map<std::string, Result>& resul
           }
         }
         if (!any) continue;
+        for (const Unavailable& u : missing) {
+          auto& entry = unavailable[u.method];
+          entry.first = u.reason;
+          entry.second.insert(suite.name);
+        }
         const Result* ours = find("flatgather");
         const Result* checked = find("flatgather_checked");
         const Result* roof = find("roofline");

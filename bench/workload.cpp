@@ -521,7 +521,10 @@ std::vector<std::string> methods_for(Op op, Dev dev, const Suite& suite,
   };
   if (op == Op::Gather) m.push_back("torch_cat");
   m.push_back("copy_loop");
-  if (dev == Dev::CUDA) {
+  // FGBENCH_GPU_PEERS_ON_CPU=1 also runs the LibTorch GPU peers on the CPU: slow there, but it
+  // checks their set-up and results on a machine without a GPU.
+  const bool gpu_peers = dev == Dev::CUDA || std::getenv("FGBENCH_GPU_PEERS_ON_CPU") != nullptr;
+  if (gpu_peers) {
     const std::string bytes_only = "byte copies cannot cast or follow strides";
     if (op == Op::ScatterAdd) {
       m.push_back("foreach_add");
@@ -537,7 +540,7 @@ std::vector<std::string> methods_for(Op op, Dev dev, const Suite& suite,
         skip("split_with_sizes_copy", "one dtype, contiguous tensors only");
       }
     }
-    if (op != Op::ScatterAdd) {
+    if (op != Op::ScatterAdd && dev == Dev::CUDA) {
       for (const char* peer : {"cub_batched", "memcpy_batch"}) {
         const std::string why = std::string(peer) == "cub_batched" ? cuda::cub_batched_unavailable()
                                                                     : cuda::memcpy_batch_unavailable();
