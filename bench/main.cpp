@@ -58,8 +58,8 @@ Benchmarks are named <op>/<device>/<suite>/<method>:
           roofline              one plain copy of the same total bytes (memcpy on the same
                                 OpenMP threads / cudaMemcpyAsync device to device)
 Counters: bytes_per_second (bytes read + written per second), time_us (per call), bytes,
-tensors, buffer_sets, threads (CPU threads used). Each benchmark's result is checked once against
-LibTorch; a wrong answer is an error, not a time.
+tensors, buffer_sets, cpu_threads (CPU threads used). Each benchmark's result is checked once
+against LibTorch; a wrong answer is an error, not a time, and makes the exit status 1.
 
 Options:
   --device cpu|cuda|all  devices to run (default: all that are present)
@@ -180,7 +180,7 @@ class SummaryReporter final : public benchmark::BenchmarkReporter {
     auto bps = run.counters.find("bytes_per_second");
     if (bps == run.counters.end()) return;
     r.bytes_per_second = bps->second.value;
-    auto threads = run.counters.find("threads");
+    auto threads = run.counters.find("cpu_threads");
     r.threads = threads == run.counters.end() ? 0 : threads->second.value;
     r.ok = r.error.empty();
     r.from_median = r.from_median || median;

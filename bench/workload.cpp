@@ -643,7 +643,7 @@ void run_benchmark(benchmark::State& state, Op op, Dev dev, const Suite& suite,
   state.counters["bytes"] = benchmark::Counter(bytes);
   state.counters["tensors"] = benchmark::Counter(static_cast<double>(suite.tensors.size()));
   state.counters["buffer_sets"] = benchmark::Counter(static_cast<double>(nsets));
-  if (dev == Dev::CPU) state.counters["threads"] = benchmark::Counter(m->threads());
+  if (dev == Dev::CPU) state.counters["cpu_threads"] = benchmark::Counter(m->threads());
 }
 
 }  // namespace fgbench
