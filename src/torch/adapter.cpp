@@ -184,12 +184,17 @@ struct Plan::State {
         // A gradient may have been replaced by a new tensor (or by none) since the last call.
         at::Tensor now = params[i].grad();
         if (!now.defined()) {
+          // Under Skip the gradient was defined at build time (else it would have no segment).
           FG_CHECK(missing_grad == MissingGrad::ZeroFill,
-                   "the gradient of parameter '" << names[i]
-                                                 << "' is undefined (no backward yet, or "
-                                                    "zero_grad(set_to_none=true)); run backward "
-                                                    "first, or build the plan with missing_grad "
-                                                    "= ZeroFill or Skip");
+                   "the gradient of parameter '"
+                       << names[i]
+                       << "' is undefined (no backward yet, or zero_grad(set_to_none=true)); "
+                       << (missing_grad == MissingGrad::Skip
+                               ? "it was defined when this plan was built with missing_grad = "
+                                 "Skip, so the plan has a segment for it: run backward first, "
+                                 "rebuild the plan, or use missing_grad = ZeroFill"
+                               : "run backward first, or build the plan with missing_grad = "
+                                 "ZeroFill or Skip"));
           if (core.tensors()[i].data != nullptr) changes.emplace_back(core.segment_of(i), nullptr);
           tensors[i] = at::Tensor();
           continue;
