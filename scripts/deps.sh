@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(cmake ninja-build g++ git libtorch-dev python3-torch libgloo-dev libgtest-dev
   libbenchmark-dev nlohmann-json3-dev python3-pytest python3-matplotlib shellcheck
-  clang libclang-rt-14-dev)
+  clang libclang-rt-14-dev libomp-dev)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -297,7 +297,7 @@ TEST(Errors, UnsupportedFlatDtypesAndCastsThroughTheAdapter) {
   EXPECT_THROW_MSG(fgt::Plan::from_tensors({steps}, {"steps"}, to_bool), "'steps'", "bool");
   fgt::Options to_complex;
   to_complex.dtype = at::kComplexFloat;
-  EXPECT_THROW_MSG(fgt::Plan::from_tensors({w}, {"w"}, to_complex), "ComplexFloat", "not supported",
+  EXPECT_THROW_MSG(fgt::Plan::from_tensors({w}, {"w"}, to_complex), "flat dtype option", "ComplexFloat", "not supported",
                    "bfloat16");
   // scatter_add needs floating tensors.
   fgt::Plan ints = fgt::Plan::from_tensors({steps}, {"steps"});

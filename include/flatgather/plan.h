@@ -26,8 +26,9 @@ struct PlanOptions {
   std::optional<DType> flat_dtype;
   /// Segment alignment in bytes; see LayoutOptions::align_bytes.
   std::int64_t align_bytes = 0;
-  /// CPU threads for gather and scatter; 0 uses OpenMP's default (OMP_NUM_THREADS or the
-  /// number of cores). Copies below 256 KiB always run on the calling thread, and so does a
+  /// CPU threads for gather and scatter; 0 uses OpenMP's current default (OMP_NUM_THREADS,
+  /// else the number of cores; inside a LibTorch process, LibTorch sets it to its intra-op
+  /// thread count, at::get_num_threads(), which counts physical cores). Copies below 256 KiB always run on the calling thread, and so does a
   /// call made from inside another OpenMP parallel region, so LibTorch's own pool is never
   /// oversubscribed.
   int num_threads = 0;
@@ -100,7 +101,7 @@ class Plan {
   void rebind(const std::vector<std::pair<std::size_t, void*>>& changes,
               cudaStream_t stream = nullptr);
 
-  /// The executor's name and tuning, e.g. "cpu (threads=2, chunk=262144 B)".
+  /// The executor's name and tuning, e.g. "cpu (threads=2, tasks=40, task_bytes=262144, loops=avx2+fma)".
   std::string describe() const;
 
  private:

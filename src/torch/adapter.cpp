@@ -24,14 +24,18 @@ std::string shape_of(const at::Tensor& t) {
   return os.str();
 }
 
-// The library's dtype names ("float32") where it supports the type, LibTorch's otherwise.
-std::string type_name(at::ScalarType t) {
+bool supported(at::ScalarType t) {
   switch (t) {
     case at::kFloat: case at::kHalf: case at::kBFloat16: case at::kDouble: case at::kChar:
     case at::kByte: case at::kShort: case at::kInt: case at::kLong: case at::kBool:
-      return dtype_name(to_dtype(t));
-    default: return c10::toString(t);
+      return true;
+    default: return false;
   }
+}
+
+// The library's dtype names ("float32") where it supports the type, LibTorch's otherwise.
+std::string type_name(at::ScalarType t) {
+  return supported(t) ? dtype_name(to_dtype(t)) : c10::toString(t);
 }
 
 // How errors name a LibTorch tensor: 'name' (shape [2, 3], float32, cpu).
@@ -259,7 +263,14 @@ Plan Plan::make(std::vector<TensorRef> refs, std::vector<std::string> names,
                 std::vector<at::Tensor> tensors, std::vector<at::Tensor> params,
                 MissingGrad missing_grad, const Options& options) {
   PlanOptions core_options;
-  if (options.dtype) core_options.flat_dtype = to_dtype(*options.dtype);
+  if (options.dtype) {
+    FG_CHECK(supported(*options.dtype),
+             "the flat dtype option is " << c10::toString(*options.dtype)
+                                         << ", which is not supported; use one of "
+                                         << dtype_valid_names()
+                                         << ", or leave it unset for the tensors' own dtype");
+    core_options.flat_dtype = to_dtype(*options.dtype);
+  }
   core_options.align_bytes = options.align_bytes;
   core_options.num_threads = options.num_threads;
   Plan plan;
