@@ -63,7 +63,9 @@ skip_step() {
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "commit: ${FLATGATHER_GIT_COMMIT:-$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)}"
-  nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
+  gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>/dev/null) ||
+    gpu="none (nvidia-smi failed or is missing)"
+  echo "gpu: $gpu"
   nvcc --version 2>&1 | tail -n 1 | sed 's/^/nvcc: /'
   python3 -c 'import torch; print("torch:", torch.__version__, "cuda", torch.version.cuda)' 2>&1
   echo "cores: $(nproc), jobs: $jobs, architectures: $archs"
@@ -124,6 +126,8 @@ if run_step configure "$out/configure.log" 300 \
       -DFLATGATHER_CUDA=ON "-DFLATGATHER_CUDA_ARCHITECTURES=$archs" \
       -DFLATGATHER_TESTS=ON -DFLATGATHER_BENCH=ON -DFLATGATHER_INSTALL=OFF \
       "-DCMAKE_PREFIX_PATH=$prefix_path" "${cmake_extra[@]}"; then
+  # Recompile the kernels every time so that their ptxas resource lines are in the log.
+  rm -f "$build/CMakeFiles/flatgather.dir/kernels/gather_scatter.cu.o"
   run_step build "$out/build.log" 420 cmake --build "$build" -j "$jobs"
   built=$?
   grep -E 'ptxas info *: (Compiling entry|Used)|spill' "$out/build.log" | grep -A2 'gather_scatter_kernel' \
@@ -181,6 +185,10 @@ fi
     printf '%-10s | %-16s | %7s | %s\n' "$name" "$result" "$secs" "$log"
   done
   [ -s "$out/ctest-summary.txt" ] && grep -E 'tests passed|tests failed' "$out/ctest-summary.txt" | tail -n 1
+  if [ -s "$out/test_cuda.log" ]; then
+    echo "test_cuda: $(grep -E '^\[ +(PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$out/test_cuda.log" | tr -s ' ' | paste -sd ';' -)"
+  fi
+  [ -s "$out/ptxas.txt" ] && echo "kernel registers: $(grep -o 'Used [0-9]* registers' "$out/ptxas.txt" | awk '{print $2}' | paste -sd ' ' -)"
   echo "total: $(( $(date +%s) - t0 )) s; logs and JSON in $out"
 } | tee "$out/summary.txt"
 exit "$failed"
