@@ -66,7 +66,11 @@ class CpuExecutor final : public Executor {
       const std::int64_t per_elem = flat_size + (d.data ? dtype_size(d.dtype) : 0);
       std::int64_t begin = 0;
       while (begin < d.numel) {
-        const std::int64_t fit = std::max<std::int64_t>(1, budget / per_elem);
+        std::int64_t fit = std::max<std::int64_t>(1, budget / per_elem);
+        if (is_transposed_2d(d)) {  // whole rows, see NOTE: [cpu transposed blocks]
+          const std::int64_t cols = d.sizes[d.ndim - 1];
+          fit = std::max(cols, fit / cols * cols);
+        }
         const std::int64_t end = std::min(d.numel, begin + fit);
         pieces_.push_back({static_cast<std::int32_t>(c), begin, end});
         budget -= (end - begin) * per_elem;

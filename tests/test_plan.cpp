@@ -71,6 +71,39 @@ TEST(Plan, GatherScatterContiguousAndStrided) {
     }
 }
 
+// A stack of transposed matrices large enough to be cut into many tasks: the blocked path
+// (NOTE: [cpu transposed blocks]) must give exactly the element-by-element order.
+TEST(Plan, TransposedStacksAcrossTasksAndThreads) {
+  const int64_t n = 5, rows = 203, cols = 301;  // logical [n][rows][cols], stored [n][cols][rows]
+  auto src = random_floats(n * rows * cols, 21);
+  std::vector<float> expected;
+  for (int64_t a = 0; a < n; ++a)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) expected.push_back(src[a * rows * cols + c * rows + r]);
+  for (int threads : {1, 2}) {
+    for (DType flat_dtype : {DType::Float32, DType::Float64}) {
+      PlanOptions o;
+      o.num_threads = threads;
+      o.flat_dtype = flat_dtype;
+      Plan plan = Plan::build({ref(src.data(), DType::Float32, {n, rows, cols}, "stack", {rows * cols, 1, rows})}, o);
+      const int64_t total = n * rows * cols;
+      if (flat_dtype == DType::Float32) {
+        std::vector<float> flat(total, -5.0f);
+        plan.gather(flat.data(), total);
+        ASSERT_EQ(flat, expected) << threads << " threads";
+        std::vector<float> dest(src.size(), -7.0f);
+        Plan back = Plan::build({ref(dest.data(), DType::Float32, {n, rows, cols}, "stack", {rows * cols, 1, rows})}, o);
+        back.scatter(flat.data(), total);
+        ASSERT_EQ(dest, src) << threads << " threads";
+      } else {
+        std::vector<double> flat(total, -5.0);
+        plan.gather(flat.data(), total);
+        for (int64_t i = 0; i < total; ++i) ASSERT_EQ(flat[i], double(expected[i])) << i;
+      }
+    }
+  }
+}
+
 TEST(Plan, PaddingIsZeroAndCastsRound) {
   auto a = random_floats(5, 4);
   auto b = random_floats(3, 5);

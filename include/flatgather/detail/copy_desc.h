@@ -42,6 +42,14 @@ FG_HOST_DEVICE FG_FORCE_INLINE std::int64_t element_offset(const CopyDesc& d, st
   return offset + i * d.strides[0];
 }
 
+/// True when the two innermost (coalesced) dimensions are a transposition: the next-to-last
+/// has stride 1 and the last does not (transposed matrices, channels_last weights). Such a
+/// copy is a stack of `sizes[ndim-2]` x `sizes[ndim-1]` matrices, and the CPU executor moves
+/// it in cache blocks (see NOTE: [cpu transposed blocks] in src/cpu_loops.inc).
+FG_HOST_DEVICE FG_FORCE_INLINE bool is_transposed_2d(const CopyDesc& d) {
+  return !d.contiguous && d.ndim >= 2 && d.strides[d.ndim - 2] == 1 && d.strides[d.ndim - 1] != 1;
+}
+
 /// `t + alpha * v` with one fused multiply-add in the compute type (see plan.h scatter_add).
 template <class T, class V>
 FG_HOST_DEVICE FG_FORCE_INLINE T add_scaled(T t, V v, double alpha) {
