@@ -24,16 +24,7 @@ using fgtest::random_tensor;
 
 constexpr std::int64_t k2to61 = std::int64_t{1} << 61;
 
-TensorRef ref(void* data, DType dtype, std::vector<std::int64_t> sizes, std::string name,
-              std::vector<std::int64_t> strides = {}) {
-  TensorRef t;
-  t.data = data;
-  t.dtype = dtype;
-  t.sizes = std::move(sizes);
-  t.strides = std::move(strides);
-  t.name = std::move(name);
-  return t;
-}
+using fgtest::ref;
 
 struct TwoLayerImpl : torch::nn::Module {
   TwoLayerImpl() {

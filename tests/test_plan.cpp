@@ -25,16 +25,7 @@ std::vector<float> random_floats(std::size_t n, unsigned seed) {
   return v;
 }
 
-TensorRef ref(void* data, DType dtype, std::vector<int64_t> sizes, std::string name,
-              std::vector<int64_t> strides = {}) {
-  TensorRef t;
-  t.data = data;
-  t.dtype = dtype;
-  t.sizes = std::move(sizes);
-  t.strides = std::move(strides);
-  t.name = std::move(name);
-  return t;
-}
+using fgtest::ref;
 
 TEST(Plan, GatherScatterContiguousAndStrided) {
   auto a = random_floats(12, 1);  // 3x4, gathered transposed (4x3 view with strides {1, 4})

@@ -4,8 +4,26 @@
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "flatgather/error.h"
+#include "flatgather/tensor_ref.h"
+
+namespace fgtest {
+
+/// A CPU tensor descriptor for the core API (strides empty: contiguous).
+inline flatgather::TensorRef ref(void* data, flatgather::DType dtype, std::vector<std::int64_t> sizes,
+                                 std::string name, std::vector<std::int64_t> strides = {}) {
+  flatgather::TensorRef t;
+  t.data = data;
+  t.dtype = dtype;
+  t.sizes = std::move(sizes);
+  t.strides = std::move(strides);
+  t.name = std::move(name);
+  return t;
+}
+
+}  // namespace fgtest
 
 /// Expects `statement` to throw flatgather::Error whose message contains every one of the
 /// given substrings.
