@@ -179,6 +179,29 @@ TEST(Torch, TiedTensorsAppearOnce) {
   EXPECT_NE(plan.manifest().find("\"head.weight\""), std::string::npos);
 }
 
+TEST(Torch, ScatterBumpsVersionCountersOncePerTensor) {
+  at::Tensor w = random_tensor({4, 4}, at::kFloat);
+  at::Tensor b = random_tensor({4}, at::kFloat);
+  fgt::Plan plan = fgt::Plan::from_tensors({w, b, w}, {"w", "b", "w.tied"});
+  const auto vw = w._version(), vb = b._version();
+  plan.scatter(plan.gather());
+  EXPECT_EQ(w._version(), vw + 1);
+  EXPECT_EQ(b._version(), vb + 1);
+  plan.scatter_add(plan.gather(), 0.5);
+  EXPECT_EQ(w._version(), vw + 2);
+  plan.gather();
+  EXPECT_EQ(w._version(), vw + 2) << "gather does not write the tensors";
+  // autograd refuses a value that scatter overwrote after it was saved
+  at::Tensor p = random_tensor({3}, at::kFloat).requires_grad_();
+  at::Tensor y = (p * p).sum();
+  fgt::Plan pp = fgt::Plan::from_tensors({p});
+  {
+    at::NoGradGuard no_grad;
+    pp.scatter(at::ones({3}));
+  }
+  EXPECT_THROW(y.backward(), c10::Error);
+}
+
 TEST(Torch, FreeFunctions) {
   std::vector<at::Tensor> tensors = {random_tensor({3, 3}, at::kDouble), random_tensor({2}, at::kDouble)};
   const at::Tensor flat = flatgather::torch::gather(tensors);

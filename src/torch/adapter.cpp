@@ -176,6 +176,7 @@ struct Plan::State {
   MissingGrad missing_grad = MissingGrad::Error;
   Options options;
   at::Device device = at::kCPU;
+  std::vector<std::size_t> first_tensor_of_segment;
   std::mutex rebind_mutex;
 
   // Compares every tensor with the plan; rebinds moved memory, throws for anything else.
@@ -225,6 +226,18 @@ struct Plan::State {
                                    << " with the same strides); rebuild the plan");
     void* data = now.numel() > 0 ? now.data_ptr() : nullptr;
     if (data != planned.data) changes.emplace_back(core.segment_of(i), data);
+  }
+
+  // NOTE: [version counters]
+  // scatter and scatter_add write the tensors below LibTorch, so they bump each written
+  // tensor's version counter themselves, as an in-place copy_ would: autograd then refuses to
+  // backpropagate through a value saved before it was overwritten. One bump per segment (tied
+  // tensors share one TensorImpl); inference tensors have no counter.
+  void bump_versions() const {
+    for (std::size_t seg = 0; seg < core.layout().segments().size(); ++seg) {
+      const at::Tensor& t = tensors[first_tensor_of_segment[seg]];
+      if (t.defined() && !t.is_inference()) t.unsafeGetTensorImpl()->bump_version();
+    }
   }
 
   void check_flat(const at::Tensor& flat, const char* op) const {
@@ -277,6 +290,8 @@ Plan Plan::make(std::vector<TensorRef> refs, std::vector<std::string> names,
   plan.state_ = std::make_shared<State>();
   State& s = *plan.state_;
   s.core = flatgather::Plan::build(std::move(refs), core_options);
+  s.first_tensor_of_segment.assign(s.core.layout().segments().size(), 0);
+  for (std::size_t i = tensors.size(); i-- > 0;) s.first_tensor_of_segment[s.core.segment_of(i)] = i;
   s.device = params.empty() ? tensors.at(0).device() : params[0].device();
   s.names = std::move(names);
   s.tensors = std::move(tensors);
@@ -431,6 +446,7 @@ void Plan::scatter(const at::Tensor& flat) const {
   const cudaStream_t stream = current_stream(s.device);
   s.sync(stream);
   s.core.scatter(flat.data_ptr(), flat.numel(), stream);
+  s.bump_versions();
 }
 
 void Plan::scatter_add(const at::Tensor& flat, double alpha) const {
@@ -439,6 +455,7 @@ void Plan::scatter_add(const at::Tensor& flat, double alpha) const {
   const cudaStream_t stream = current_stream(s.device);
   s.sync(stream);
   s.core.scatter_add(flat.data_ptr(), flat.numel(), alpha, stream);
+  s.bump_versions();
 }
 
 std::vector<at::Tensor> Plan::views(const at::Tensor& flat) const {

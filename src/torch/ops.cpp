@@ -14,9 +14,8 @@
 //    copies run below LibTorch). Differentiation lives in Python (a torch.autograd.Function in
 //    python/flatgather/_plan.py whose backward is made of differentiable torch ops), so a
 //    catch-all kernel costs nothing under no_grad and adds no autograd fallback in between.
-// The writes of scatter/scatter_add bypass LibTorch, so they bump each written tensor's version
-// counter themselves, exactly as an in-place `copy_` under no_grad would: autograd then refuses to
-// backpropagate through a value that was overwritten after it was saved.
+// The writes of scatter/scatter_add bypass LibTorch; the adapter bumps each written tensor's
+// version counter (NOTE: [version counters] in src/torch/adapter.cpp).
 //
 // NOTE: [errors across the boundary]
 // flatgather::Error (and any other std::exception) is rethrown as c10::Error with the same text,
@@ -77,16 +76,6 @@ fgt::Options make_options(c10::optional<at::ScalarType> dtype, std::int64_t alig
   return options;
 }
 
-// Bumps the version counter of every distinct tensor a plan wrote (see NOTE: [operator
-// registration]).
-void bump_versions(const std::vector<at::Tensor>& tensors) {
-  std::set<const c10::TensorImpl*> seen;
-  for (const at::Tensor& t : tensors) {
-    if (!t.defined() || !seen.insert(t.unsafeGetTensorImpl()).second) continue;
-    t.unsafeGetTensorImpl()->bump_version();
-  }
-}
-
 /// The TorchScript class `torch.classes.flatgather.Plan`: one adapter plan, plus, for plans
 /// built from a Python module, the C++ mirror of that module (see plan_from_module).
 struct ScriptPlan : torch::CustomClassHolder {
@@ -113,13 +102,11 @@ struct ScriptPlan : torch::CustomClassHolder {
   void scatter(const at::Tensor& flat) const {
     translate_errors([&] {
       plan.scatter(flat);
-      bump_versions(plan.tensors());
     });
   }
   void scatter_add(const at::Tensor& flat, double alpha) const {
     translate_errors([&] {
       plan.scatter_add(flat, alpha);
-      bump_versions(plan.tensors());
     });
   }
   std::vector<at::Tensor> views(const at::Tensor& flat) const {
@@ -298,7 +285,6 @@ void scatter_op(const at::Tensor& flat, const std::vector<at::Tensor>& tensors,
                 c10::optional<at::ScalarType> dtype, std::int64_t align_bytes) {
   translate_errors([&] {
     fgt::scatter(flat, tensors, make_options(dtype, align_bytes, 0, true));
-    bump_versions(tensors);
   });
 }
 
