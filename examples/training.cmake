@@ -45,8 +45,15 @@ endif()
 set(_fg_c10d_ok OFF)
 if(_fg_c10d_defs)
   # Does LibTorch really carry the distributed code (USE_DISTRIBUTED)? Link a TCPStore.
+  # The check links LibTorch's library files rather than its imported targets: a PyTorch
+  # wheel's targets name others (protobuf::libprotobuf) that a check project cannot see,
+  # which would stop the configuration instead of failing the check.
+  get_filename_component(_fg_torch_libdir "${TORCH_LIBRARY}" DIRECTORY)
+  find_library(FLATGATHER_TORCH_CPU_LIBRARY torch_cpu HINTS ${_fg_torch_libdir} NO_DEFAULT_PATH)
+  find_library(FLATGATHER_C10_LIBRARY c10 HINTS ${_fg_torch_libdir} NO_DEFAULT_PATH)
   set(CMAKE_REQUIRED_INCLUDES ${TORCH_INCLUDE_DIRS} ${FLATGATHER_GLOO_INCLUDE_DIR})
-  set(CMAKE_REQUIRED_LIBRARIES ${TORCH_LIBRARIES})
+  set(CMAKE_REQUIRED_LIBRARIES ${TORCH_LIBRARY} ${FLATGATHER_TORCH_CPU_LIBRARY} ${FLATGATHER_C10_LIBRARY})
+  set(CMAKE_REQUIRED_LINK_OPTIONS "-Wl,-rpath-link,${_fg_torch_libdir}")
   set(CMAKE_REQUIRED_FLAGS "${TORCH_CXX_FLAGS}")
   check_cxx_source_compiles("
     #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -54,6 +61,7 @@ if(_fg_c10d_defs)
     FLATGATHER_HAVE_C10D)
   unset(CMAKE_REQUIRED_INCLUDES)
   unset(CMAKE_REQUIRED_LIBRARIES)
+  unset(CMAKE_REQUIRED_LINK_OPTIONS)
   unset(CMAKE_REQUIRED_FLAGS)
   set(_fg_c10d_ok ${FLATGATHER_HAVE_C10D})
 endif()
