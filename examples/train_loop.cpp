@@ -10,8 +10,8 @@
 //   1. per-parameter clipping (norm accumulated in float64, as the flat path does) and a
 //      per-parameter EMA: every loss, parameter and EMA value must be bit-identical;
 //   2. torch::nn::utils::clip_grad_norm_ (float32 norms of norms): its norm must agree with
-//      the flat norm within a relative 1e-5 on the same gradients, and its whole run within
-//      rtol 1e-4 / atol 1e-6 (the two norms round differently, so the runs drift by ulps).
+//      the flat norm within a relative 1e-5 on the same gradients at every step. Its whole run
+//      is printed, not checked: the two norms round differently and training amplifies that.
 // Exits 1 when any check fails.
 //
 //   ./build/examples/train_loop [steps]     # default 60 steps, about a second on one core
@@ -358,12 +358,13 @@ int main(int argc, char** argv) {
   }
   expect(worst_same_grads <= 1e-5, "flat norm == clip_grad_norm_ on the same gradients within "
                                    "rel 1e-5 (worst " + sci(worst_same_grads) + ")");
-  expect(same_parameters(flat.model, clip.model, 1e-4, 1e-6),
-         "final weights within rtol 1e-4, atol 1e-6 (max |diff| " +
-             sci(max_abs_diff(flat.model, clip.model)) + ")");
-  expect(same_parameters(flat.ema, clip.ema, 1e-4, 1e-6), "final EMA weights within rtol 1e-4, atol 1e-6");
-  expect(std::abs(flat.losses.back() - clip.losses.back()) <= 1e-4 * std::abs(clip.losses.back()),
-         "final loss within rel 1e-4");
+  // Not a check: the two norms round differently (ulps), and training amplifies that over
+  // the steps by an amount that depends on the BLAS LibTorch uses (0.005 on a fresh Debian
+  // install, 1e-7 here), so whole runs are compared bit for bit only with the per-parameter
+  // loop above.
+  std::cout << "info  whole runs against clip_grad_norm_: final loss " << clip.losses.back()
+            << " vs " << flat.losses.back() << ", max |weight diff| "
+            << sci(max_abs_diff(flat.model, clip.model)) << "\n";
 
   std::cout << "== checkpoint\n";
   checkpoint_round_trip(flat.model);
