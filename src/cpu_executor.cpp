@@ -63,6 +63,11 @@ class CpuExecutor final : public Executor {
     task_begin_.push_back(0);
     for (std::size_t c = 0; c < in_.copies.size(); ++c) {
       const CopyDesc& d = in_.copies[c];
+      if (d.segment >= 0) {  // every non-empty segment has exactly one copy
+        const auto seg = static_cast<std::size_t>(d.segment);
+        if (copy_of_segment_.size() <= seg) copy_of_segment_.resize(seg + 1, -1);
+        copy_of_segment_[seg] = static_cast<std::int32_t>(c);
+      }
       const std::int64_t per_elem = flat_size + (d.data ? dtype_size(d.dtype) : 0);
       std::int64_t begin = 0;
       while (begin < d.numel) {
@@ -93,9 +98,11 @@ class CpuExecutor final : public Executor {
     run(Op::ScatterAdd, const_cast<void*>(flat), alpha);
   }
 
-  void rebind(int segment, void* data, cudaStream_t) override {
-    for (CopyDesc& d : in_.copies) {
-      if (d.segment == segment) d.data = data;
+  void rebind(const std::vector<std::pair<int, void*>>& changes, cudaStream_t) override {
+    for (const auto& [segment, data] : changes) {
+      if (segment < 0 || static_cast<std::size_t>(segment) >= copy_of_segment_.size()) continue;
+      const std::int32_t c = copy_of_segment_[static_cast<std::size_t>(segment)];
+      if (c >= 0) in_.copies[static_cast<std::size_t>(c)].data = data;  // -1: an empty tensor
     }
   }
 
@@ -135,6 +142,7 @@ class CpuExecutor final : public Executor {
   ExecutorInput in_;
   CopyFn copy_fn_ = select_copy_fn();
   std::vector<Piece> pieces_;
+  std::vector<std::int32_t> copy_of_segment_;  // index into in_.copies, -1 for empty tensors
   std::vector<std::size_t> task_begin_;  // task t runs pieces_[task_begin_[t], task_begin_[t+1])
   std::int64_t total_bytes_ = 0;
 };

@@ -192,32 +192,45 @@ class CudaExecutor final : public Executor {
     launch(KernelOp::ScatterAdd, const_cast<void*>(flat), alpha, stream);
   }
 
-  /// A null `data` makes the segment a zero-filled placeholder, as on the CPU.
-  void rebind(int segment, void* data, cudaStream_t stream) override {
-    FG_CHECK(segment >= 0, "rebind: segment index " << segment << " is negative");
-    if (static_cast<std::size_t>(segment) >= copies_of_segment_.size()) return;  // an empty tensor
-    const std::vector<std::int32_t>& copies = copies_of_segment_[static_cast<std::size_t>(segment)];
-    if (copies.empty()) return;
-    for (std::int32_t c : copies) {
-      FG_CHECK(!data || aligned_to(data, dtype_size(copies_[static_cast<std::size_t>(c)].dtype)),
-               "rebind: the new data of segment " << segment << " is not aligned to its element size ("
-                                                  << dtype_name(copies_[static_cast<std::size_t>(c)].dtype) << ")");
+  /// A null `data` makes a segment a zero-filled placeholder, as on the CPU.
+  ///
+  /// NOTE: [batched rebind]
+  /// Gradients reallocated by zero_grad(set_to_none) move every segment at once: the changes
+  /// are applied to the host mirror of the table and the span of table entries between the
+  /// first and the last changed copy goes up in ONE cudaMemcpyAsync on `stream`, not one per
+  /// segment. The source is pageable host memory, which the runtime stages before returning,
+  /// so a later rebind cannot change what this one uploads. Everything is checked before the
+  /// mirror changes, so a refused rebind changes nothing.
+  void rebind(const std::vector<std::pair<int, void*>>& changes, cudaStream_t stream) override {
+    std::int64_t first = -1, last = -1;
+    for (const auto& [segment, data] : changes) {
+      FG_CHECK(segment >= 0, "rebind: segment index " << segment << " is negative");
+      if (static_cast<std::size_t>(segment) >= copies_of_segment_.size()) continue;  // empty tensor
+      for (std::int32_t c : copies_of_segment_[static_cast<std::size_t>(segment)]) {
+        FG_CHECK(!data || aligned_to(data, dtype_size(copies_[static_cast<std::size_t>(c)].dtype)),
+                 "rebind: the new data of segment " << segment << " is not aligned to its element size ("
+                                                    << dtype_name(copies_[static_cast<std::size_t>(c)].dtype) << ")");
+        first = first < 0 ? c : std::min<std::int64_t>(first, c);
+        last = std::max<std::int64_t>(last, c);
+      }
     }
+    if (first < 0) return;
     DeviceGuard guard(device_);
     cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
     FG_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
     FG_CHECK(status == cudaStreamCaptureStatusNone,
-             "rebind of segment " << segment << " while its stream is being captured into a CUDA "
-                                  << "graph: the graph would keep reading the old memory; rebind "
-                                     "before capturing (or capture again after rebinding)");
-    for (std::int32_t c : copies) {
-      DeviceCopy& dc = copies_[static_cast<std::size_t>(c)];
-      dc.data = data;
-      // Pageable source: the runtime stages the 8 bytes before returning, so a later rebind
-      // cannot change what this one uploads.
-      FG_CUDA_CHECK(cudaMemcpyAsync(table_ + static_cast<std::size_t>(c) * sizeof(DeviceCopy) + offsetof(DeviceCopy, data),
-                                    &dc.data, sizeof(void*), cudaMemcpyHostToDevice, stream));
+             "rebind of " << changes.size() << " segment(s) while the stream is being captured into a CUDA "
+                          << "graph: the graph would keep reading the old memory; rebind "
+                             "before capturing (or capture again after rebinding)");
+    for (const auto& [segment, data] : changes) {
+      if (static_cast<std::size_t>(segment) >= copies_of_segment_.size()) continue;
+      for (std::int32_t c : copies_of_segment_[static_cast<std::size_t>(segment)]) {
+        copies_[static_cast<std::size_t>(c)].data = data;
+      }
     }
+    const std::size_t offset = static_cast<std::size_t>(first) * sizeof(DeviceCopy);
+    const std::size_t bytes = static_cast<std::size_t>(last - first + 1) * sizeof(DeviceCopy);
+    FG_CUDA_CHECK(cudaMemcpyAsync(table_ + offset, copies_.data() + first, bytes, cudaMemcpyHostToDevice, stream));
   }
 
   std::string describe() const override {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "flatgather/detail/copy_desc.h"
@@ -30,8 +31,10 @@ class Executor {
   virtual void gather(void* flat, cudaStream_t stream) const = 0;
   virtual void scatter(const void* flat, cudaStream_t stream) const = 0;
   virtual void scatter_add(const void* flat, double alpha, cudaStream_t stream) const = 0;
-  /// Changes the data pointer of every copy whose `segment` equals `segment`.
-  virtual void rebind(int segment, void* data, cudaStream_t stream) = 0;
+  /// For each (segment, data) pair, changes the data pointer of every copy whose `segment`
+  /// equals it (null: a zero-filled placeholder). All changes land together (on CUDA: one
+  /// upload ordered on `stream`), or none when it throws.
+  virtual void rebind(const std::vector<std::pair<int, void*>>& changes, cudaStream_t stream) = 0;
   virtual std::string describe() const = 0;
 };
 

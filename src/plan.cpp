@@ -393,8 +393,13 @@ void Plan::rebind(const std::vector<std::pair<std::size_t, void*>>& changes, cud
                                                                 << " is not aligned to its "
                                                                    "element size");
   }
+  std::vector<std::pair<int, void*>> executor_changes;
+  executor_changes.reserve(changes.size());
   for (const auto& [segment_index, data] : changes) {
-    s.executor->rebind(static_cast<int>(segment_index), data, stream);
+    executor_changes.emplace_back(static_cast<int>(segment_index), data);
+  }
+  s.executor->rebind(executor_changes, stream);  // one upload on CUDA; throws before any change
+  for (const auto& [segment_index, data] : changes) {
     TensorRef& t = s.tensors[s.first_tensor[segment_index]];
     t.data = data;
     t.zero_fill = data == nullptr;

@@ -146,6 +146,34 @@ TEST(Plan, ZeroFillPlaceholderAndRebind) {
   for (int i = 4; i < 10; ++i) EXPECT_EQ(flat[i], 0.0f);
 }
 
+// Every gradient reallocated at once (zero_grad with set_to_none): one batched rebind.
+TEST(Plan, RebindManySegmentsAtOnce) {
+  std::vector<std::vector<float>> old_data, new_data;
+  std::vector<TensorRef> refs;
+  for (int i = 0; i < 1000; ++i) {
+    old_data.push_back(random_floats(1 + i % 7, 300 + i));
+    new_data.push_back(random_floats(1 + i % 7, 5000 + i));
+  }
+  std::vector<float> expected;
+  for (int i = 0; i < 1000; ++i) {
+    refs.push_back(ref(old_data[i].data(), DType::Float32, {int64_t(old_data[i].size())}, "g" + std::to_string(i)));
+    expected.insert(expected.end(), new_data[i].begin(), new_data[i].end());
+  }
+  refs.push_back(ref(nullptr, DType::Float32, {0}, "empty"));
+  Plan plan = Plan::build(refs);
+  std::vector<std::pair<std::size_t, void*>> changes;
+  for (std::size_t i = 0; i < 1000; i += 2) changes.emplace_back(i, new_data[i].data());
+  changes.emplace_back(1000, nullptr);  // an empty tensor: nothing to move
+  plan.rebind(changes);
+  changes.clear();
+  for (std::size_t i = 1; i < 1000; i += 2) changes.emplace_back(plan.segment_of(i), new_data[i].data());
+  plan.rebind(changes);
+  std::vector<float> flat(expected.size(), -9.0f);
+  plan.gather(flat.data(), static_cast<int64_t>(flat.size()));
+  EXPECT_EQ(flat, expected);
+  EXPECT_THROW_MSG(plan.rebind({{1001, nullptr}}), "segment 1001 out of range");
+}
+
 TEST(Plan, IntegerAndBoolCopiesAreExact) {
   std::vector<int64_t> i64 = {1, -2, 3, std::numeric_limits<int64_t>::min()};
   std::vector<uint8_t> flags = {1, 0, 1};
