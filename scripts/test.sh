@@ -67,7 +67,7 @@ stage() {
   rows+=("$name|$result|$passed|$failed|$skipped|$(($(date +%s) - t0))|$log")
   local tally=""
   [[ $passed == - ]] || tally="$passed passed, $failed failed, $skipped skipped, "
-  printf '%-8s %s%s s\n' "$result" "$tally" "$(($(date +%s) - t0))"
+  printf '%-9s %s%s s\n' "$result" "$tally" "$(($(date +%s) - t0))"
 }
 
 # The stages, in order; a missing script is a failing stage, never a silent skip. Adding a
@@ -86,17 +86,17 @@ stage fuzz scripts/fuzz-manifest.sh 30
 #   stage gpu-rehearsal scripts/ci-gpu-rehearsal.sh
 
 echo
-printf '%-10s %-8s %7s %7s %8s %7s  %s\n' stage result passed failed skipped time log
+printf '%-10s %-9s %7s %7s %8s %7s  %s\n' stage result passed failed skipped time log
 for row in "${rows[@]}"; do
   IFS='|' read -r name result passed failed skipped seconds log <<<"$row"
-  printf '%-10s %-8s %7s %7s %8s %6ss  %s\n' "$name" "$result" "$passed" "$failed" "$skipped" \
+  printf '%-10s %-9s %7s %7s %8s %6ss  %s\n' "$name" "$result" "$passed" "$failed" "$skipped" \
     "$seconds" "$log"
 done
 for log in "${failures[@]}"; do
   printf '\n---- the last 40 lines of %s\n' "$log"
   tail -n 40 "$log"
 done
-printf '\n%d stages in %d s; GPU tests skip with their reason where no GPU is present.\n' \
+printf '\n%d stages in %d s; why a test skipped: "(Skipped)" and "SKIPPED" in the logs\n' \
   "${#rows[@]}" "$(($(date +%s) - start))"
 echo "$total_passed passed, $total_failed failed, $total_skipped skipped"
 ((${#failures[@]} == 0))
