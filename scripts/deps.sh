@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ git libtorch-dev python3-torch libgloo-dev libgtest-dev
-  libbenchmark-dev nlohmann-json3-dev python3-pytest python3-matplotlib shellcheck
+  libbenchmark-dev nlohmann-json3-dev python3-pytest python3-matplotlib python3-venv shellcheck
   clang libclang-rt-14-dev libomp-dev)
 
 missing=()
