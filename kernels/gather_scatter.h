@@ -1,6 +1,7 @@
 #pragma once
-// Host-visible interface of the kernels (kernels/gather_scatter.cu): the device table's
-// layout, the tuning knobs and the launchers. Plain C++: src/cuda_executor.cpp includes it.
+// Host-visible interface of the kernels (kernels/kernel.cuh, instantiated once per op in
+// kernels/gather.cu, scatter.cu and scatter_add.cu): the tuning knobs and the launchers.
+// Plain C++: src/cuda_executor.cpp and kernels/launch.cpp include it.
 
 #include <cuda_runtime_api.h>
 
@@ -48,6 +49,18 @@ std::string to_string(const Tuning& t);
 
 /// Blocks of `block_threads` threads of the kernel for `op` that fit on one SM.
 cudaError_t kernel_occupancy(KernelOp op, bool streaming, int block_threads, int* blocks_per_sm);
+
+/// The kernels of one op, both cache-hint flavours; defined in kernels/kernel.cuh and
+/// instantiated only in that op's .cu file.
+template <KernelOp kOp>
+struct OpKernels {
+  static cudaError_t occupancy(bool streaming, int block_threads, int* blocks_per_sm);
+  static cudaError_t launch(bool streaming, const KernelArgs& args, int grid, int block_threads,
+                            cudaStream_t stream);
+};
+extern template struct OpKernels<KernelOp::Gather>;
+extern template struct OpKernels<KernelOp::Scatter>;
+extern template struct OpKernels<KernelOp::ScatterAdd>;
 
 /// Launches the kernel for `op` on `stream` (one launch; no allocation, no copy) and returns
 /// cudaGetLastError()'s answer.
