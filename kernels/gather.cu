@@ -3,6 +3,6 @@
 
 namespace flatgather {
 namespace detail {
-template struct OpKernels<KernelOp::Gather>;
+template struct OpKernels<Op::Gather>;
 }  // namespace detail
 }  // namespace flatgather

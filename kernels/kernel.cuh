@@ -10,14 +10,17 @@
 #include <cstdint>
 
 #include "copy.cuh"
-#include "gather_scatter.h"
+#include "device_table.h"
+#include "launch.h"
+#include "op.h"
 #include "tiles.cuh"
+#include "tuning.h"
 
 namespace flatgather {
 namespace detail {
 
 /// One kernel for every plan: warps stride over the tiles (NOTE: [tiles]).
-template <KernelOp kOp, bool Streaming>
+template <Op kOp, bool Streaming>
 __global__ void __launch_bounds__(kMaxBlockThreads, kMinBlocksPerSm)
     gather_scatter_kernel(const KernelArgs args) {
   constexpr int kWarp = CopyPolicy::kWarpThreads;
@@ -27,27 +30,40 @@ __global__ void __launch_bounds__(kMaxBlockThreads, kMinBlocksPerSm)
   const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * blockDim.x / kWarp;
   const PieceFn<kOp, Streaming> piece{args, lane};
   for (std::int64_t t = thread / kWarp; t < args.num_tiles; t += warps) {
-    for_each_piece(args.tiles, t, args.copies, args.num_copies, piece);
+    for_each_piece(args.d_tiles, t, args.d_copies, args.num_copies, piece);
   }
 }
 
-template <KernelOp kOp>
+template <Op kOp, bool Streaming>
+const void* kernel_address() {
+  return reinterpret_cast<const void*>(&gather_scatter_kernel<kOp, Streaming>);
+}
+
+template <Op kOp>
 cudaError_t OpKernels<kOp>::occupancy(bool streaming, int block_threads, int* blocks_per_sm) {
-  const void* kernel = streaming
-                           ? reinterpret_cast<const void*>(&gather_scatter_kernel<kOp, true>)
-                           : reinterpret_cast<const void*>(&gather_scatter_kernel<kOp, false>);
+  const void* kernel = streaming ? kernel_address<kOp, true>() : kernel_address<kOp, false>();
   return cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_sm, kernel, block_threads, 0);
 }
 
-template <KernelOp kOp>
+// NOTE: [launch errors]
+// A launch with <<<>>> reports its failure only through cudaGetLastError, which also returns
+// (and clears) an error left by someone else's earlier call, so flatgather would be blamed for
+// it and its owner would never see it. cudaLaunchKernel returns the launch's own result. On
+// failure the runtime also records that result as the thread's last error, which we clear:
+// the caller gets it as a flatgather::Error. On success the last-error state is untouched.
+// A sticky error (a kernel of anyone's faulted and the context is lost) fails every launch;
+// that is reported, as it must be, since our kernel did not run.
+template <Op kOp>
 cudaError_t OpKernels<kOp>::launch(bool streaming, const KernelArgs& args, int grid,
                                    int block_threads, cudaStream_t stream) {
-  if (streaming) {
-    gather_scatter_kernel<kOp, true><<<grid, block_threads, 0, stream>>>(args);
-  } else {
-    gather_scatter_kernel<kOp, false><<<grid, block_threads, 0, stream>>>(args);
-  }
-  return cudaGetLastError();
+  const void* kernel = streaming ? kernel_address<kOp, true>() : kernel_address<kOp, false>();
+  KernelArgs by_value = args;
+  void* params[] = {&by_value};
+  const cudaError_t result =
+      cudaLaunchKernel(kernel, dim3(static_cast<unsigned>(grid)),
+                       dim3(static_cast<unsigned>(block_threads)), params, 0, stream);
+  if (result != cudaSuccess) (void)cudaGetLastError();  // ours: reported through the result
+  return result;
 }
 
 }  // namespace detail

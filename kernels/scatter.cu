@@ -3,6 +3,6 @@
 
 namespace flatgather {
 namespace detail {
-template struct OpKernels<KernelOp::Scatter>;
+template struct OpKernels<Op::Scatter>;
 }  // namespace detail
 }  // namespace flatgather

@@ -3,6 +3,6 @@
 
 namespace flatgather {
 namespace detail {
-template struct OpKernels<KernelOp::ScatterAdd>;
+template struct OpKernels<Op::ScatterAdd>;
 }  // namespace detail
 }  // namespace flatgather
