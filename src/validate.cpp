@@ -75,16 +75,6 @@ void validate(std::vector<TensorRef>& tensors, const PlanOptions& options) {
              "tensor " << describe_tensor(t) << " is on " << to_string(t.device) << " but tensor "
                        << describe_tensor(tensors[0]) << " is on " << to_string(tensors[0].device)
                        << "; all tensors of a plan must be on one device");
-#if defined(FLATGATHER_WITH_CUDA)
-    if (t.device.is_cuda()) {
-      const int count = cuda_device_count();
-      FG_CHECK(t.device.index >= 0 && t.device.index < count,
-               "tensor " << describe_tensor(t) << " is on " << to_string(t.device) << " but "
-                         << count << " CUDA device(s) can be used; use a device in [0, "
-                         << count << ")");
-      check_device_memory(t, t.data, "");
-    }
-#endif
     if (options.flat_dtype) {
       FG_CHECK(cast_supported(t.dtype, *options.flat_dtype),
                "tensor " << describe_tensor(t) << " cannot be cast to the flat dtype "
@@ -100,6 +90,18 @@ void validate(std::vector<TensorRef>& tensors, const PlanOptions& options) {
                                           "plan them separately");
     }
   }
+#if defined(FLATGATHER_WITH_CUDA)
+  // After the per-tensor checks (one device for all): the device exists, and every pointer
+  // is memory a kernel on it can use (else the kernel faults and kills the CUDA context).
+  if (tensors[0].device.is_cuda()) {
+    const int count = cuda_device_count();
+    FG_CHECK(tensors[0].device.index >= 0 && tensors[0].device.index < count,
+             "tensor " << describe_tensor(tensors[0]) << " is on " << to_string(tensors[0].device)
+                       << " but " << count << " CUDA device(s) can be used; use a device in [0, "
+                       << count << ")");
+    for (const TensorRef& t : tensors) check_device_memory(t, t.data, "");
+  }
+#endif
   const std::int64_t a = options.align_bytes;
   const int flat_size = dtype_size(options.flat_dtype.value_or(tensors[0].dtype));
   FG_CHECK(a >= 0 && (a & (a - 1)) == 0 && (a <= 1 || a >= flat_size),
