@@ -1,23 +1,8 @@
 #pragma once
 // The one copy routine of the CUDA executor: a warp moves a piece of one copy (elements
 // [first, first + count) of a tensor) between the tensor and the flat buffer, copying,
-// casting, adding or zero-filling. gather, scatter and scatter_add all call copy_piece.
-//
-// NOTE: [vector split]
-// A piece is split into a scalar head, a body of packs and a scalar tail. A pack is K
-// consecutive elements with K = 16 bytes / the wider element size, so the wider side of a
-// pack is one 16-byte access and the narrower side one 8-, 4- or 2-byte access.
-// - The lead side is the destination when it is contiguous, else the source when it is (the
-//   flat buffer is always contiguous, so every copy has a lead side). The head is the number
-//   of elements before the lead side's address is pack-aligned (< K).
-// - The other side is accessed in packs too when it is contiguous and reaches pack alignment
-//   after the same head (its address is congruent); otherwise element by element (a view at
-//   an odd offset, or a layout without padding).
-// - Head and tail are spread over the lanes, one element each; packs go lane by lane
-//   (lane l takes packs l, l + 32, ...), `Unroll` packs in flight per lane (loads first,
-//   then stores) so every lane keeps several 16-byte loads outstanding.
-// split_range and distribute are host/device functions: tests/test_tiles.cpp checks on the
-// CPU that every element of every piece is visited exactly once and that packs are aligned.
+// casting, adding or zero-filling. gather, scatter and scatter_add all call copy_piece. How a
+// piece splits into scalar head, packs and tail is NOTE: [vector split] (kernels/vector_split.h).
 //
 // NOTE: [strided copies]
 // A piece whose tensor is strided (channels_last, transposed, sliced) is copied element by
@@ -35,7 +20,11 @@
 #include "flatgather/config.h"
 #include "flatgather/detail/copy_desc.h"
 #include "flatgather/dtype.h"
+#include "device_table.h"
+#include "op.h"
 #include "tiles.cuh"
+#include "tuning.h"
+#include "vector_split.h"
 
 // `#pragma unroll` for nvcc; nothing for the host compiler (tests/device_emulation.h).
 #if defined(__CUDACC__)
@@ -46,96 +35,6 @@
 
 namespace flatgather {
 namespace detail {
-
-/// Compile-time constants of the copy routine (the run-time knobs are in Tuning).
-struct CopyPolicy {
-  static constexpr int kVectorBytes = 16;  ///< widest access: one 16-byte load or store
-  static constexpr int kWarpThreads = 32;
-  /// Packs in flight per lane: 4 for packs of up to 4 elements, fewer for wider packs whose
-  /// elements are loaded one by one (keeps registers under control, see docs/perf.md).
-  FG_HOST_DEVICE static constexpr int unroll(int pack) { return pack <= 4 ? 4 : (pack <= 8 ? 2 : 1); }
-};
-
-/// Elements per pack for element sizes `src_size` and `dst_size` (1, 2, 4 or 8 bytes).
-FG_HOST_DEVICE constexpr int pack_elements(int src_size, int dst_size) {
-  return CopyPolicy::kVectorBytes / (src_size > dst_size ? src_size : dst_size);
-}
-
-/// How a piece of `n` elements splits (see NOTE: [vector split]).
-struct Split {
-  std::int64_t head = 0;   ///< scalar elements before the first pack
-  std::int64_t packs = 0;  ///< whole packs after the head
-  std::int64_t tail = 0;   ///< scalar elements after the packs
-  int pack = 1;            ///< elements per pack
-  bool src_vector = false; ///< the source is read a pack at a time
-  bool dst_vector = false; ///< the destination is written a pack at a time
-};
-
-/// Elements before `address` is aligned to `pack * size` bytes.
-FG_HOST_DEVICE FG_FORCE_INLINE std::int64_t elements_to_alignment(std::uint64_t address, int size,
-                                                                  int pack) {
-  const std::uint64_t pack_bytes = static_cast<std::uint64_t>(pack) * static_cast<std::uint64_t>(size);
-  const std::int64_t misaligned = static_cast<std::int64_t>((address % pack_bytes) / static_cast<std::uint64_t>(size));
-  return (pack - misaligned) % pack;
-}
-
-/// Splits a piece of `n` elements whose first source element is at `src` (element size
-/// `src_size`, `src_contiguous`) and first destination element at `dst`. The address of a
-/// non-contiguous side is ignored.
-FG_HOST_DEVICE FG_FORCE_INLINE Split split_range(std::uint64_t src, int src_size, bool src_contiguous,
-                                                 std::uint64_t dst, int dst_size, bool dst_contiguous,
-                                                 std::int64_t n) {
-  Split s;
-  s.pack = pack_elements(src_size, dst_size);
-  if (n <= 0) return s;
-  if (!src_contiguous && !dst_contiguous) {  // no lead side: everything is scalar
-    s.head = n;
-    return s;
-  }
-  const bool dst_leads = dst_contiguous;
-  const std::int64_t dst_head = dst_contiguous ? elements_to_alignment(dst, dst_size, s.pack) : -1;
-  const std::int64_t src_head = src_contiguous ? elements_to_alignment(src, src_size, s.pack) : -1;
-  const std::int64_t lead_head = dst_leads ? dst_head : src_head;
-  s.head = lead_head < n ? lead_head : n;
-  s.packs = (n - s.head) / s.pack;
-  s.tail = n - s.head - s.packs * s.pack;
-  if (s.packs > 0) {
-    s.dst_vector = dst_contiguous && dst_head == lead_head;
-    s.src_vector = src_contiguous && src_head == lead_head;
-  }
-  return s;
-}
-
-/// Spreads a split over `Lanes` lanes: `scalar(j)` for head and tail element j (relative to
-/// the piece), `packs(p0)` for pack batches p0, p0 + Lanes, ..., p0 + Lanes * (Unroll - 1)
-/// (those below split.packs; the callee checks). Every element is visited by one lane.
-template <int Lanes, int Unroll, class Scalar, class Packs>
-FG_HOST_DEVICE FG_FORCE_INLINE void distribute(const Split& s, int lane, Scalar&& scalar, Packs&& packs) {
-  for (std::int64_t j = lane; j < s.head; j += Lanes) scalar(j);
-  for (std::int64_t p0 = lane; p0 < s.packs; p0 += static_cast<std::int64_t>(Lanes) * Unroll) packs(p0);
-  const std::int64_t tail_begin = s.head + s.packs * s.pack;
-  for (std::int64_t j = lane; j < s.tail; j += Lanes) scalar(tail_begin + j);
-}
-
-/// Raw storage of an element of N bytes: same-dtype copies move bits, never values.
-template <int N>
-struct RawOf;
-template <>
-struct RawOf<1> {
-  using type = std::uint8_t;
-};
-template <>
-struct RawOf<2> {
-  using type = std::uint16_t;
-};
-template <>
-struct RawOf<4> {
-  using type = std::uint32_t;
-};
-template <>
-struct RawOf<8> {
-  using type = std::uint64_t;
-};
 
 /// What a copy does with a source element `s` and the destination's old value `d`.
 struct CopyOp {  // gather, scatter: d = convert(s) (bits unchanged for equal types)
@@ -213,6 +112,18 @@ struct VecOf<16> {
   using type = uint4;
 };
 
+#if !defined(FLATGATHER_EMULATE_DEVICE)
+/// Plain (ld.global / st.global) accesses; tests/device_emulation.h counts its own.
+template <class V>
+FG_DEVICE FG_FORCE_INLINE V load_plain(const V* p) {
+  return *p;
+}
+template <class V>
+FG_DEVICE FG_FORCE_INLINE void store_plain(V* p, const V& v) {
+  *p = v;
+}
+#endif
+
 /// Loads a T that no thread writes during the kernel.
 template <bool Streaming, class T>
 FG_DEVICE FG_FORCE_INLINE T load_readonly(const char* p) {
@@ -233,7 +144,7 @@ FG_DEVICE FG_FORCE_INLINE T load_mutable(const char* p) {
   if constexpr (Streaming) {
     return bit_cast<T>(__ldcs(q));
   } else {
-    return bit_cast<T>(*q);
+    return bit_cast<T>(load_plain(q));
   }
 }
 
@@ -244,7 +155,7 @@ FG_DEVICE FG_FORCE_INLINE void store(char* p, const T& value) {
   if constexpr (Streaming) {
     __stcs(q, bit_cast<V>(value));
   } else {
-    *q = bit_cast<V>(value);
+    store_plain(q, bit_cast<V>(value));
   }
 }
 
@@ -363,26 +274,14 @@ FG_DEVICE FG_FORCE_INLINE void with_raw(int size, F&& f) {
   }
 }
 
-/// Calls f(T{}) with the storage type of the floating dtype `t` (float for the others, which
-/// the host never sends here: see process_piece).
-template <class F>
-FG_DEVICE FG_FORCE_INLINE void with_float(DType t, F&& f) {
-  switch (t) {
-    case DType::Float64: f(double{}); break;
-    case DType::Float16: f(Half{}); break;
-    case DType::BFloat16: f(BFloat16{}); break;
-    default: f(float{}); break;
-  }
-}
-
 /// The warp's share of one piece: elements [first, first + count) of copy `d`.
-template <KernelOp kOp, bool Streaming>
+template <Op kOp, bool Streaming>
 FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCopy& d,
                                              std::int64_t first, std::int64_t count, int lane) {
   const int flat_size = dtype_size(a.flat_dtype);
-  char* flat = static_cast<char*>(a.flat) + d.flat_offset * flat_size;
-  if (d.data == nullptr) {  // padding or a zero-filled tensor: zeros on gather only
-    if constexpr (kOp == KernelOp::Gather) {
+  char* flat = static_cast<char*>(a.d_flat) + d.flat_offset * flat_size;
+  if (d.d_data == nullptr) {  // padding or a zero-filled tensor: zeros on gather only
+    if constexpr (kOp == Op::Gather) {
       with_raw(flat_size, [&](auto raw) {
         using R = decltype(raw);
         const Side<R> dst{flat, nullptr};
@@ -391,15 +290,15 @@ FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCo
     }
     return;
   }
-  char* data = static_cast<char*>(d.data);
-  const CopyDesc* strided = d.strided >= 0 ? a.strided + d.strided : nullptr;
-  if constexpr (kOp != KernelOp::ScatterAdd) {
+  char* data = static_cast<char*>(d.d_data);
+  const CopyDesc* strided = d.strided >= 0 ? a.d_strided + d.strided : nullptr;
+  if constexpr (kOp != Op::ScatterAdd) {
     if (d.dtype == a.flat_dtype) {  // same dtype: move bits
       with_raw(flat_size, [&](auto raw) {
         using R = decltype(raw);
         const Side<R> tensor{data, strided};
         const Side<R> flat_side{flat, nullptr};
-        if constexpr (kOp == KernelOp::Gather) {
+        if constexpr (kOp == Op::Gather) {
           copy_piece<Streaming, R, R>(tensor, flat_side, first, count, CopyOp{}, lane);
         } else {
           copy_piece<Streaming, R, R>(flat_side, tensor, first, count, CopyOp{}, lane);
@@ -409,16 +308,16 @@ FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCo
     }
   }
   // Floating dtypes (Plan::build and Plan::scatter_add reject the others).
-  with_float(d.dtype, [&](auto tensor_value) {
-    with_float(a.flat_dtype, [&](auto flat_value) {
+  dispatch_floating(d.dtype, [&](auto tensor_value) {
+    dispatch_floating(a.flat_dtype, [&](auto flat_value) {
       using T = decltype(tensor_value);
       using F = decltype(flat_value);
       const Side<T> tensor{data, strided};
       const Side<F> flat_side{flat, nullptr};
-      if constexpr (kOp == KernelOp::ScatterAdd) {
+      if constexpr (kOp == Op::ScatterAdd) {
         copy_piece<Streaming, F, T>(flat_side, tensor, first, count, AddOp{a.alpha}, lane);
       } else if constexpr (!std::is_same_v<T, F>) {  // equal types went the raw way above
-        if constexpr (kOp == KernelOp::Gather) {
+        if constexpr (kOp == Op::Gather) {
           copy_piece<Streaming, T, F>(tensor, flat_side, first, count, CopyOp{}, lane);
         } else {
           copy_piece<Streaming, F, T>(flat_side, tensor, first, count, CopyOp{}, lane);
@@ -430,12 +329,12 @@ FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCo
 
 /// for_each_piece's callback; a functor rather than a lambda so that it is always inlined
 /// (a non-inlined call costs a stack frame and spills).
-template <KernelOp kOp, bool Streaming>
+template <Op kOp, bool Streaming>
 struct PieceFn {
   const KernelArgs& args;
   int lane;
   FG_DEVICE FG_FORCE_INLINE void operator()(std::int32_t c, std::int64_t first, std::int64_t count) const {
-    process_piece<kOp, Streaming>(args, args.copies[c], first, count, lane);
+    process_piece<kOp, Streaming>(args, args.d_copies[c], first, count, lane);
   }
 };
 

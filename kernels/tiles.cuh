@@ -13,7 +13,7 @@
 // copies each; both spread over every warp of the grid (warps stride over the tiles).
 // Cuts inside a copy fall on flat positions that are multiples of 16 bytes, so the pieces of
 // a large copy keep the 16-byte alignment of the whole copy (see NOTE: [vector split]).
-// The table is built once, at plan build, and uploaded once (src/cuda_executor.cpp).
+// The tiles are part of the device table (NOTE: [device table] in kernels/device_table.h).
 
 #include <cstdint>
 #include <vector>
@@ -21,6 +21,7 @@
 #include "flatgather/config.h"
 #include "flatgather/detail/copy_desc.h"
 #include "flatgather/dtype.h"
+#include "tuning.h"
 
 namespace flatgather {
 namespace detail {
@@ -33,12 +34,6 @@ struct Tile {
   std::int32_t reserved = 0;
 };
 static_assert(sizeof(Tile) == 16, "Tile is uploaded as is: keep it 16 bytes");
-
-/// How tiles are cut (see NOTE: [tiles]). Chosen per device in gather_scatter.h's Tuning.
-struct TileParams {
-  std::int64_t tile_bytes = 32 * 1024;   ///< cost budget of one tile, bytes moved (read + written)
-  std::int64_t copy_cost_bytes = 1024;   ///< cost of starting a copy piece, in bytes moved
-};
 
 /// Bytes a copy moves per element: the flat side, plus the tensor side when it has data
 /// (padding and zero-filled tensors only write the flat buffer).
@@ -95,65 +90,6 @@ inline std::vector<Tile> build_tiles(const std::vector<CopyDesc>& copies, std::i
   }
   tiles.push_back(Tile{flat_numel, static_cast<std::int32_t>(copies.size()), 0});
   return tiles;
-}
-
-/// One copy as the kernels see it (the device table holds one per ExecutorInput copy).
-struct DeviceCopy {
-  void* data = nullptr;           ///< tensor element [0, ..., 0]; null: zeros on gather, skipped otherwise
-  std::int64_t flat_offset = 0;   ///< elements of the flat dtype
-  std::int64_t numel = 0;
-  std::int32_t strided = -1;      ///< index into KernelArgs::strided, -1 when contiguous
-  DType dtype = DType::Float32;   ///< the tensor's dtype
-  std::uint8_t reserved[3] = {};
-};
-static_assert(sizeof(DeviceCopy) == 32, "DeviceCopy is uploaded as is: keep it 32 bytes");
-
-/// What a kernel does.
-enum class KernelOp : std::uint8_t { Gather, Scatter, ScatterAdd };
-
-/// Kernel parameters (passed by value; everything they point to was uploaded at build).
-struct KernelArgs {
-  const DeviceCopy* copies = nullptr;
-  const CopyDesc* strided = nullptr;  ///< sizes and strides of the non-contiguous copies
-  const Tile* tiles = nullptr;        ///< num_tiles + 1 entries (see NOTE: [tiles])
-  std::int64_t num_tiles = 0;
-  std::int32_t num_copies = 0;
-  DType flat_dtype = DType::Float32;
-  void* flat = nullptr;               ///< written by gather, only read by scatter and scatter_add
-  double alpha = 1.0;                 ///< scatter_add's factor
-};
-
-/// The device table's copies, strided descriptors and tiles, as built on the host (the
-/// executor uploads them as one block; see NOTE: [device table] in src/cuda_executor.cpp).
-struct HostTable {
-  std::vector<DeviceCopy> copies;
-  std::vector<CopyDesc> strided;  ///< descriptors of the non-contiguous copies
-  std::vector<Tile> tiles;        ///< num_tiles + 1 entries
-  std::int64_t moved_bytes = 0;   ///< bytes a gather reads and writes
-};
-
-/// Builds the table for `copies` (ExecutorInput's) in a flat buffer of `flat_dtype`.
-inline HostTable build_host_table(const std::vector<CopyDesc>& copies, std::int64_t flat_numel,
-                                  DType flat_dtype, const TileParams& params) {
-  HostTable table;
-  const int flat_size = dtype_size(flat_dtype);
-  table.copies.reserve(copies.size());
-  for (const CopyDesc& d : copies) {
-    DeviceCopy dc;
-    dc.data = d.data;
-    dc.flat_offset = d.flat_offset;
-    dc.numel = d.numel;
-    dc.dtype = d.dtype;
-    // Strided copies keep their descriptor even without data: rebind may give them some.
-    if (!d.contiguous && d.numel > 0) {
-      dc.strided = static_cast<std::int32_t>(table.strided.size());
-      table.strided.push_back(d);
-    }
-    table.copies.push_back(dc);
-    table.moved_bytes += d.numel * bytes_per_element(d, flat_size);
-  }
-  table.tiles = build_tiles(copies, flat_numel, flat_size, params);
-  return table;
 }
 
 /// Calls `f(copy_index, first, count)` for every non-empty piece of tile `t`: elements

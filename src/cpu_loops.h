@@ -7,11 +7,10 @@
 #include <cstring>
 
 #include "flatgather/detail/copy_desc.h"
+#include "op.h"
 
 namespace flatgather {
 namespace detail {
-
-enum class Op { Gather, Scatter, ScatterAdd };
 
 #define FG_DECLARE_CPU_LOOPS(ns)                                                             \
   namespace ns {                                                                             \

@@ -1,33 +1,45 @@
 // The CUDA executor (host side): builds the device table once, uploads it once, and launches
 // one kernel per gather / scatter / scatter_add on the caller's stream.
 //
-// NOTE: [device table]
-// One cudaMalloc holds, each part 256-byte aligned: the DeviceCopy of every copy, the
-// CopyDesc (sizes, strides) of every strided copy, and the tiles (NOTE: [tiles]) plus their
-// sentinel. It is built and copied to the device once, at plan build. A call then only
-// launches a kernel whose by-value arguments point into it: no allocation, no host-to-device
-// copy, nothing that a CUDA graph could not capture. rebind changes one pointer of the table
-// with one 8-byte cudaMemcpyAsync ordered on the caller's stream; it refuses to run while
-// that stream is being captured (a graph would keep replaying the old pointer).
+// NOTE: [graphs and plan lifetime]
+// A kernel captured into a CUDA graph keeps its by-value KernelArgs, which point into the
+// plan's live device table (NOTE: [device table] in kernels/device_table.h). So:
+// - a rebind made between replays is seen by every later replay (rebind refuses while the
+//   stream it is given is capturing, since the capture would freeze nothing of it);
+// - the plan must outlive every graph (and graph exec) captured from it: destroying the plan
+//   frees the table, and a later replay reads freed memory. Destroy graphs first.
+// tests/test_cuda.cpp checks the first point and replays graphs while other threads build,
+// rebind and destroy unrelated plans.
+//
+// NOTE: [capture mode]
+// While any thread captures a stream in cudaStreamCaptureModeGlobal (PyTorch's default),
+// cudaMalloc, cudaFree, synchronous copies and copies from pageable memory fail on every
+// thread and invalidate that capture. Plan build, rebind and destruction do such calls, and
+// may run on another thread during someone's capture; like PyTorch's allocator, they switch
+// the calling thread to cudaStreamCaptureModeRelaxed around them (RelaxedCaptureMode), which
+// is safe because none of them touches a capturing stream.
 
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include "copy.cuh"
 #include "cuda_check.h"
+#include "device_table.h"
 #include "executor.h"
 #include "flatgather/error.h"
-#include "gather_scatter.h"
-#include "tiles.cuh"
+#include "launch.h"
+#include "op.h"
+#include "tuning.h"
 
 namespace flatgather {
 namespace detail {
@@ -86,43 +98,67 @@ class DeviceGuard {
   bool changed_ = false;
 };
 
-constexpr std::size_t kTableAlign = 256;
+/// Switches the calling thread to relaxed capture mode for a scope (NOTE: [capture mode]).
+class RelaxedCaptureMode {
+ public:
+  RelaxedCaptureMode() noexcept {
+    exchanged_ = cudaThreadExchangeStreamCaptureMode(&mode_) == cudaSuccess;
+  }
+  ~RelaxedCaptureMode() {
+    if (exchanged_) FG_CUDA_CHECK_NOEXCEPT(cudaThreadExchangeStreamCaptureMode(&mode_));
+  }
+  RelaxedCaptureMode(const RelaxedCaptureMode&) = delete;
+  RelaxedCaptureMode& operator=(const RelaxedCaptureMode&) = delete;
 
-std::size_t align_up(std::size_t n) { return (n + kTableAlign - 1) / kTableAlign * kTableAlign; }
+ private:
+  cudaStreamCaptureMode mode_ = cudaStreamCaptureModeRelaxed;
+  bool exchanged_ = false;
+};
 
-bool aligned_to(const void* p, int bytes) {
+/// A private non-blocking stream for the table upload, destroyed at the end of the scope.
+class UploadStream {
+ public:
+  UploadStream() { FG_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
+  ~UploadStream() { FG_CUDA_CHECK_NOEXCEPT(cudaStreamDestroy(stream_)); }
+  UploadStream(const UploadStream&) = delete;
+  UploadStream& operator=(const UploadStream&) = delete;
+  cudaStream_t get() const { return stream_; }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+};
+
+[[maybe_unused]] bool aligned_to(const void* p, int bytes) {  // for asserts
   return reinterpret_cast<std::uintptr_t>(p) % static_cast<std::uintptr_t>(bytes) == 0;
+}
+
+/// The device's tuning (kernels/tuning.h) with FLATGATHER_CUDA_TUNING applied
+/// (NOTE: [tuning overrides]) and the streaming threshold resolved.
+Tuning device_tuning(int major, int minor, int l2_bytes) {
+  Tuning t = tuning_for(major, minor);
+  if (const char* spec = std::getenv("FLATGATHER_CUDA_TUNING")) apply_tuning_overrides(t, spec);
+  if (t.streaming_min_bytes == 0) t.streaming_min_bytes = l2_bytes > 0 ? l2_bytes : 1;
+  return t;
 }
 
 class CudaExecutor final : public Executor {
  public:
   explicit CudaExecutor(ExecutorInput in)
       : device_(in.device.index), flat_dtype_(in.flat_dtype), flat_numel_(in.flat_numel) {
-    const int count = cuda_device_count();
-    FG_CHECK(device_ >= 0 && device_ < count,
-             "the tensors are on " << to_string(in.device) << " but " << count
-                                   << " CUDA device(s) can be used; use a device in [0, "
-                                   << count << ")");
-    FG_CHECK(in.copies.size() < static_cast<std::size_t>(INT32_MAX),
-             "a plan holds at most 2^31 - 1 copies; got " << in.copies.size());
+    // Plan validation checked the device index and the copy count (src/validate.cpp).
+    assert(device_ >= 0 && device_ < cuda_device_count());
+    assert(in.copies.size() < static_cast<std::size_t>(INT32_MAX));
     DeviceGuard guard(device_);
     int l2_bytes = 0;
     FG_CUDA_CHECK(cudaDeviceGetAttribute(&major_, cudaDevAttrComputeCapabilityMajor, device_));
     FG_CUDA_CHECK(cudaDeviceGetAttribute(&minor_, cudaDevAttrComputeCapabilityMinor, device_));
     FG_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device_));
     FG_CUDA_CHECK(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device_));
-    tuning_ = tuning_for(major_, minor_);
-    if (tuning_.streaming_min_bytes <= 0) tuning_.streaming_min_bytes = l2_bytes > 0 ? l2_bytes : 1;
+    tuning_ = device_tuning(major_, minor_, l2_bytes);
 
-    // Host image of the device table (NOTE: [device table]).
-    for (const CopyDesc& d : in.copies) {
-      FG_CHECK(!d.data || aligned_to(d.data, dtype_size(d.dtype)),
-               "segment " << d.segment << " (" << dtype_name(d.dtype) << ", " << d.numel
-                          << " elements) starts at an address that is not a multiple of its "
-                             "element size; CUDA needs element-aligned tensors");
-    }
-    HostTable host = build_host_table(in.copies, flat_numel_, flat_dtype_,
-                                      TileParams{tuning_.tile_bytes, tuning_.copy_cost_bytes});
+    // Host image of the device table (NOTE: [device table]). The plan validated every
+    // pointer (alignment, device memory) and named the tensor when one was wrong.
+    HostTable host = build_host_table(in.copies, flat_numel_, flat_dtype_, tuning_.tiles);
     copies_ = host.copies;
     for (std::size_t c = 0; c < in.copies.size(); ++c) {
       const std::int32_t segment = in.copies[c].segment;
@@ -132,29 +168,37 @@ class CudaExecutor final : public Executor {
       }
       copies_of_segment_[static_cast<std::size_t>(segment)].push_back(static_cast<std::int32_t>(c));
     }
-    const std::vector<CopyDesc>& strided = host.strided;
-    const std::vector<Tile>& tiles = host.tiles;
-    num_strided_ = strided.size();
-    streaming_ = host.moved_bytes >= tuning_.streaming_min_bytes;
-    num_tiles_ = static_cast<std::int64_t>(tiles.size()) - 1;
+    num_strided_ = host.strided.size();
+    streaming_ = tuning_.streaming_min_bytes > 0 && host.moved_bytes >= tuning_.streaming_min_bytes;
+    num_tiles_ = static_cast<std::int64_t>(host.tiles.size()) - 1;
 
-    const std::size_t copies_bytes = copies_.size() * sizeof(DeviceCopy);
-    const std::size_t strided_offset = align_up(copies_bytes);
-    const std::size_t tiles_offset = strided_offset + align_up(strided.size() * sizeof(CopyDesc));
-    table_bytes_ = tiles_offset + tiles.size() * sizeof(Tile);
+    const TableLayout layout = table_layout(host);
+    table_bytes_ = layout.bytes;
     std::vector<unsigned char> image(table_bytes_, 0);
+    const std::size_t copies_bytes = copies_.size() * sizeof(DeviceCopy);
     if (copies_bytes) std::memcpy(image.data(), copies_.data(), copies_bytes);
-    if (!strided.empty()) std::memcpy(image.data() + strided_offset, strided.data(), strided.size() * sizeof(CopyDesc));
-    std::memcpy(image.data() + tiles_offset, tiles.data(), tiles.size() * sizeof(Tile));
+    if (!host.strided.empty()) {
+      std::memcpy(image.data() + layout.strided_offset, host.strided.data(),
+                  host.strided.size() * sizeof(CopyDesc));
+    }
+    std::memcpy(image.data() + layout.tiles_offset, host.tiles.data(),
+                host.tiles.size() * sizeof(Tile));
 
-    void* table = nullptr;
-    FG_CUDA_CHECK(cudaMalloc(&table, table_bytes_));
-    table_ = static_cast<unsigned char*>(table);
+    RelaxedCaptureMode relaxed;  // NOTE: [capture mode]
+    void* d_table = nullptr;
+    FG_CUDA_CHECK(cudaMalloc(&d_table, table_bytes_));
+    d_table_ = static_cast<unsigned char*>(d_table);
     try {
-      FG_CUDA_CHECK(cudaMemcpy(table_, image.data(), table_bytes_, cudaMemcpyHostToDevice));
-      args_.copies = reinterpret_cast<const DeviceCopy*>(table_);
-      args_.strided = reinterpret_cast<const CopyDesc*>(table_ + strided_offset);
-      args_.tiles = reinterpret_cast<const Tile*>(table_ + tiles_offset);
+      // The upload has landed before build returns (NOTE: [device table]): a copy from
+      // pageable memory may return before its DMA completes, and a kernel on a non-blocking
+      // stream would not be ordered after it.
+      UploadStream upload;
+      FG_CUDA_CHECK(cudaMemcpyAsync(d_table_, image.data(), table_bytes_, cudaMemcpyHostToDevice,
+                                    upload.get()));
+      FG_CUDA_CHECK(cudaStreamSynchronize(upload.get()));
+      args_.d_copies = reinterpret_cast<const DeviceCopy*>(d_table_);
+      args_.d_strided = reinterpret_cast<const CopyDesc*>(d_table_ + layout.strided_offset);
+      args_.d_tiles = reinterpret_cast<const Tile*>(d_table_ + layout.tiles_offset);
       args_.num_tiles = num_tiles_;
       args_.num_copies = static_cast<std::int32_t>(copies_.size());
       args_.flat_dtype = flat_dtype_;
@@ -164,32 +208,35 @@ class CudaExecutor final : public Executor {
       const std::int64_t useful_blocks = (num_tiles_ + warps_per_block - 1) / warps_per_block;
       for (int op = 0; op < 3; ++op) {
         int blocks_per_sm = 0;
-        FG_CUDA_CHECK(kernel_occupancy(static_cast<KernelOp>(op), streaming_, tuning_.block_threads, &blocks_per_sm));
+        FG_CUDA_CHECK(kernel_occupancy(static_cast<Op>(op), streaming_, tuning_.block_threads,
+                                       &blocks_per_sm));
         blocks_per_sm = std::max(1, std::min(blocks_per_sm, tuning_.max_blocks_per_sm));
-        const std::int64_t grid = std::min<std::int64_t>(static_cast<std::int64_t>(sm_count_) * blocks_per_sm, useful_blocks);
+        const std::int64_t grid = std::min<std::int64_t>(
+            static_cast<std::int64_t>(sm_count_) * blocks_per_sm, useful_blocks);
         grid_[op] = static_cast<int>(std::max<std::int64_t>(grid, 1));
       }
     } catch (...) {
-      FG_CUDA_CHECK_NOEXCEPT(cudaFree(table_));
+      FG_CUDA_CHECK_NOEXCEPT(cudaFree(d_table_));
       throw;
     }
   }
 
   ~CudaExecutor() override {
-    if (!table_) return;
+    if (!d_table_) return;
     DeviceGuard guard(device_, std::nothrow);
-    FG_CUDA_CHECK_NOEXCEPT(cudaFree(table_));
+    RelaxedCaptureMode relaxed;  // NOTE: [capture mode]
+    FG_CUDA_CHECK_NOEXCEPT(cudaFree(d_table_));
   }
 
   CudaExecutor(const CudaExecutor&) = delete;
   CudaExecutor& operator=(const CudaExecutor&) = delete;
 
-  void gather(void* flat, cudaStream_t stream) const override { launch(KernelOp::Gather, flat, 1.0, stream); }
+  void gather(void* flat, cudaStream_t stream) const override { launch(Op::Gather, flat, 1.0, stream); }
   void scatter(const void* flat, cudaStream_t stream) const override {
-    launch(KernelOp::Scatter, const_cast<void*>(flat), 1.0, stream);  // the kernel only reads it
+    launch(Op::Scatter, const_cast<void*>(flat), 1.0, stream);  // the kernel only reads it
   }
   void scatter_add(const void* flat, double alpha, cudaStream_t stream) const override {
-    launch(KernelOp::ScatterAdd, const_cast<void*>(flat), alpha, stream);
+    launch(Op::ScatterAdd, const_cast<void*>(flat), alpha, stream);
   }
 
   /// A null `data` makes a segment a zero-filled placeholder, as on the CPU.
@@ -200,16 +247,15 @@ class CudaExecutor final : public Executor {
   /// first and the last changed copy goes up in ONE cudaMemcpyAsync on `stream`, not one per
   /// segment. The source is pageable host memory, which the runtime stages before returning,
   /// so a later rebind cannot change what this one uploads. Everything is checked before the
-  /// mirror changes, so a refused rebind changes nothing.
+  /// mirror changes, so a refused rebind changes nothing. The plan has checked every new
+  /// pointer (alignment, device memory, overlaps); this only asserts.
   void rebind(const std::vector<std::pair<int, void*>>& changes, cudaStream_t stream) override {
     std::int64_t first = -1, last = -1;
     for (const auto& [segment, data] : changes) {
-      FG_CHECK(segment >= 0, "rebind: segment index " << segment << " is negative");
+      assert(segment >= 0);
       if (static_cast<std::size_t>(segment) >= copies_of_segment_.size()) continue;  // empty tensor
       for (std::int32_t c : copies_of_segment_[static_cast<std::size_t>(segment)]) {
-        FG_CHECK(!data || aligned_to(data, dtype_size(copies_[static_cast<std::size_t>(c)].dtype)),
-                 "rebind: the new data of segment " << segment << " is not aligned to its element size ("
-                                                    << dtype_name(copies_[static_cast<std::size_t>(c)].dtype) << ")");
+        assert(!data || aligned_to(data, dtype_size(copies_[static_cast<std::size_t>(c)].dtype)));
         first = first < 0 ? c : std::min<std::int64_t>(first, c);
         last = std::max<std::int64_t>(last, c);
       }
@@ -225,12 +271,13 @@ class CudaExecutor final : public Executor {
     for (const auto& [segment, data] : changes) {
       if (static_cast<std::size_t>(segment) >= copies_of_segment_.size()) continue;
       for (std::int32_t c : copies_of_segment_[static_cast<std::size_t>(segment)]) {
-        copies_[static_cast<std::size_t>(c)].data = data;
+        copies_[static_cast<std::size_t>(c)].d_data = data;
       }
     }
     const std::size_t offset = static_cast<std::size_t>(first) * sizeof(DeviceCopy);
     const std::size_t bytes = static_cast<std::size_t>(last - first + 1) * sizeof(DeviceCopy);
-    FG_CUDA_CHECK(cudaMemcpyAsync(table_ + offset, copies_.data() + first, bytes, cudaMemcpyHostToDevice, stream));
+    RelaxedCaptureMode relaxed;  // a pageable copy (NOTE: [capture mode])
+    FG_CUDA_CHECK(cudaMemcpyAsync(d_table_ + offset, copies_.data() + first, bytes, cudaMemcpyHostToDevice, stream));
   }
 
   std::string describe() const override {
@@ -243,15 +290,12 @@ class CudaExecutor final : public Executor {
   }
 
  private:
-  void launch(KernelOp op, void* flat, double alpha, cudaStream_t stream) const {
+  void launch(Op op, void* d_flat, double alpha, cudaStream_t stream) const {
     if (num_tiles_ == 0) return;  // nothing to move (every tensor is empty)
-    const int flat_size = dtype_size(flat_dtype_);
-    FG_CHECK(aligned_to(flat, flat_size),
-             kernel_op_name(op) << ": the flat buffer's address is not a multiple of its element size ("
-                                << dtype_name(flat_dtype_) << ", " << flat_size << " bytes)");
+    assert(aligned_to(d_flat, dtype_size(flat_dtype_)));  // Plan::check_flat
     DeviceGuard guard(device_);
     KernelArgs args = args_;
-    args.flat = flat;
+    args.d_flat = d_flat;
     args.alpha = alpha;
     FG_CUDA_CHECK(launch_kernel(op, streaming_, args, grid_[static_cast<int>(op)], tuning_.block_threads, stream));
   }
@@ -269,12 +313,30 @@ class CudaExecutor final : public Executor {
   std::size_t num_strided_ = 0;
   std::int64_t num_tiles_ = 0;
   std::size_t table_bytes_ = 0;
-  unsigned char* table_ = nullptr;
+  unsigned char* d_table_ = nullptr;
   KernelArgs args_;
   int grid_[3] = {1, 1, 1};
 };
 
 }  // namespace
+
+std::string cuda_pointer_problem(const void* p, int device) {
+  if (p == nullptr) return "";
+  cudaPointerAttributes attributes{};
+  const cudaError_t error = cudaPointerGetAttributes(&attributes, p);
+  if (error != cudaSuccess) {
+    (void)cudaGetLastError();  // this query's own error: nothing else is cleared
+    return std::string("is not memory CUDA knows (") + cudaGetErrorName(error) + ")";
+  }
+  switch (attributes.type) {
+    case cudaMemoryTypeDevice:
+      if (attributes.device == device) return "";
+      return "is memory of cuda:" + std::to_string(attributes.device);
+    case cudaMemoryTypeManaged: return "";
+    case cudaMemoryTypeHost: return "is pinned host memory";
+    default: return "is host memory";
+  }
+}
 
 std::unique_ptr<Executor> make_cuda_executor(ExecutorInput input) {
   return std::make_unique<CudaExecutor>(std::move(input));

@@ -40,6 +40,11 @@ class Executor {
 
 std::unique_ptr<Executor> make_cpu_executor(ExecutorInput input);
 
+/// Empty when `p` is null or memory that a kernel on CUDA device `device` can use (its own
+/// device memory, or managed memory); else what it is ("is host memory", "is memory of
+/// cuda:1"), for the plan's error message. Always empty without CUDA.
+std::string cuda_pointer_problem(const void* p, int device);
+
 /// Defined in cuda_executor.cpp when FLATGATHER_CUDA is on, else in cuda_stub.cpp (which
 /// throws "built without CUDA").
 std::unique_ptr<Executor> make_cuda_executor(ExecutorInput input);

@@ -3,12 +3,13 @@
 
 #include "flatgather/error.h"
 #include "flatgather/layout.h"
+#include "validate.h"
 
 namespace flatgather {
 
 namespace {
 constexpr const char* kFormat = "flatgather.layout/1";
-constexpr std::int64_t kMaxBytes = std::int64_t{1} << 62;
+using detail::kMaxBytes;
 
 // A short rendering of a JSON value for error messages: scalars as written (cut at 64
 // characters), arrays and objects by their type. dump() of a deeply nested value recurses

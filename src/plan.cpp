@@ -8,6 +8,7 @@
 
 #include "executor.h"
 #include "flatgather/error.h"
+#include "validate.h"
 
 namespace flatgather {
 
@@ -15,7 +16,8 @@ namespace {
 
 std::string fg_describe(const TensorRef& t) { return describe(t); }
 
-constexpr std::int64_t kMaxBytes = std::int64_t{1} << 62;
+using detail::is_aligned;
+using detail::kMaxBytes;
 
 struct Extent {
   std::uintptr_t lo = 0;
@@ -78,80 +80,6 @@ void coalesce(const TensorRef& t, detail::CopyDesc& d) {
   d.contiguous = d.ndim == 1 && d.strides[0] == 1;
 }
 
-// Element-typed access to a misaligned pointer is undefined behaviour on the host and a
-// sticky "misaligned address" error in a CUDA kernel.
-bool is_aligned(const void* p, DType dtype) {
-  return reinterpret_cast<std::uintptr_t>(p) % static_cast<std::uintptr_t>(dtype_size(dtype)) == 0;
-}
-
-void validate(std::vector<TensorRef>& tensors, const PlanOptions& options) {
-  FG_CHECK(!tensors.empty(),
-           "empty selection: there are no tensors to plan; select at least one tensor");
-  for (std::size_t i = 0; i < tensors.size(); ++i) {
-    TensorRef& t = tensors[i];
-    if (t.name.empty()) t.name = "tensor[" + std::to_string(i) + "]";
-    // Sizes first, as the default strides below are their products; the product of the
-    // non-zero sizes is bounded too, so that no stride product overflows.
-    std::int64_t n = 1, span = 1;
-    for (std::int64_t s : t.sizes) {
-      FG_CHECK(s >= 0, "tensor " << fg_describe(t) << " has a negative size");
-      FG_CHECK(s == 0 || span <= kMaxBytes / dtype_size(t.dtype) / s,
-               "tensor " << fg_describe(t) << " is too large: its byte size overflows 2^62");
-      if (s > 0) span *= s;
-      n = s == 0 ? 0 : n * s;
-    }
-    if (t.strides.empty()) {
-      t.strides.assign(t.sizes.size(), 1);
-      for (std::size_t d = t.sizes.size(); d-- > 1;) t.strides[d - 1] = t.strides[d] * t.sizes[d];
-    }
-    FG_CHECK(t.strides.size() == t.sizes.size(),
-             "tensor " << fg_describe(t) << " has " << t.strides.size() << " strides for "
-                       << t.sizes.size() << " sizes; give one stride per dimension");
-    std::int64_t reach = 0;  // elements between the first and the farthest element
-    for (std::size_t d = 0; d < t.sizes.size() && n > 0; ++d) {
-      if (t.sizes[d] <= 1) continue;
-      const std::int64_t limit = (kMaxBytes / dtype_size(t.dtype) - reach) / (t.sizes[d] - 1);
-      FG_CHECK(t.strides[d] >= -limit && t.strides[d] <= limit,
-               "tensor " << fg_describe(t) << " has stride " << t.strides[d] << " in dimension "
-                         << d << ", which reaches beyond 2^62 bytes");
-      reach += (t.sizes[d] - 1) * (t.strides[d] < 0 ? -t.strides[d] : t.strides[d]);
-    }
-    FG_CHECK(!(t.zero_fill && t.data), "tensor " << fg_describe(t)
-                                                 << " is marked zero_fill but has data; a "
-                                                    "zero-fill placeholder must have null data");
-    FG_CHECK(t.data || t.zero_fill || n == 0,
-             "tensor " << fg_describe(t) << " has no data (null pointer): pass a defined tensor");
-    FG_CHECK(is_aligned(t.data, t.dtype),
-             "tensor " << fg_describe(t) << " has data pointer " << t.data
-                       << ", which is not a multiple of its element size ("
-                       << dtype_size(t.dtype) << " bytes); pass element-aligned memory");
-    FG_CHECK(t.device == tensors[0].device,
-             "tensor " << fg_describe(t) << " is on " << to_string(t.device) << " but tensor "
-                       << fg_describe(tensors[0]) << " is on " << to_string(tensors[0].device)
-                       << "; all tensors of a plan must be on one device");
-    if (options.flat_dtype) {
-      FG_CHECK(cast_supported(t.dtype, *options.flat_dtype),
-               "tensor " << fg_describe(t) << " cannot be cast to the flat dtype "
-                         << dtype_name(*options.flat_dtype)
-                         << "; casts are supported between float32, float16, bfloat16 and "
-                            "float64, other dtypes need a flat buffer of their own dtype");
-    } else {
-      FG_CHECK(t.dtype == tensors[0].dtype,
-               "mixed dtypes: tensor " << fg_describe(t) << " is " << dtype_name(t.dtype)
-                                       << " but tensor " << fg_describe(tensors[0]) << " is "
-                                       << dtype_name(tensors[0].dtype)
-                                       << "; pass a flat dtype (e.g. float32) to cast them, or "
-                                          "plan them separately");
-    }
-  }
-  const std::int64_t a = options.align_bytes;
-  const int flat_size = dtype_size(options.flat_dtype.value_or(tensors[0].dtype));
-  FG_CHECK(a >= 0 && (a & (a - 1)) == 0 && (a <= 1 || a >= flat_size),
-           "align_bytes must be 0 (no padding) or a power of two no smaller than the flat "
-           "element size ("
-               << flat_size << " bytes), e.g. 16, 128, 256; got " << a);
-}
-
 }  // namespace
 
 struct Plan::State {
@@ -160,7 +88,8 @@ struct Plan::State {
   std::vector<std::size_t> first_tensor;  // per segment
   Layout layout;
   Device device;
-  std::string overlap;          // why scatter is refused; empty when writable
+  std::string overlap;           // why scatter is refused; empty when writable
+  std::string internal_overlap;  // a tensor whose elements share memory (fixed at build)
   std::string not_floating;     // the first tensor scatter_add cannot update, described
   std::vector<Extent> extents;  // sorted by lo, `hi` a running maximum: see check_flat
   std::unique_ptr<detail::Executor> executor;
@@ -183,6 +112,11 @@ struct Plan::State {
         extents[k].tensor = extents[k - 1].tensor;
       }
     }
+  }
+
+  // Why scatter must be refused, after build or rebind (NOTE: [rebind overlap]).
+  void refresh_overlap() {
+    overlap = internal_overlap.empty() ? find_overlap() : internal_overlap;
   }
 
   // Describes the first pair of distinct segments whose memory overlaps, or "".
@@ -225,7 +159,7 @@ struct Plan::State {
 };
 
 Plan Plan::build(std::vector<TensorRef> tensors, const PlanOptions& options) {
-  validate(tensors, options);
+  detail::validate(tensors, options);
   auto state = std::make_unique<State>();
   const DType flat_dtype = options.flat_dtype.value_or(tensors[0].dtype);
   const std::int64_t flat_size = dtype_size(flat_dtype);
@@ -303,8 +237,8 @@ Plan Plan::build(std::vector<TensorRef> tensors, const PlanOptions& options) {
 
   // Overlaps: within one tensor, and between distinct segments.
   for (const detail::CopyDesc& d : segment_copies) {
-    if (d.data && has_internal_overlap(d) && state->overlap.empty()) {
-      state->overlap = "tensor " + fg_describe(tensors[state->first_tensor[d.segment]]) +
+    if (d.data && has_internal_overlap(d) && state->internal_overlap.empty()) {
+      state->internal_overlap = "tensor " + fg_describe(tensors[state->first_tensor[d.segment]]) +
                        " has elements that share memory (a stride of 0, e.g. from expand())";
     }
   }
@@ -315,8 +249,11 @@ Plan Plan::build(std::vector<TensorRef> tensors, const PlanOptions& options) {
   for (const TensorRef& t : state->tensors) {
     if (!dtype_is_floating(t.dtype) && state->not_floating.empty()) state->not_floating = fg_describe(t);
   }
+  FG_CHECK(input.copies.size() < static_cast<std::size_t>(INT32_MAX),
+           "a plan holds at most 2^31 - 1 copies (segments and padding); got "
+               << input.copies.size() << ": split the tensors into several plans");
   state->refresh_extents();
-  if (state->overlap.empty()) state->overlap = state->find_overlap();
+  state->refresh_overlap();
   state->executor = state->device.is_cuda() ? detail::make_cuda_executor(std::move(input))
                                             : detail::make_cpu_executor(std::move(input));
   Plan plan;
@@ -392,6 +329,7 @@ void Plan::rebind(const std::vector<std::pair<std::size_t, void*>>& changes, cud
                                                                 << fg_describe(t)
                                                                 << " is not aligned to its "
                                                                    "element size");
+    detail::check_device_memory(t, data, "rebind: ");
   }
   std::vector<std::pair<int, void*>> executor_changes;
   executor_changes.reserve(changes.size());
@@ -404,7 +342,13 @@ void Plan::rebind(const std::vector<std::pair<std::size_t, void*>>& changes, cud
     t.data = data;
     t.zero_fill = data == nullptr;
   }
+  // NOTE: [rebind overlap]
+  // Overlaps decide whether scatter and scatter_add may run (two warps or threads writing
+  // the same bytes race). Build analyses them; a rebind can create one (a segment moved onto
+  // memory another segment uses) or remove one, so it analyses them again, on every
+  // executor: scatter then refuses with the same message as for a plan built that way.
   s.refresh_extents();
+  s.refresh_overlap();
 }
 
 std::string Plan::describe() const { return state().executor->describe(); }

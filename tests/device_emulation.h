@@ -14,11 +14,17 @@ struct alignas(16) uint4 {
 };
 
 namespace fg_emulation {
-/// Counts accesses by width, so tests can check that the vector path is taken.
+/// Counts accesses by width, so tests can check that the vector path is taken, and by
+/// cache-hint flavour (NOTE: [cache hints] in kernels/copy.cuh).
 struct AccessCounts {
   std::int64_t loads[17] = {};
   std::int64_t stores[17] = {};
   std::int64_t misaligned = 0;
+  std::int64_t readonly_loads = 0;   ///< __ldg (ld.global.nc)
+  std::int64_t streaming_loads = 0;  ///< __ldcs (evict-first)
+  std::int64_t plain_loads = 0;      ///< ld.global
+  std::int64_t streaming_stores = 0; ///< __stcs (evict-first)
+  std::int64_t plain_stores = 0;     ///< st.global
 };
 inline AccessCounts& counts() {
   static AccessCounts c;
@@ -42,13 +48,27 @@ inline void store(T* p, T v) {
 
 template <class T>
 inline T __ldg(const T* p) {
+  ++fg_emulation::counts().readonly_loads;
   return fg_emulation::load(p);
 }
 template <class T>
 inline T __ldcs(const T* p) {
+  ++fg_emulation::counts().streaming_loads;
   return fg_emulation::load(p);
 }
 template <class T>
 inline void __stcs(T* p, T v) {
+  ++fg_emulation::counts().streaming_stores;
+  fg_emulation::store(p, v);
+}
+// The plain accesses of kernels/copy.cuh (which defines them only for nvcc).
+template <class V>
+inline V load_plain(const V* p) {
+  ++fg_emulation::counts().plain_loads;
+  return fg_emulation::load(p);
+}
+template <class V>
+inline void store_plain(V* p, const V& v) {
+  ++fg_emulation::counts().plain_stores;
   fg_emulation::store(p, v);
 }

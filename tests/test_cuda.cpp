@@ -5,11 +5,14 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <limits>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "flatgather/plan.h"
@@ -595,4 +598,301 @@ TEST(CudaErrors, MixedDevicesAndDeviceRestore) {
   CUDA_OK(cudaSetDevice(0));
   CUDA_OK(cudaDeviceSynchronize());
   EXPECT_TRUE(at::equal(flat.cpu(), g.cpu()));
+}
+
+// ---- issue 15: the executor's hazards ----------------------------------------------------------
+
+namespace {
+
+constexpr int64_t kGuard = 16;  // canary elements on each side of every GPU buffer
+
+/// A GPU tensor of `numel` elements inside a buffer with `kGuard` canary elements on each side,
+/// so that an overrun of a few bytes fails instead of landing in slack.
+struct Guarded {
+  at::Tensor whole;
+  at::Tensor inner;
+  at::Tensor canary_cpu;  // the whole buffer as first filled, on the CPU
+  Guarded(const at::Tensor& values_cpu, int64_t shift = 0) {
+    const int64_t n = values_cpu.numel();
+    whole = fgtest::random_tensor({n + 2 * kGuard + shift}, values_cpu.scalar_type()).to(kCuda);
+    inner = whole.narrow(0, kGuard + shift, n).view(values_cpu.sizes());
+    inner.copy_(values_cpu.to(kCuda));
+    canary_cpu = whole.cpu();
+  }
+  /// True when nothing outside `inner` changed.
+  bool canaries_intact(int64_t shift = 0) const {
+    const at::Tensor now = whole.cpu();
+    const int64_t n = inner.numel();
+    const int64_t head = kGuard + shift;
+    return fgtest::bits_equal(now.narrow(0, 0, head), canary_cpu.narrow(0, 0, head)) &&
+           fgtest::bits_equal(now.narrow(0, head + n, kGuard), canary_cpu.narrow(0, head + n, kGuard));
+  }
+};
+
+/// Sets FLATGATHER_CUDA_TUNING for a scope (NOTE: [tuning overrides] in kernels/tuning.h).
+class TuningOverride {
+ public:
+  explicit TuningOverride(const char* spec) { setenv("FLATGATHER_CUDA_TUNING", spec, 1); }
+  ~TuningOverride() { unsetenv("FLATGATHER_CUDA_TUNING"); }
+  TuningOverride(const TuningOverride&) = delete;
+  TuningOverride& operator=(const TuningOverride&) = delete;
+};
+
+/// gather, scatter and scatter_add of `values` (casts, strided and misaligned views) through a
+/// core plan whose tensors and flat buffer carry canaries, against LibTorch.
+void check_guarded_round_trip(at::ScalarType tensor_dtype, at::ScalarType flat_dtype,
+                              std::uint64_t seed) {
+  at::manual_seed(seed);
+  std::vector<Guarded> bufs;
+  std::vector<at::Tensor> views;
+  const std::vector<std::vector<int64_t>> shapes = {{7}, {33, 65}, {1000}, {4097}, {2, 3, 5, 7}};
+  for (std::size_t i = 0; i < shapes.size(); ++i) {
+    bufs.emplace_back(fgtest::random_tensor(shapes[i], tensor_dtype), static_cast<int64_t>(i % 3));
+  }
+  views = {bufs[0].inner, bufs[1].inner.t(), bufs[2].inner, bufs[3].inner,
+           bufs[4].inner.permute({0, 2, 3, 1})};
+  std::vector<fg::TensorRef> refs;
+  for (std::size_t i = 0; i < views.size(); ++i) refs.push_back(cuda_ref(views[i], "t" + std::to_string(i)));
+  fg::PlanOptions options;
+  options.flat_dtype = fgt::to_dtype(flat_dtype);
+  fg::Plan plan = fg::Plan::build(refs, options);
+  const int64_t n = plan.layout().numel();
+  std::vector<at::Tensor> cpu_views;
+  for (const at::Tensor& v : views) cpu_views.push_back(v.cpu());
+
+  Guarded flat(fgtest::poisoned(n, flat_dtype), 1);  // misaligned by one element
+  plan.gather(flat.inner.data_ptr(), n, nullptr);
+  device_sync();
+  EXPECT_TRUE(fgtest::bits_equal(flat.inner.cpu(), expected_flat(cpu_views, plan.layout(), flat_dtype)));
+  EXPECT_TRUE(flat.canaries_intact(1)) << "gather wrote outside the flat buffer";
+
+  const at::Tensor source = fgtest::random_tensor({n}, flat_dtype);
+  flat.inner.copy_(source.to(kCuda));
+  for (const at::Tensor& v : views) poison(v);
+  plan.scatter(flat.inner.data_ptr(), n, nullptr);
+  device_sync();
+  for (std::size_t i = 0; i < views.size(); ++i) {
+    const fg::Segment& s = plan.layout().segments()[i];
+    EXPECT_TRUE(fgtest::bits_equal(views[i].cpu(), source.narrow(0, s.offset, s.numel)
+                                                       .to(tensor_dtype).reshape(views[i].sizes())))
+        << "scatter, tensor " << i;
+  }
+  const std::vector<at::Tensor> before = [&] {
+    std::vector<at::Tensor> out;
+    for (const at::Tensor& v : views) out.push_back(v.cpu());
+    return out;
+  }();
+  plan.scatter_add(flat.inner.data_ptr(), n, -0.5, nullptr);
+  device_sync();
+  // The CPU executor is the reference for scatter_add's rounding (one fused multiply-add).
+  std::vector<at::Tensor> cpu_after = before;
+  std::vector<fg::TensorRef> cpu_refs;
+  for (std::size_t i = 0; i < cpu_after.size(); ++i) {
+    cpu_after[i] = cpu_after[i].contiguous();
+    fg::TensorRef r = cuda_ref(cpu_after[i], "t" + std::to_string(i));
+    r.device = fg::Device::cpu();
+    cpu_refs.push_back(r);
+  }
+  fg::Plan cpu_plan = fg::Plan::build(cpu_refs, options);
+  const at::Tensor source_cpu = source.contiguous();
+  cpu_plan.scatter_add(source_cpu.data_ptr(), n, -0.5, nullptr);
+  for (std::size_t i = 0; i < views.size(); ++i) {
+    EXPECT_TRUE(fgtest::bits_equal(views[i].cpu(), cpu_after[i])) << "scatter_add, tensor " << i;
+  }
+  for (std::size_t i = 0; i < bufs.size(); ++i) {
+    EXPECT_TRUE(bufs[i].canaries_intact(static_cast<int64_t>(i % 3))) << "tensor " << i << " overran";
+  }
+  EXPECT_TRUE(flat.canaries_intact(1)) << "scatter read outside the flat buffer? (it must not write)";
+}
+
+}  // namespace
+
+// Fix 1: the table has landed when build returns, so a launch on a non-blocking stream right
+// after build, with no device synchronization, reads the whole table.
+TEST(CudaTable, LaunchOnNonBlockingStreamRightAfterBuild) {
+  SKIP_WITHOUT_CUDA();
+  at::manual_seed(61);
+  const auto f32 = at::TensorOptions(at::kFloat).device(kCuda);
+  std::vector<at::Tensor> ts;
+  for (int i = 0; i < 2000; ++i) ts.push_back(at::randn({1 + i % 37}, f32));  // a big table
+  std::vector<fg::TensorRef> refs;
+  for (std::size_t i = 0; i < ts.size(); ++i) refs.push_back(cuda_ref(ts[i], "p" + std::to_string(i)));
+  device_sync();
+  cudaStream_t stream = nullptr;
+  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  for (int round = 0; round < 5; ++round) {
+    fg::Plan plan = fg::Plan::build(refs);
+    const int64_t n = plan.layout().numel();
+    void* d_flat = nullptr;
+    CUDA_OK(cudaMallocAsync(&d_flat, static_cast<std::size_t>(n) * 4, stream));
+    plan.gather(d_flat, n, stream);  // no sync between build and launch
+    std::vector<float> host(static_cast<std::size_t>(n));
+    CUDA_OK(cudaMemcpyAsync(host.data(), d_flat, host.size() * 4, cudaMemcpyDeviceToHost, stream));
+    CUDA_OK(cudaStreamSynchronize(stream));
+    CUDA_OK(cudaFreeAsync(d_flat, stream));
+    at::Tensor got = at::from_blob(host.data(), {n}, at::kFloat).clone();
+    std::vector<at::Tensor> cpu;
+    for (const at::Tensor& t : ts) cpu.push_back(t.cpu());
+    EXPECT_TRUE(fgtest::bits_equal(got, fgtest::reference_gather(cpu, at::kFloat))) << "round " << round;
+  }
+  CUDA_OK(cudaStreamSynchronize(stream));
+  CUDA_OK(cudaStreamDestroy(stream));
+}
+
+// Fix 3: another thread captures in global mode while this one builds, rebinds and destroys
+// plans; the capture stays valid, and its graph replays correctly, seeing a rebind made
+// between replays (NOTE: [graphs and plan lifetime]).
+TEST(CudaGraph, GlobalCaptureWhileAnotherThreadBuildsRebindsDestroys) {
+  SKIP_WITHOUT_CUDA();
+  at::manual_seed(62);
+  const auto f32 = at::TensorOptions(at::kFloat).device(kCuda);
+  at::Tensor a = at::randn({1000}, f32), b = at::randn({17, 3}, f32), b2 = at::randn({17, 3}, f32);
+  fg::Plan plan = fg::Plan::build({cuda_ref(a, "a"), cuda_ref(b, "b")});
+  const int64_t n = plan.layout().numel();
+  at::Tensor flat = poisoned_gpu(n, at::kFloat);
+  at::Tensor x = at::randn({64}, f32), y = at::randn({64}, f32), z = at::randn({64}, f32);
+  device_sync();
+
+  cudaStream_t stream = nullptr;
+  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  std::atomic<int> phase{0};
+  std::string worker_error;
+  std::thread worker([&] {
+    while (phase.load() == 0) std::this_thread::yield();
+    try {
+      for (int i = 0; i < 20; ++i) {
+        fg::Plan other = fg::Plan::build({cuda_ref(x, "x"), cuda_ref(y, "y")});
+        other.rebind(1, z.data_ptr(), nullptr);
+      }  // each plan destroyed: cudaFree during the capture
+    } catch (const std::exception& e) {
+      worker_error = e.what();
+    }
+    phase.store(2);
+  });
+  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  plan.gather(flat.data_ptr(), n, stream);
+  phase.store(1);
+  while (phase.load() != 2) std::this_thread::yield();
+  cudaGraph_t graph = nullptr;
+  CUDA_OK(cudaStreamEndCapture(stream, &graph));
+  worker.join();
+  EXPECT_EQ(worker_error, "") << "build/rebind/destroy failed during another thread's capture";
+  cudaGraphExec_t exec = nullptr;
+  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  CUDA_OK(cudaGraphLaunch(exec, stream));
+  CUDA_OK(cudaStreamSynchronize(stream));
+  EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), fgtest::reference_gather({a.cpu(), b.cpu()}, at::kFloat)));
+  // Rebind between replays: the next replay reads the new memory.
+  plan.rebind(1, b2.data_ptr(), stream);
+  poison(flat);
+  CUDA_OK(cudaStreamSynchronize(stream));
+  CUDA_OK(cudaGraphLaunch(exec, stream));
+  CUDA_OK(cudaStreamSynchronize(stream));
+  EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), fgtest::reference_gather({a.cpu(), b2.cpu()}, at::kFloat)));
+  // The promise: graphs are destroyed before their plan (the plan outlives them).
+  CUDA_OK(cudaGraphExecDestroy(exec));
+  CUDA_OK(cudaGraphDestroy(graph));
+  CUDA_OK(cudaStreamDestroy(stream));
+}
+
+// Fixes via the tuning knob: both cache-hint flavours and tiny tile budgets (cuts inside
+// copies) with casts, strided and misaligned tensors, canaries around everything.
+TEST(CudaGatherScatter, BothCacheHintFlavoursAndTinyTiles) {
+  SKIP_WITHOUT_CUDA();
+  std::uint64_t seed = 70;
+  for (const char* spec : {"streaming=1", "streaming=-1", "streaming=1,tile=48,copy_cost=5",
+                           "streaming=-1,tile=1,copy_cost=0"}) {
+    TuningOverride tuning(spec);
+    for (const auto& [t, f] : {std::pair{at::kBFloat16, at::kFloat}, std::pair{at::kDouble, at::kHalf},
+                               std::pair{at::kFloat, at::kFloat}}) {
+      SCOPED_TRACE(std::string(spec) + " " + c10::toString(t) + " -> " + c10::toString(f));
+      check_guarded_round_trip(t, f, seed++);
+    }
+  }
+}
+
+// Zero-fill placeholders and rebind to null on the GPU: zeros on gather, untouched on scatter.
+TEST(CudaRebind, ZeroFillAndRebindToNull) {
+  SKIP_WITHOUT_CUDA();
+  at::manual_seed(63);
+  Guarded a(at::randn({100})), b(at::randn({33}));
+  fg::TensorRef placeholder;
+  placeholder.dtype = fg::DType::Float32;
+  placeholder.sizes = {20};
+  placeholder.device = fg::Device::cuda(0);
+  placeholder.zero_fill = true;
+  placeholder.name = "missing.grad";
+  fg::Plan plan = fg::Plan::build({cuda_ref(a.inner, "a"), placeholder, cuda_ref(b.inner, "b")});
+  const int64_t n = plan.layout().numel();
+  Guarded flat(fgtest::poisoned(n, at::kFloat));
+  plan.gather(flat.inner.data_ptr(), n, nullptr);
+  device_sync();
+  EXPECT_TRUE(fgtest::bits_equal(flat.inner.cpu(),
+                                 fgtest::reference_gather({a.inner.cpu(), at::zeros({20}), b.inner.cpu()}, at::kFloat)));
+  plan.rebind(plan.segment_of(2), nullptr, nullptr);  // b becomes a placeholder
+  poison(flat.inner);
+  plan.gather(flat.inner.data_ptr(), n, nullptr);
+  device_sync();
+  EXPECT_TRUE(fgtest::bits_equal(flat.inner.cpu(),
+                                 fgtest::reference_gather({a.inner.cpu(), at::zeros({20}), at::zeros({33})}, at::kFloat)));
+  const at::Tensor b_before = b.inner.cpu();
+  plan.scatter(flat.inner.data_ptr(), n, nullptr);
+  device_sync();
+  EXPECT_TRUE(fgtest::bits_equal(b.inner.cpu(), b_before)) << "a null segment must not be written";
+  EXPECT_TRUE(a.canaries_intact() && b.canaries_intact() && flat.canaries_intact());
+}
+
+// scatter_add is deterministic: run twice from the same start, the same bits.
+TEST(CudaGatherScatter, ScatterAddTwiceSameBits) {
+  SKIP_WITHOUT_CUDA();
+  at::manual_seed(64);
+  const auto bf16 = at::TensorOptions(at::kBFloat16).device(kCuda);
+  at::Tensor p = at::randn({5000}, bf16), q = at::randn({70, 30}, bf16).t();
+  fg::PlanOptions options;
+  options.flat_dtype = fg::DType::Float32;
+  fg::Plan plan = fg::Plan::build({cuda_ref(p, "p"), cuda_ref(q, "q")}, options);
+  const int64_t n = plan.layout().numel();
+  at::Tensor flat = at::randn({n}, at::TensorOptions(at::kFloat).device(kCuda));
+  const at::Tensor p0 = p.clone(), q0 = q.clone();
+  plan.scatter_add(flat.data_ptr(), n, 0.3, nullptr);
+  device_sync();
+  const at::Tensor p1 = p.cpu(), q1 = q.cpu();
+  p.copy_(p0);
+  q.copy_(q0);
+  plan.scatter_add(flat.data_ptr(), n, 0.3, nullptr);
+  device_sync();
+  EXPECT_TRUE(fgtest::bits_equal(p.cpu(), p1));
+  EXPECT_TRUE(fgtest::bits_equal(q.cpu(), q1));
+}
+
+// Fix 5: host memory and other devices' memory are refused at build and rebind, naming the
+// tensor, before any kernel could fault.
+TEST(CudaErrors, HostPointerRefusedAtBuildAndRebind) {
+  SKIP_WITHOUT_CUDA();
+  std::vector<float> host(64, 1.0f);
+  at::Tensor a = at::randn({64}, at::TensorOptions(at::kFloat).device(kCuda));
+  fg::TensorRef bad = cuda_ref(a, "fc.weight");
+  bad.data = host.data();
+  EXPECT_THROW_MSG(fg::Plan::build({cuda_ref(a, "ok"), bad}), "'fc.weight'", "host memory", "cuda:0");
+  fg::Plan plan = fg::Plan::build({cuda_ref(a, "fc.weight")});
+  EXPECT_THROW_MSG(plan.rebind(0, host.data(), nullptr), "rebind", "'fc.weight'", "host memory");
+  at::Tensor flat = poisoned_gpu(64, at::kFloat);
+  plan.gather(flat.data_ptr(), 64, nullptr);  // the refused rebind changed nothing
+  device_sync();
+  EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), a.cpu()));
+}
+
+// Fix 4: an earlier error of someone else is neither blamed on flatgather nor cleared by it.
+TEST(CudaErrors, EarlierErrorIsNotBlamedOrCleared) {
+  SKIP_WITHOUT_CUDA();
+  at::Tensor a = at::randn({64}, at::TensorOptions(at::kFloat).device(kCuda));
+  fg::Plan plan = fg::Plan::build({cuda_ref(a, "a")});
+  at::Tensor flat = poisoned_gpu(64, at::kFloat);
+  device_sync();
+  void* p = nullptr;
+  ASSERT_NE(cudaMalloc(&p, std::size_t{1} << 62), cudaSuccess);  // someone's non-sticky error
+  EXPECT_NO_THROW(plan.gather(flat.data_ptr(), 64, nullptr));
+  EXPECT_EQ(cudaGetLastError(), cudaErrorMemoryAllocation) << "the earlier error must stay its owner's";
+  device_sync();
+  EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), a.cpu()));
 }

@@ -6,6 +6,7 @@
 #include <random>
 #include <thread>
 
+#include "flatgather/config.h"
 #include "flatgather/detail/copy_desc.h"
 #include "test_util.h"
 
@@ -303,6 +304,78 @@ TEST(CopyDesc, ElementOffsetFollowsRowMajorOrder) {
   for (int a = 0; a < 2; ++a)
     for (int b = 0; b < 3; ++b)
       for (int c = 0; c < 4; ++c) EXPECT_EQ(flatgather::detail::element_offset(d, i++), a * 1 + b * 8 + c * 2);
+}
+
+}  // namespace
+
+namespace {
+
+// Rebind re-analyses overlaps (NOTE: [rebind overlap]): moving a segment onto memory another
+// segment uses refuses scatter and scatter_add with the build-time message, gather still runs,
+// and moving it away again makes the plan writable.
+TEST(PlanRebind, OverlapCreatedByRebindRefusesScatter) {
+  std::vector<float> a = random_floats(6, 31), b = random_floats(6, 32), c = random_floats(8, 33);
+  Plan plan = Plan::build({ref(a.data(), DType::Float32, {6}, "first"),
+                           ref(b.data(), DType::Float32, {6}, "second")});
+  ASSERT_TRUE(plan.writable());
+  Plan built_overlapping = Plan::build({ref(a.data(), DType::Float32, {6}, "first"),
+                                        ref(a.data() + 2, DType::Float32, {6}, "second")});
+  std::string build_message;
+  std::vector<float> flat(12, 0.5f);
+  try {
+    built_overlapping.scatter(flat.data(), 12);
+  } catch (const flatgather::Error& e) {
+    build_message = e.what();
+  }
+  ASSERT_FALSE(build_message.empty());
+
+  c.assign(a.begin(), a.end());
+  c.resize(8, 7.0f);
+  plan.rebind(1, a.data() + 2);  // "second" now shares a[2..6) with "first"
+  EXPECT_FALSE(plan.writable());
+  const auto before = a;
+  EXPECT_THROW_MSG(plan.scatter(flat.data(), 12), "'first'", "'second'", "overlap");
+  EXPECT_THROW_MSG(plan.scatter_add(flat.data(), 12, 1.0), "'first'", "'second'", "overlap");
+  try {
+    plan.scatter(flat.data(), 12);
+  } catch (const flatgather::Error& e) {
+    EXPECT_EQ(std::string(e.what()), build_message) << "rebind and build must refuse alike";
+  }
+  EXPECT_EQ(a, before) << "a refused scatter must leave the destinations untouched";
+  std::vector<float> gathered(12, -1.0f);
+  plan.gather(gathered.data(), 12);  // gather of overlapping tensors is fine
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(gathered[i], a[i]);
+    EXPECT_EQ(gathered[6 + i], a[2 + i]);
+  }
+
+  plan.rebind(1, c.data());  // disjoint again
+  EXPECT_TRUE(plan.writable());
+  EXPECT_NO_THROW(plan.scatter(flat.data(), 12));
+  EXPECT_EQ(c[0], 0.5f);
+  EXPECT_EQ(c[6], 7.0f) << "scatter wrote past the rebound segment";
+}
+
+TEST(PlanRebind, BatchedRebindOntoEachOtherRefusesScatter) {
+  std::vector<float> a = random_floats(4, 41), b = random_floats(4, 42), d = random_floats(4, 43);
+  Plan plan = Plan::build({ref(a.data(), DType::Float32, {4}, "p0"),
+                           ref(b.data(), DType::Float32, {4}, "p1")});
+  plan.rebind({{0, d.data()}, {1, d.data()}});  // two distinct segments, same memory
+  std::vector<float> flat(8, 2.0f);
+  EXPECT_THROW_MSG(plan.scatter(flat.data(), 8), "'p0'", "'p1'", "overlap");
+  plan.rebind({{1, nullptr}});  // a zero-filled placeholder overlaps nothing
+  EXPECT_TRUE(plan.writable());
+  plan.scatter(flat.data(), 8);
+  EXPECT_EQ(d, std::vector<float>(4, 2.0f));
+}
+
+// An internal overlap (stride 0) is fixed at build and survives any rebind.
+TEST(PlanRebind, InternalOverlapSurvivesRebind) {
+  std::vector<float> a = random_floats(4, 51), b = random_floats(4, 52);
+  Plan plan = Plan::build({ref(a.data(), DType::Float32, {2, 4}, "expanded", {0, 1})});
+  plan.rebind(0, b.data());
+  std::vector<float> flat(8, 1.0f);
+  EXPECT_THROW_MSG(plan.scatter(flat.data(), 8), "'expanded'", "share memory");
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "device_emulation.h"  // before copy.cuh: runs the kernels' warp code on the CPU
 #include "copy.cuh"
 #include "flatgather/detail/copy_desc.h"
+#include "test_util.h"
 #include "tiles.cuh"
 
 namespace fg = flatgather;
@@ -120,7 +121,7 @@ void expect_balanced(const std::vector<Tile>& tiles, const std::vector<CopyDesc>
 }  // namespace
 
 TEST(Tiles, NoCopiesGiveNoTiles) {
-  const std::vector<Tile> tiles = fg::detail::build_tiles({}, 0, 4, TileParams{});
+  const std::vector<Tile> tiles = fg::detail::build_tiles({}, 0, 4, fg::detail::tuning_for(9, 0).tiles);
   ASSERT_EQ(tiles.size(), 1u);
   EXPECT_EQ(tiles[0].flat_begin, 0);
   EXPECT_EQ(tiles[0].copy, 0);
@@ -128,7 +129,7 @@ TEST(Tiles, NoCopiesGiveNoTiles) {
 
 TEST(Tiles, OneElement) {
   const auto copies = chain({1}, fg::DType::Float32);
-  const auto tiles = fg::detail::build_tiles(copies, 1, 4, TileParams{});
+  const auto tiles = fg::detail::build_tiles(copies, 1, 4, fg::detail::tuning_for(9, 0).tiles);
   ASSERT_EQ(tiles.size(), 2u);
   const auto pieces = all_pieces(tiles, copies);
   ASSERT_EQ(pieces.size(), 1u);
@@ -420,7 +421,7 @@ TEST(StridedCursor, MatchesElementOffset) {
 
 namespace {
 
-using fg::detail::KernelOp;
+using fg::detail::Op;
 
 /// Raw memory with 16-byte aligned storage.
 struct Buffer {
@@ -461,9 +462,9 @@ void fill_random(char* p, std::int64_t n, fg::DType dtype, std::mt19937_64& rng)
 }
 
 // a <- convert(b), or a <- a + alpha * b, element by element: the reference.
-void reference_element(KernelOp op, char* dst, fg::DType dst_dtype, const char* src, fg::DType src_dtype,
+void reference_element(Op op, char* dst, fg::DType dst_dtype, const char* src, fg::DType src_dtype,
                        double alpha) {
-  if (op != KernelOp::ScatterAdd && dst_dtype == src_dtype) {
+  if (op != Op::ScatterAdd && dst_dtype == src_dtype) {
     std::memcpy(dst, src, static_cast<std::size_t>(fg::dtype_size(dst_dtype)));
     return;
   }
@@ -475,7 +476,7 @@ void reference_element(KernelOp op, char* dst, fg::DType dst_dtype, const char* 
       S s;
       std::memcpy(&d, dst, sizeof(D));
       std::memcpy(&s, src, sizeof(S));
-      const D r = op == KernelOp::ScatterAdd ? fg::detail::add_scaled(d, s, alpha) : fg::convert<D>(s);
+      const D r = op == Op::ScatterAdd ? fg::detail::add_scaled(d, s, alpha) : fg::convert<D>(s);
       std::memcpy(dst, &r, sizeof(D));
     });
   });
@@ -487,6 +488,7 @@ struct Scenario {
   std::int64_t align_elems = 1;  // segment alignment in flat elements
   std::int64_t flat_shift = 0;   // flat buffer offset in elements (odd alignments)
   TileParams params{32 * 1024, 1024};
+  bool streaming = true;  // which cache-hint flavour of the kernels (NOTE: [cache hints])
 };
 
 // Runs gather, scatter and scatter_add through the emulated kernels and the reference and
@@ -544,25 +546,31 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
   const std::int64_t flat_numel = cursor;
   const fg::detail::HostTable table = fg::detail::build_host_table(copies, flat_numel, sc.flat_dtype, sc.params);
 
-  auto run = [&](KernelOp op, char* flat, double alpha) {
+  auto run = [&](Op op, char* flat, double alpha) {
     fg::detail::KernelArgs a;
-    a.copies = table.copies.data();
-    a.strided = table.strided.data();
-    a.tiles = table.tiles.data();
+    a.d_copies = table.copies.data();
+    a.d_strided = table.strided.data();
+    a.d_tiles = table.tiles.data();
     a.num_tiles = static_cast<std::int64_t>(table.tiles.size()) - 1;
     a.num_copies = static_cast<std::int32_t>(table.copies.size());
     a.flat_dtype = sc.flat_dtype;
-    a.flat = flat;
+    a.d_flat = flat;
     a.alpha = alpha;
     for (std::int64_t t = 0; t < a.num_tiles; ++t) {
       for (int lane = 0; lane < 32; ++lane) {
         auto piece = [&](auto op_tag) {
-          fg::detail::for_each_piece(a.tiles, t, a.copies, a.num_copies,
-                                     fg::detail::PieceFn<decltype(op_tag)::value, true>{a, lane});
+          constexpr Op kOp = decltype(op_tag)::value;
+          if (sc.streaming) {
+            fg::detail::for_each_piece(a.d_tiles, t, a.d_copies, a.num_copies,
+                                       fg::detail::PieceFn<kOp, true>{a, lane});
+          } else {
+            fg::detail::for_each_piece(a.d_tiles, t, a.d_copies, a.num_copies,
+                                       fg::detail::PieceFn<kOp, false>{a, lane});
+          }
         };
-        if (op == KernelOp::Gather) piece(std::integral_constant<KernelOp, KernelOp::Gather>{});
-        if (op == KernelOp::Scatter) piece(std::integral_constant<KernelOp, KernelOp::Scatter>{});
-        if (op == KernelOp::ScatterAdd) piece(std::integral_constant<KernelOp, KernelOp::ScatterAdd>{});
+        if (op == Op::Gather) piece(std::integral_constant<Op, Op::Gather>{});
+        if (op == Op::Scatter) piece(std::integral_constant<Op, Op::Scatter>{});
+        if (op == Op::ScatterAdd) piece(std::integral_constant<Op, Op::ScatterAdd>{});
       }
     }
   };
@@ -578,12 +586,12 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
   for (const CopyDesc& d : copies) {
     if (!d.data) continue;
     for (std::int64_t i = 0; i < d.numel; ++i) {
-      reference_element(KernelOp::Gather, want.data() + (d.flat_offset + i) * fs, sc.flat_dtype,
+      reference_element(Op::Gather, want.data() + (d.flat_offset + i) * fs, sc.flat_dtype,
                         tensor_element(d, i), d.dtype, 1.0);
     }
   }
   fg_emulation::counts() = {};
-  run(KernelOp::Gather, flat, 1.0);
+  run(Op::Gather, flat, 1.0);
   gather_counts = fg_emulation::counts();
   EXPECT_EQ(fg_emulation::counts().misaligned, 0);
   EXPECT_EQ(std::memcmp(flat, want.data(), want.size()), 0) << "gather differs";
@@ -605,13 +613,13 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
       std::vector<char> e(static_cast<std::size_t>(d.numel * es));
       for (std::int64_t i = 0; i < d.numel; ++i) {
         std::memcpy(e.data() + i * es, tensor_element(d, i), static_cast<std::size_t>(es));
-        reference_element(add ? KernelOp::ScatterAdd : KernelOp::Scatter, e.data() + i * es, d.dtype,
+        reference_element(add ? Op::ScatterAdd : Op::Scatter, e.data() + i * es, d.dtype,
                           flat + (d.flat_offset + i) * fs, sc.flat_dtype, -0.75);
       }
       expect.push_back(std::move(e));
     }
     fg_emulation::counts() = {};
-    run(add ? KernelOp::ScatterAdd : KernelOp::Scatter, flat, -0.75);
+    run(add ? Op::ScatterAdd : Op::Scatter, flat, -0.75);
     EXPECT_EQ(fg_emulation::counts().misaligned, 0);
     std::size_t k = 0;
     for (const CopyDesc& d : copies) {
@@ -705,4 +713,80 @@ TEST(EmulatedKernels, VectorPathIsTakenWhenAligned) {
   c = check_scenario(sc, 3);
   EXPECT_EQ(c.stores[16], 4096 / 4);
   EXPECT_EQ(c.loads[4], 4096);
+}
+
+// Both cache-hint flavours (NOTE: [cache hints]) compute the same bytes; the default one reads
+// sources with ld.global.nc and writes plainly, the streaming one uses evict-first for all.
+TEST(EmulatedKernels, BothCacheHintFlavours) {
+  for (const bool streaming : {false, true}) {
+    SCOPED_TRACE(streaming ? "streaming" : "default");
+    Scenario sc;
+    sc.tensors = sample_specs(fg::DType::BFloat16, true);
+    sc.flat_dtype = fg::DType::Float32;
+    sc.flat_shift = 1;
+    sc.params = TileParams{256, 32};
+    sc.streaming = streaming;
+    const fg_emulation::AccessCounts c = check_scenario(sc, 300);
+    if (streaming) {
+      EXPECT_GT(c.streaming_loads, 0);
+      EXPECT_GT(c.streaming_stores, 0);
+      EXPECT_EQ(c.readonly_loads + c.plain_loads + c.plain_stores, 0);
+    } else {
+      EXPECT_GT(c.readonly_loads, 0);
+      EXPECT_GT(c.plain_stores, 0);
+      EXPECT_EQ(c.streaming_loads + c.streaming_stores, 0);
+    }
+  }
+  // scatter_add reads its destination with a mutable load: plain in the default flavour.
+  Scenario sc;
+  sc.tensors = {{fg::DType::Float32, {100}, {}, 0}};
+  sc.flat_dtype = fg::DType::Float32;
+  sc.streaming = false;
+  fg_emulation::counts() = {};
+  check_scenario(sc, 301);  // runs gather, scatter and scatter_add
+  EXPECT_GT(fg_emulation::counts().plain_loads, 0) << "scatter_add must not read with .nc";
+  EXPECT_EQ(fg_emulation::counts().streaming_loads, 0);
+}
+
+// Tiny tile budgets cut inside copies at every 16-byte grain: casts, strided tensors and
+// misaligned tensors and flat buffers, in both flavours.
+TEST(EmulatedKernels, TinyTileBudgetsCutInsideCopies) {
+  std::uint64_t seed = 400;
+  for (const std::int64_t budget : {1, 16, 40, 100}) {
+    for (const bool streaming : {false, true}) {
+      for (const auto& [tdt, fdt] : {std::pair{fg::DType::Float16, fg::DType::Float64},
+                                      std::pair{fg::DType::Float64, fg::DType::BFloat16},
+                                      std::pair{fg::DType::Int16, fg::DType::Int16}}) {
+        SCOPED_TRACE("budget " + std::to_string(budget) + (streaming ? " streaming " : " default ") +
+                     fg::dtype_name(tdt) + " -> " + fg::dtype_name(fdt));
+        Scenario sc;
+        sc.tensors = sample_specs(tdt, true);
+        sc.flat_dtype = fdt;
+        sc.flat_shift = 3;
+        sc.params = TileParams{budget, budget % 7};
+        sc.streaming = streaming;
+        check_scenario(sc, seed++);
+      }
+    }
+  }
+}
+
+// FLATGATHER_CUDA_TUNING (NOTE: [tuning overrides]).
+TEST(Tuning, OverridesApplyAndBadSpecsThrow) {
+  fg::detail::Tuning t = fg::detail::tuning_for(9, 0);
+  EXPECT_EQ(t.tiles.tile_bytes, 32 * 1024);
+  EXPECT_EQ(fg::detail::tuning_for(8, 0).tiles.tile_bytes, 16 * 1024);
+  fg::detail::apply_tuning_overrides(t, "tile=64,copy_cost=8,streaming=-1,block=128,blocks_per_sm=4");
+  EXPECT_EQ(t.tiles.tile_bytes, 64);
+  EXPECT_EQ(t.tiles.copy_cost_bytes, 8);
+  EXPECT_EQ(t.streaming_min_bytes, -1);
+  EXPECT_EQ(t.block_threads, 128);
+  EXPECT_EQ(t.max_blocks_per_sm, 4);
+  EXPECT_EQ(fg::detail::to_string(t), "block=128 blocks/SM<=4 tile=64B copy_cost=8B streaming=never");
+  EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "tile=0"), "tile=0", "at least 1");
+  EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "block=100"), "multiple of 32");
+  EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "colour=3"), "unknown key 'colour'");
+  EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "tile=big"), "integer");
+  EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "tile"), "key=value");
+  EXPECT_EQ(t.tiles.tile_bytes, 64) << "a refused field keeps its value";
 }

@@ -240,7 +240,7 @@ struct FloatOf<DType::BFloat16> {
 
 /// Calls `f(T{})` with the storage type of the floating dtype `t`.
 template <class F>
-FG_HOST_DEVICE decltype(auto) dispatch_floating(DType t, F&& f) {
+FG_HOST_DEVICE FG_FORCE_INLINE decltype(auto) dispatch_floating(DType t, F&& f) {
   switch (t) {
     case DType::Float64: return f(double{});
     case DType::Float16: return f(Half{});

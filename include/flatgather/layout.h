@@ -3,7 +3,6 @@
 /// The immutable description of a flat buffer: which tensor lives at which offset.
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,16 +21,6 @@ struct Segment {
   std::int64_t numel = 0;
 
   friend bool operator==(const Segment& a, const Segment& b);
-};
-
-/// Options that shape a layout.
-struct LayoutOptions {
-  /// dtype of the flat buffer. Unset: the common dtype of the tensors (mixed dtypes are an
-  /// error then). Set: tensors are cast into it on gather and back on scatter.
-  std::optional<DType> flat_dtype;
-  /// Pads every segment's starting byte to a multiple of this (0 or 1: no padding). Must be a
-  /// power of two and a multiple of the flat element size. Padding is written as zeros.
-  std::int64_t align_bytes = 0;
 };
 
 /// Ordered segments, the flat dtype and the total length (padding included).

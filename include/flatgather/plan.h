@@ -22,9 +22,11 @@ namespace flatgather {
 
 /// Options of Plan::build.
 struct PlanOptions {
-  /// dtype of the flat buffer; see LayoutOptions::flat_dtype.
+  /// dtype of the flat buffer. Unset: the common dtype of the tensors (mixed dtypes are an
+  /// error then). Set: tensors are cast into it on gather and back on scatter.
   std::optional<DType> flat_dtype;
-  /// Segment alignment in bytes; see LayoutOptions::align_bytes.
+  /// Pads every segment's starting byte to a multiple of this (0 or 1: no padding). Must be a
+  /// power of two and a multiple of the flat element size. Padding is written as zeros.
   std::int64_t align_bytes = 0;
   /// CPU threads for gather and scatter; 0 uses OpenMP's current default (OMP_NUM_THREADS,
   /// else the number of cores; inside a LibTorch process, LibTorch sets it to its intra-op

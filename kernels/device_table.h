@@ -1,0 +1,105 @@
+#pragma once
+// The device table of a CUDA plan: its types, how it is built on the host and where each part
+// lies in the one device allocation. Plain C++: the executor, the kernels and the CPU tests
+// (tests/test_tiles.cpp) include it.
+//
+// NOTE: [device table]
+// One cudaMalloc per plan holds, each part 256-byte aligned (TableLayout): the DeviceCopy of
+// every copy, the CopyDesc (sizes, strides) of every strided copy, and the tiles
+// (NOTE: [tiles]) plus their sentinel. It is built on the host and uploaded once, at plan
+// build, and the upload has completed when Plan::build returns, so a kernel launched on any
+// stream right after (a non-blocking one included) reads the whole table. A call then only
+// launches a kernel whose by-value KernelArgs point into it: no allocation, no host-to-device
+// copy, nothing that a CUDA graph could not capture. rebind rewrites the DeviceCopy entries of
+// the moved segments (see NOTE: [batched rebind] in src/cuda_executor.cpp): one upload of the
+// span between the first and the last changed entry, ordered on the caller's stream. A graph
+// captured from a plan reads this live table (NOTE: [graphs and plan lifetime]).
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "flatgather/detail/copy_desc.h"
+#include "flatgather/dtype.h"
+#include "tiles.cuh"
+#include "tuning.h"
+
+namespace flatgather {
+namespace detail {
+
+/// One copy as the kernels see it (the device table holds one per ExecutorInput copy).
+struct DeviceCopy {
+  void* d_data = nullptr;  ///< tensor element [0, ..., 0]; null: zeros on gather, skipped otherwise
+  std::int64_t flat_offset = 0;   ///< elements of the flat dtype
+  std::int64_t numel = 0;
+  std::int32_t strided = -1;      ///< index into KernelArgs::strided, -1 when contiguous
+  DType dtype = DType::Float32;   ///< the tensor's dtype
+  std::uint8_t reserved[3] = {};
+};
+static_assert(sizeof(DeviceCopy) == 32, "DeviceCopy is uploaded as is: keep it 32 bytes");
+
+/// Kernel parameters (passed by value; everything they point to was uploaded at build).
+struct KernelArgs {
+  const DeviceCopy* d_copies = nullptr;
+  const CopyDesc* d_strided = nullptr;  ///< sizes and strides of the non-contiguous copies
+  const Tile* d_tiles = nullptr;        ///< num_tiles + 1 entries (see NOTE: [tiles])
+  std::int64_t num_tiles = 0;
+  std::int32_t num_copies = 0;
+  DType flat_dtype = DType::Float32;
+  void* d_flat = nullptr;  ///< written by gather, only read by scatter and scatter_add
+  double alpha = 1.0;                 ///< scatter_add's factor
+};
+
+/// The device table's copies, strided descriptors and tiles, as built on the host.
+struct HostTable {
+  std::vector<DeviceCopy> copies;
+  std::vector<CopyDesc> strided;  ///< descriptors of the non-contiguous copies
+  std::vector<Tile> tiles;        ///< num_tiles + 1 entries
+  std::int64_t moved_bytes = 0;   ///< bytes a gather reads and writes
+};
+
+/// Builds the table for `copies` (ExecutorInput's) in a flat buffer of `flat_dtype`.
+inline HostTable build_host_table(const std::vector<CopyDesc>& copies, std::int64_t flat_numel,
+                                  DType flat_dtype, const TileParams& params) {
+  HostTable table;
+  const int flat_size = dtype_size(flat_dtype);
+  table.copies.reserve(copies.size());
+  for (const CopyDesc& d : copies) {
+    DeviceCopy dc;
+    dc.d_data = d.data;
+    dc.flat_offset = d.flat_offset;
+    dc.numel = d.numel;
+    dc.dtype = d.dtype;
+    // Strided copies keep their descriptor even without data: rebind may give them some.
+    if (!d.contiguous && d.numel > 0) {
+      dc.strided = static_cast<std::int32_t>(table.strided.size());
+      table.strided.push_back(d);
+    }
+    table.copies.push_back(dc);
+    table.moved_bytes += d.numel * bytes_per_element(d, flat_size);
+  }
+  table.tiles = build_tiles(copies, flat_numel, flat_size, params);
+  return table;
+}
+
+/// Byte offsets of the parts of the device table (NOTE: [device table]).
+struct TableLayout {
+  static constexpr std::size_t kAlign = 256;  ///< each part starts on a multiple of this
+  std::size_t strided_offset = 0;  ///< the copies start at 0
+  std::size_t tiles_offset = 0;
+  std::size_t bytes = 0;           ///< the whole table
+
+  static constexpr std::size_t align_up(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+};
+
+/// Where the parts of `table` go in one allocation.
+inline TableLayout table_layout(const HostTable& table) {
+  TableLayout l;
+  l.strided_offset = TableLayout::align_up(table.copies.size() * sizeof(DeviceCopy));
+  l.tiles_offset = l.strided_offset + TableLayout::align_up(table.strided.size() * sizeof(CopyDesc));
+  l.bytes = l.tiles_offset + table.tiles.size() * sizeof(Tile);
+  return l;
+}
+
+}  // namespace detail
+}  // namespace flatgather

@@ -1,0 +1,70 @@
+#pragma once
+// The one kernel template and its per-op launchers (OpKernels). Each op's instantiations live
+// in their own translation unit (kernels/gather.cu, scatter.cu, scatter_add.cu) so that nvcc
+// compiles them in parallel; kernels/launch.cpp picks one at run time. Thin: a warp takes
+// tiles (NOTE: [tiles]), finds the copy pieces in each and hands each piece to process_piece
+// (NOTE: [vector split]). No allocation, no LibTorch.
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "copy.cuh"
+#include "device_table.h"
+#include "launch.h"
+#include "op.h"
+#include "tiles.cuh"
+#include "tuning.h"
+
+namespace flatgather {
+namespace detail {
+
+/// One kernel for every plan: warps stride over the tiles (NOTE: [tiles]).
+template <Op kOp, bool Streaming>
+__global__ void __launch_bounds__(kMaxBlockThreads, kMinBlocksPerSm)
+    gather_scatter_kernel(const KernelArgs args) {
+  constexpr int kWarp = CopyPolicy::kWarpThreads;
+  const int lane = static_cast<int>(threadIdx.x) % kWarp;
+  const std::int64_t thread = static_cast<std::int64_t>(blockIdx.x) * blockDim.x +
+                              static_cast<std::int64_t>(threadIdx.x);
+  const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * blockDim.x / kWarp;
+  const PieceFn<kOp, Streaming> piece{args, lane};
+  for (std::int64_t t = thread / kWarp; t < args.num_tiles; t += warps) {
+    for_each_piece(args.d_tiles, t, args.d_copies, args.num_copies, piece);
+  }
+}
+
+template <Op kOp, bool Streaming>
+const void* kernel_address() {
+  return reinterpret_cast<const void*>(&gather_scatter_kernel<kOp, Streaming>);
+}
+
+template <Op kOp>
+cudaError_t OpKernels<kOp>::occupancy(bool streaming, int block_threads, int* blocks_per_sm) {
+  const void* kernel = streaming ? kernel_address<kOp, true>() : kernel_address<kOp, false>();
+  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_sm, kernel, block_threads, 0);
+}
+
+// NOTE: [launch errors]
+// A launch with <<<>>> reports its failure only through cudaGetLastError, which also returns
+// (and clears) an error left by someone else's earlier call, so flatgather would be blamed for
+// it and its owner would never see it. cudaLaunchKernel returns the launch's own result. On
+// failure the runtime also records that result as the thread's last error, which we clear:
+// the caller gets it as a flatgather::Error. On success the last-error state is untouched.
+// A sticky error (a kernel of anyone's faulted and the context is lost) fails every launch;
+// that is reported, as it must be, since our kernel did not run.
+template <Op kOp>
+cudaError_t OpKernels<kOp>::launch(bool streaming, const KernelArgs& args, int grid,
+                                   int block_threads, cudaStream_t stream) {
+  const void* kernel = streaming ? kernel_address<kOp, true>() : kernel_address<kOp, false>();
+  KernelArgs by_value = args;
+  void* params[] = {&by_value};
+  const cudaError_t result =
+      cudaLaunchKernel(kernel, dim3(static_cast<unsigned>(grid)),
+                       dim3(static_cast<unsigned>(block_threads)), params, 0, stream);
+  if (result != cudaSuccess) (void)cudaGetLastError();  // ours: reported through the result
+  return result;
+}
+
+}  // namespace detail
+}  // namespace flatgather

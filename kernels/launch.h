@@ -1,0 +1,40 @@
+#pragma once
+// Host-visible interface of the kernels (kernels/kernel.cuh, instantiated once per op in
+// kernels/gather.cu, scatter.cu and scatter_add.cu): the launchers. The table they read is in
+// kernels/device_table.h, their tuning in kernels/tuning.h.
+// Plain C++: src/cuda_executor.cpp and kernels/launch.cpp include it.
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <string>
+
+#include "device_table.h"
+#include "op.h"
+#include "tuning.h"
+
+namespace flatgather {
+namespace detail {
+
+/// Blocks of `block_threads` threads of the kernel for `op` that fit on one SM.
+cudaError_t kernel_occupancy(Op op, bool streaming, int block_threads, int* blocks_per_sm);
+
+/// The kernels of one op, both cache-hint flavours; defined in kernels/kernel.cuh and
+/// instantiated only in that op's .cu file.
+template <Op kOp>
+struct OpKernels {
+  static cudaError_t occupancy(bool streaming, int block_threads, int* blocks_per_sm);
+  static cudaError_t launch(bool streaming, const KernelArgs& args, int grid, int block_threads,
+                            cudaStream_t stream);
+};
+extern template struct OpKernels<Op::Gather>;
+extern template struct OpKernels<Op::Scatter>;
+extern template struct OpKernels<Op::ScatterAdd>;
+
+/// Launches the kernel for `op` on `stream` (one launch; no allocation, no copy) and returns
+/// that launch's own result (NOTE: [launch errors] in kernels/kernel.cuh).
+cudaError_t launch_kernel(Op op, bool streaming, const KernelArgs& args, int grid,
+                          int block_threads, cudaStream_t stream);
+
+}  // namespace detail
+}  // namespace flatgather

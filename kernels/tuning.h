@@ -1,0 +1,96 @@
+#pragma once
+// Every tuning default of the CUDA executor, written once (STYLE.md "One home per fact"): the
+// compile-time constants of the kernels (CopyPolicy, the launch bounds) and the run-time knobs
+// (Tuning), chosen per architecture in tuning_for and printable with to_string so that
+// Plan::describe logs the tuning a plan runs with. Plain C++ (no CUDA header): the host code,
+// the kernels and the CPU tests (tests/test_tiles.cpp) include it.
+//
+// NOTE: [tuning overrides]
+// FLATGATHER_CUDA_TUNING="key=value,..." (keys: block, blocks_per_sm, tile, copy_cost,
+// streaming) overrides fields of the tuning of every CUDA plan built after it is set. It is
+// for experiments and for the GPU tests, which force each cache-hint flavour
+// (streaming=1: every plan streams; streaming=-1: none does) and tiny tile budgets (so that
+// cuts fall inside copies with casts, strides and misaligned tensors). Unknown keys and bad
+// values throw flatgather::Error at build.
+
+#include <cstdint>
+#include <sstream>
+#include <string>
+
+#include "flatgather/config.h"
+
+namespace flatgather {
+namespace detail {
+
+/// Compile-time constants of the copy routine (kernels/copy.cuh).
+struct CopyPolicy {
+  static constexpr int kVectorBytes = 16;  ///< widest access: one 16-byte load or store
+  static constexpr int kWarpThreads = 32;
+  /// Packs in flight per lane: 4 for packs of up to 4 elements, fewer for wider packs whose
+  /// elements are loaded one by one (keeps registers under control, see docs/perf.md).
+  FG_HOST_DEVICE static constexpr int unroll(int pack) {
+    return pack <= 4 ? 4 : (pack <= 8 ? 2 : 1);
+  }
+};
+
+/// Largest block the kernels are compiled for (__launch_bounds__).
+constexpr int kMaxBlockThreads = 256;
+/// Blocks per SM the kernels are compiled for (__launch_bounds__): caps registers at 128 per
+/// thread. Without it ptxas aims for 64 to 80 registers and spills (see docs/perf.md).
+constexpr int kMinBlocksPerSm = 2;
+
+/// How tiles are cut (see NOTE: [tiles] in kernels/tiles.cuh).
+struct TileParams {
+  std::int64_t tile_bytes = 0;       ///< cost budget of one tile, bytes moved (read + written)
+  std::int64_t copy_cost_bytes = 0;  ///< cost of starting a copy piece (descriptor load, head
+                                     ///< and tail), in bytes moved
+};
+
+/// Run-time tuning of one CUDA plan, chosen from the compute capability (tuning_for).
+struct Tuning {
+  /// Threads per block; a multiple of 32, at most kMaxBlockThreads. Each warp works on its
+  /// own tiles, so the block size only matters for occupancy.
+  int block_threads = 0;
+  /// Resident blocks per SM the grid is sized for, at most: grid = SMs x min(this, the
+  /// occupancy calculator's answer), and never more warps than tiles.
+  int max_blocks_per_sm = 0;
+  /// Tile budget and per-piece cost (NOTE: [tiles]).
+  TileParams tiles;
+  /// Plans that move at least this many bytes per call use evict-first loads and stores
+  /// (see NOTE: [cache hints] in kernels/copy.cuh); 0 means the device's L2 size, a negative
+  /// value never streams.
+  std::int64_t streaming_min_bytes = 0;
+};
+
+/// Tuning for a device of compute capability major.minor: the one place the numbers live.
+constexpr Tuning tuning_for(int major, int /*minor*/) {
+  Tuning t;
+  t.block_threads = 256;
+  t.max_blocks_per_sm = 8;  // 2048 threads: a full SM on sm_80 and sm_90
+  // Hopper and later move about 1.6x the bytes per SM of Ampere: bigger tiles keep each warp
+  // busy as long, with the same number of tiles per warp.
+  t.tiles.tile_bytes = major >= 9 ? 32 * 1024 : 16 * 1024;
+  t.tiles.copy_cost_bytes = 1024;
+  t.streaming_min_bytes = 0;  // the device's L2 size
+  return t;
+}
+
+/// "block=256 blocks/SM<=8 tile=32768B copy_cost=1024B streaming>=52428800B".
+inline std::string to_string(const Tuning& t) {
+  std::ostringstream os;
+  os << "block=" << t.block_threads << " blocks/SM<=" << t.max_blocks_per_sm
+     << " tile=" << t.tiles.tile_bytes << "B copy_cost=" << t.tiles.copy_cost_bytes << "B ";
+  if (t.streaming_min_bytes < 0) {
+    os << "streaming=never";
+  } else {
+    os << "streaming>=" << t.streaming_min_bytes << "B";
+  }
+  return os.str();
+}
+
+/// Applies `spec` (NOTE: [tuning overrides]) to `t`; throws flatgather::Error on a bad spec.
+/// Defined in kernels/tuning.cpp.
+void apply_tuning_overrides(Tuning& t, const std::string& spec);
+
+}  // namespace detail
+}  // namespace flatgather
