@@ -413,6 +413,13 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "flatgather-bench: cuda benchmarks skipped: %s\n", cuda_reason.c_str());
     }
   }
+  // FLATGATHER_REQUIRE_GPU=1 (scripts/gpu-check.sh on a GPU machine): no CUDA is a failure.
+  const char* require_gpu = std::getenv("FLATGATHER_REQUIRE_GPU");
+  if (require_gpu && std::string(require_gpu) == "1" && !cuda_reason.empty()) {
+    std::fprintf(stderr, "flatgather-bench: FLATGATHER_REQUIRE_GPU=1 but no CUDA: %s\n",
+                 cuda_reason.c_str());
+    return 1;
+  }
   if (devices.empty()) {
     std::fprintf(stderr, "flatgather-bench: nothing to run (--device %s)\n", device_flag.c_str());
     return 0;
