@@ -4,7 +4,8 @@
 #
 #   libgtest-dev         GoogleTest (static libraries, headers, CMake config)
 #   libbenchmark-dev     Google Benchmark (headers, CMake config, libbenchmark.so link)
-#   libbenchmark1debian  Google Benchmark's shared library (what flatgather-bench runs with)
+#   libbenchmark1debian  Google Benchmark's shared library (what flatgather-bench runs with;
+#                        libbenchmark1.8.3 and the like on Ubuntu)
 #   nlohmann-json3-dev   nlohmann-json (header-only, CMake config)
 #
 # Nothing else is needed: each package's other dependencies (googletest's sources, libc,
@@ -17,12 +18,17 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dest=$root/.deps
-packages=(libgtest-dev libbenchmark-dev libbenchmark1debian nlohmann-json3-dev)
+# Google Benchmark's runtime package is named after its version on Ubuntu (libbenchmark1.8.3):
+# take the name from libbenchmark-dev's dependencies (docker/Dockerfile runs this on Ubuntu).
+runtime=$(apt-cache show libbenchmark-dev 2>/dev/null |
+  sed -n 's/^Depends:.*\(libbenchmark[0-9][^ ,]*\).*/\1/p' | head -n 1)
+runtime=${runtime:-libbenchmark1debian}
+packages=(libgtest-dev libbenchmark-dev "$runtime" nlohmann-json3-dev)
 # A file each package must hold, so a renamed or emptied package fails here, not on the GPU.
 declare -A must_hold=(
   [libgtest-dev]=GTestConfig.cmake
   [libbenchmark-dev]=benchmarkConfig.cmake
-  [libbenchmark1debian]=libbenchmark.so.
+  [$runtime]=libbenchmark.so.
   [nlohmann-json3-dev]=nlohmann_jsonConfig.cmake
 )
 
