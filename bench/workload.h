@@ -1,49 +1,69 @@
 #pragma once
-// The benchmark bodies: tensors of a suite on a device, every method that moves them, the
-// reference check and the timed loop.
+// The resident suite: a suite's tensors and flat buffers built on one device, in as many
+// buffer sets as the cache rule asks for (NOTE: [honest timing] in timing.cpp).
 
+#include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include <benchmark/benchmark.h>
+#include <ATen/core/Tensor.h>
 
+#include "devices.h"
+#include "op.h"
 #include "suites.h"
 
 namespace fgbench {
 
-enum class Op { Gather, Scatter, ScatterAdd };
-enum class Dev { CPU, CUDA };
+using flatgather::detail::Op;
+using flatgather::detail::op_name;
 
-const char* op_name(Op op);
-const char* dev_name(Dev dev);
+/// The three ops, in the order they run and are summarised.
+constexpr Op kOps[] = {Op::Gather, Op::Scatter, Op::ScatterAdd};
+
+/// scatter_add's alpha. 1, so that every compute order gives the same bits and the check
+/// can be exact.
+constexpr double kAlpha = 1.0;
 
 /// Bytes one call of `op` reads plus writes: the same for every method.
 std::int64_t bytes_moved(Op op, const Suite& suite);
 
-/// A method that is left out, and why.
-struct Unavailable {
-  std::string method;
-  std::string reason;
+at::Device to_device(Dev dev);
+
+/// One copy of the suite's tensors and of its flat buffer.
+struct BufferSet {
+  std::vector<at::Tensor> tensors;
+  at::Tensor flat;
 };
 
-/// Methods run for (op, device, suite), ours first and the roofline last. Peers that cannot
-/// run here are appended to `unavailable` (when given).
-std::vector<std::string> methods_for(Op op, Dev dev, const Suite& suite,
-                                     std::vector<Unavailable>* unavailable = nullptr);
+class Method;
 
-/// Why CUDA benchmarks cannot run in this process ("" when they can).
-std::string cuda_unavailable_reason();
+struct Workload {
+  Dev dev = Dev::CPU;
+  std::string suite_name;
+  std::vector<std::int64_t> offsets;  // flat offset of each tensor (no padding)
+  std::vector<std::string> names;
+  std::vector<BufferSet> sets;
+  // The method of the benchmark running now (null after a failed check). Only one is kept:
+  // benchmarks run one after another, and the 7B suite's roofline buffers alone are 40 GB.
+  std::map<std::string, std::unique_ptr<Method>> methods;
 
-/// Name of the CPU (from /proc/cpuinfo) or of the GPU.
-std::string device_description(Dev dev);
+  ~Workload();
+};
 
-/// The body of benchmark `<op>/<device>/<suite.name>/<method>`. Builds the suite's tensors on
-/// first use (one suite stays resident at a time), checks the method's result once against
-/// the reference, then times it. `progress` is printed on stderr before the first run.
-void run_benchmark(benchmark::State& state, Op op, Dev dev, const Suite& suite,
-                   const std::string& method, const std::string& progress);
+/// The resident workload for (dev, suite), built on first use (the previous one is freed
+/// first: one suite stays resident at a time). Tensors and flat buffers are random (seeded).
+Workload& workload_for(Dev dev, const Suite& suite);
+
+/// The resident workload, or null.
+Workload* resident_workload();
 
 /// Frees the resident suite.
 void release_workload();
+
+/// Per-tensor views of `flat`, shaped like the tensors (for the per-tensor peers and the
+/// check).
+std::vector<at::Tensor> flat_views(const Workload& w, const Suite& suite, const at::Tensor& flat);
 
 }  // namespace fgbench

@@ -35,6 +35,8 @@ endif()
 # Public headers only: the library's own sources and kernels stay private.
 install(DIRECTORY include/flatgather DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
   FILES_MATCHING PATTERN "*.h")
+install(FILES ${FLATGATHER_GENERATED_INCLUDE_DIR}/flatgather/build_config.h
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/flatgather)
 
 set(FLATGATHER_CONFIG_CUDA ${FLATGATHER_CUDA})
 set(FLATGATHER_CONFIG_TORCH OFF)

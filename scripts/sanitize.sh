@@ -8,6 +8,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${root}"
+scripts/deps.sh
 jobs="${FLATGATHER_JOBS:-2}"
 start=$(date +%s)
 cmake --preset asan >/dev/null

@@ -5,8 +5,10 @@
 #   2. build and run tests/consumer/add-subdirectory, which vendors this repository.
 # Both link flatgather::torch and run a gather/scatter round trip.
 #
-#   scripts/test-consumer.sh [BUILD_DIR]     (default: build; configured and built if missing)
+#   scripts/test-consumer.sh [BUILD_DIR]     (default: build/, configured with the CMake preset
+#                                            "default" if missing; another folder must exist)
 # Environment: JOBS (default 2) parallel build jobs; KEEP=1 keeps the temporary directory.
+# Prints "N passed, N failed" last, one count per consumer program run.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,10 +23,17 @@ cleanup() { if [[ ${KEEP:-0} = 1 ]]; then echo "kept $tmp"; else rm -rf "$tmp"; 
 trap cleanup EXIT
 
 step() { printf '\n== %s\n' "$*"; }
+passed=0
+# run_consumer PROGRAM: runs one consumer (set -e stops the script at the first that fails).
+run_consumer() { "$1"; passed=$((passed + 1)); }
 
 if [[ ! -f $build/CMakeCache.txt ]]; then
-  step "configure $build"
-  cmake -S "$root" -B "$build" "${generator[@]}" -DFLATGATHER_BENCH=OFF
+  if [[ $build != "$root/build" ]]; then
+    echo "FAIL: $build is not a configured build folder" >&2
+    exit 1
+  fi
+  step "configure $build (preset default)"
+  (cd "$root" && cmake --preset default)
 fi
 cache_value() { sed -n "s/^$1:[A-Z]*=//p" "$build/CMakeCache.txt"; }
 cuda=$(cache_value FLATGATHER_CUDA)
@@ -43,15 +52,16 @@ step "find_package(flatgather) consumer"
 cmake -S "$root/tests/consumer/find-package" -B "$tmp/find-package" "${generator[@]}" \
   -DCMAKE_BUILD_TYPE="${build_type:-Release}" -DCMAKE_PREFIX_PATH="$tmp/prefix"
 nice -n 5 cmake --build "$tmp/find-package" -j "$jobs"
-"$tmp/find-package/core_consumer"
-"$tmp/find-package/consumer"
+run_consumer "$tmp/find-package/core_consumer"
+run_consumer "$tmp/find-package/consumer"
 
 step "add_subdirectory(flatgather) consumer"
 cmake -S "$root/tests/consumer/add-subdirectory" -B "$tmp/add-subdirectory" "${generator[@]}" \
   -DCMAKE_BUILD_TYPE="${build_type:-Release}" -DFLATGATHER_SOURCE_DIR="$root" \
   -DFLATGATHER_CUDA="${cuda:-OFF}"
 nice -n 5 cmake --build "$tmp/add-subdirectory" -j "$jobs"
-"$tmp/add-subdirectory/core_consumer"
-"$tmp/add-subdirectory/consumer"
+run_consumer "$tmp/add-subdirectory/core_consumer"
+run_consumer "$tmp/add-subdirectory/consumer"
 
 step "consumers passed"
+echo "$passed passed, 0 failed"

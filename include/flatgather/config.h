@@ -1,6 +1,9 @@
 #pragma once
 /// \file config.h
-/// Portability macros shared by host code and CUDA kernels.
+/// Portability macros shared by host code and CUDA kernels, and the build's configuration
+/// (version, FLATGATHER_WITH_CUDA) from the generated flatgather/build_config.h.
+
+#include "flatgather/build_config.h"
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define FG_HOST_DEVICE __host__ __device__
@@ -15,7 +18,3 @@
 #else
 #define FG_FORCE_INLINE inline __attribute__((always_inline))
 #endif
-
-#define FLATGATHER_VERSION_MAJOR 0
-#define FLATGATHER_VERSION_MINOR 1
-#define FLATGATHER_VERSION_PATCH 0

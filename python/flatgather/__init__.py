@@ -1,7 +1,8 @@
 """flatgather: gather many tensors into one flat buffer in one pass, and scatter back.
 
 Python front end of the C++ library: the work runs in the compiled operators
-(torch.ops.flatgather, loaded from $FLATGATHER_LIBRARY or <repo>/build/libflatgather_torch.so).
+(torch.ops.flatgather), loaded from this package (`pip install --no-build-isolation .`),
+$FLATGATHER_LIBRARY or <repo>/build/libflatgather_torch.so; see _library.py.
 
     import flatgather
     plan = flatgather.Plan.from_module(model)   # every parameter, named_parameters() order
@@ -9,18 +10,20 @@ Python front end of the C++ library: the work runs in the compiled operators
     plan.scatter(flat)                          # copies back into the parameters' storage
 """
 
+import re
+
 import torch
 
-from ._library import LIBRARY_ENV, LibraryNotFoundError, find_library, library_path, load_library
+from ._library import (LIBRARY_ENV, LibraryNotFoundError, TorchVersionMismatchError,
+                       find_library, library_path, load_library)
 
 load_library()
 
 from ._plan import Plan, gather, scatter  # noqa: E402  (needs the operators loaded)
 
-__version__ = "0.1.0"
-
 __all__ = ["Plan", "gather", "scatter", "build_info", "cuda_available", "library_path",
-           "find_library", "load_library", "LibraryNotFoundError", "LIBRARY_ENV"]
+           "find_library", "load_library", "LibraryNotFoundError", "TorchVersionMismatchError",
+           "LIBRARY_ENV", "__version__"]
 
 
 def build_info():
@@ -31,3 +34,7 @@ def build_info():
 def cuda_available():
     """True when the library was built with CUDA and a device can be used."""
     return torch.ops.flatgather.cuda_available()
+
+
+#: The loaded library's version, whose one home is project(VERSION) in CMakeLists.txt.
+__version__ = re.match(r"flatgather (\S+),", build_info()).group(1)

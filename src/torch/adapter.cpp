@@ -5,6 +5,7 @@
 #include <regex>
 #include <sstream>
 
+#include "flatgather/config.h"
 #include "flatgather/error.h"
 
 #if defined(FLATGATHER_WITH_CUDA) && __has_include(<c10/cuda/CUDAStream.h>) && \

@@ -40,6 +40,7 @@
 #include <torch/nn/module.h>
 #include <torch/version.h>
 
+#include "flatgather/config.h"
 #include "flatgather/error.h"
 #include "flatgather/plan.h"
 #include "flatgather/torch.h"

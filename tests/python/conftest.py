@@ -3,6 +3,9 @@
 The whole directory is skipped, with the reason, when the compiled library is absent and
 FLATGATHER_REQUIRE_LIBRARY is not set; with it set (CI), an absent library fails the run.
 A library that exists but does not load always fails.
+
+In a checkout the tests use the repository's python/ when no flatgather is importable
+otherwise; copied elsewhere (scripts/test-python-package.sh) they test the installed package.
 """
 
 import importlib.util
@@ -13,12 +16,18 @@ import sys
 import pytest
 
 _REPO = pathlib.Path(__file__).resolve().parents[2]
-if str(_REPO / "python") not in sys.path:
+if (importlib.util.find_spec("flatgather") is None
+        and (_REPO / "python" / "flatgather").is_dir()):
     sys.path.insert(0, str(_REPO / "python"))
 
 # The package loads the library on import, so probe with its locator module on its own.
+_found = importlib.util.find_spec("flatgather")
+if _found is None:
+    raise ImportError("flatgather is neither installed nor in a checkout's python/ ({})".format(
+        _REPO / "python"))
+_package = pathlib.Path(_found.submodule_search_locations[0])
 _spec = importlib.util.spec_from_file_location(
-    "_flatgather_library_probe", str(_REPO / "python" / "flatgather" / "_library.py"))
+    "_flatgather_library_probe", str(_package / "_library.py"))
 _probe = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_probe)
 

@@ -1,8 +1,12 @@
 """Loading the library, the operators as torch.ops, TorchScript, and the quickstart example."""
 
+import importlib.metadata
+import json
 import os
 import pathlib
+import re
 import runpy
+import shutil
 import subprocess
 import sys
 
@@ -22,26 +26,89 @@ def _python(code_or_file, env_update, *args):
                           capture_output=True, text=True, timeout=120)
 
 
+def _package_copy(tmp_path, with_library):
+    """A copy of the imported flatgather package (the .py files, and optionally the loaded
+    library with its build record) in tmp_path/flatgather; returns tmp_path."""
+    package = tmp_path / "flatgather"
+    package.mkdir()
+    for source in pathlib.Path(flatgather.__file__).parent.glob("*.py"):
+        shutil.copy(source, package)
+    if with_library:
+        library = flatgather.library_path()
+        shutil.copy(library, package)
+        shutil.copy(library.with_name("flatgather_build_info.json"), package)
+    return tmp_path
+
+
+def _import_copy(root, env_update):
+    env = dict(os.environ, PYTHONPATH=str(root), **env_update)
+    code = "import flatgather; print(flatgather.library_path())"
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=str(root),
+                          capture_output=True, text=True, timeout=120)
+
+
+def _project_version():
+    """project(VERSION) from CMakeLists.txt in a checkout, else the installed distribution's
+    version (which pip took from the same line)."""
+    cmake_lists = REPO / "CMakeLists.txt"
+    if cmake_lists.is_file():
+        return re.search(r"project\(flatgather VERSION ([0-9.]+)", cmake_lists.read_text())[1]
+    return importlib.metadata.version("flatgather")
+
+
 def test_library_was_loaded_and_reports_its_build():
     assert flatgather.library_path() is not None and flatgather.library_path().is_file()
+    assert flatgather.__version__ == _project_version()
     info = flatgather.build_info()
-    assert info.startswith("flatgather 0.1.0, LibTorch ")
+    assert info.startswith("flatgather {}, LibTorch ".format(flatgather.__version__))
     assert isinstance(flatgather.cuda_available(), bool)
+    # The record the loader checks before loading agrees with what the library says.
+    record = flatgather._library.read_build_info(flatgather.library_path())
+    assert record["version"] == flatgather.__version__
+    assert info.endswith("cuda on" if record["cuda"] else "cuda off")
+    libtorch = re.search(r"LibTorch ([^,]+),", info)[1]
+    assert flatgather._library._release(record["torch_version"]) == \
+        flatgather._library._release(libtorch)
 
 
-def test_missing_library_says_how_to_build():
-    result = _python("import flatgather", {"FLATGATHER_LIBRARY": "/nonexistent/libx.so"}, "-c")
+def test_missing_library_says_how_to_build(tmp_path):
+    root = _package_copy(tmp_path, with_library=False)
+    result = _import_copy(root, {"FLATGATHER_LIBRARY": "/nonexistent/libx.so"})
     assert result.returncode != 0
     assert "LibraryNotFoundError" in result.stderr
     assert "FLATGATHER_LIBRARY=/nonexistent/libx.so does not name a file" in result.stderr
+    assert "pip install --no-build-isolation ." in result.stderr
     assert "cmake -S . -B build" in result.stderr
+
+
+def test_library_inside_the_package_is_loaded_first(tmp_path):
+    root = _package_copy(tmp_path, with_library=True)
+    result = _import_copy(root, {"FLATGATHER_LIBRARY": "/nonexistent/libx.so"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(root / "flatgather" / "libflatgather_torch.so")
+
+
+def test_library_built_against_another_torch_is_refused(tmp_path):
+    root = _package_copy(tmp_path, with_library=True)
+    record_path = root / "flatgather" / "flatgather_build_info.json"
+    record = json.loads(record_path.read_text())
+    record["torch_version"] = "0.4.1"
+    record_path.write_text(json.dumps(record))
+    result = _import_copy(root, {})
+    assert result.returncode != 0
+    assert "TorchVersionMismatchError" in result.stderr
+    assert "was built against PyTorch 0.4.1, but this process runs PyTorch {}".format(
+        torch.__version__) in result.stderr
+    assert "pip install --no-build-isolation --force-reinstall ." in result.stderr
 
 
 def test_quickstart_example_runs():
     path = REPO / "examples" / "python_quickstart.py"
-    assert len(path.read_text().strip().splitlines()) == 5
+    assert len(path.read_text().strip().splitlines()) <= 10
     result = _python(str(path), {"FLATGATHER_LIBRARY": str(flatgather.library_path())})
     assert result.returncode == 0, result.stderr
+    assert "gathered 4 parameters ['0.weight', '0.bias', '2.weight', '2.bias']" in result.stdout
+    assert "at offsets [0, 50, 55, 65]" in result.stdout and "scattered" in result.stdout
     # In this process too, to check what it computed.
     torch.manual_seed(0)
     scope = runpy.run_path(str(path))

@@ -1,0 +1,355 @@
+// Ours and every peer of flatgather-bench, and the method table (see methods.h).
+#include "methods.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include "cuda_peers.h"
+#include "flatgather/torch.h"
+
+#if __has_include(<torch/version.h>)
+#include <torch/version.h>
+#endif
+#ifndef TORCH_VERSION
+#define TORCH_VERSION "(unknown version)"
+#endif
+
+#if __has_include(<ATen/ops/_foreach_copy.h>)
+#include <ATen/ops/_foreach_copy.h>
+#define FGBENCH_HAVE_FOREACH_COPY 1
+#else
+#define FGBENCH_HAVE_FOREACH_COPY 0
+#endif
+
+namespace fgbench {
+namespace {
+
+constexpr std::int64_t kRooflineParallelBytes = std::int64_t{1} << 20;
+// flatgather_checked runs on suites this large: check_tensors costs O(tensors) host time per
+// call, which shows only where tensors are many.
+constexpr std::size_t kCheckedMinTensors = 1000;
+
+// ---- the methods ------------------------------------------------------------------------------
+
+class FlatgatherMethod final : public Method {
+ public:
+  FlatgatherMethod(Op op, Workload& w, const Suite& suite, bool check_tensors) : op_(op), w_(w) {
+    flatgather::torch::Options options;
+    options.dtype = flatgather::torch::to_scalar_type(suite.flat_dtype);
+    options.check_tensors = check_tensors;
+    for (BufferSet& set : w.sets) {
+      plans_.push_back(flatgather::torch::Plan::from_tensors(set.tensors, w.names, options));
+    }
+  }
+  void run(std::size_t set) override {
+    const at::Tensor& flat = w_.sets[set].flat;
+    switch (op_) {
+      case Op::Gather: plans_[set].gather(flat); break;
+      case Op::Scatter: plans_[set].scatter(flat); break;
+      case Op::ScatterAdd: plans_[set].scatter_add(flat, kAlpha); break;
+    }
+  }
+  int threads() const override { return w_.dev == Dev::CPU ? omp_get_max_threads() : 0; }
+
+ private:
+  Op op_;
+  Workload& w_;
+  std::vector<flatgather::torch::Plan> plans_;
+};
+
+// torch::cat of reshape(-1) into the existing flat buffer (parameters_to_vector's technique,
+// without its allocation). reshape copies non-contiguous tensors: that is the peer's cost.
+class TorchCatMethod final : public Method {
+ public:
+  explicit TorchCatMethod(Workload& w) : w_(w) {}
+  void run(std::size_t set) override {
+    const BufferSet& s = w_.sets[set];
+    std::vector<at::Tensor> flat_parts;
+    flat_parts.reserve(s.tensors.size());
+    for (const at::Tensor& t : s.tensors) flat_parts.push_back(t.reshape(-1));
+    at::Tensor out = s.flat;
+    at::cat_out(out, flat_parts, 0);
+  }
+  int threads() const override { return w_.dev == Dev::CPU ? at::get_num_threads() : 0; }
+
+ private:
+  Workload& w_;
+};
+
+// Base of the peers that work on per-tensor views of the flat buffer, prepared untimed.
+class ViewsMethod : public Method {
+ public:
+  ViewsMethod(Op op, Workload& w, const Suite& suite) : op_(op), w_(w) {
+    for (BufferSet& set : w.sets) views_.push_back(flat_views(w, suite, set.flat));
+  }
+
+ protected:
+  Op op_;
+  Workload& w_;
+  std::vector<std::vector<at::Tensor>> views_;
+};
+
+// One copy_ (or add_) per tensor between it and its view of the flat buffer.
+class CopyLoopMethod final : public ViewsMethod {
+ public:
+  using ViewsMethod::ViewsMethod;
+  void run(std::size_t set) override {
+    std::vector<at::Tensor>& tensors = w_.sets[set].tensors;
+    const std::vector<at::Tensor>& views = views_[set];
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      switch (op_) {
+        case Op::Gather: views[i].copy_(tensors[i]); break;
+        case Op::Scatter: tensors[i].copy_(views[i]); break;
+        case Op::ScatterAdd: tensors[i].add_(views[i], kAlpha); break;
+      }
+    }
+  }
+  int threads() const override { return w_.dev == Dev::CPU ? at::get_num_threads() : 0; }
+};
+
+// The foreach family (multi_tensor_apply): _foreach_copy_ for gather/scatter, _foreach_add_
+// for scatter_add.
+class ForeachMethod final : public ViewsMethod {
+ public:
+  using ViewsMethod::ViewsMethod;
+  void run(std::size_t set) override {
+    std::vector<at::Tensor>& tensors = w_.sets[set].tensors;
+    switch (op_) {
+#if FGBENCH_HAVE_FOREACH_COPY
+      case Op::Gather: at::_foreach_copy_(views_[set], tensors); break;
+      case Op::Scatter: at::_foreach_copy_(tensors, views_[set]); break;
+#else
+      case Op::Gather:
+      case Op::Scatter: throw std::runtime_error("_foreach_copy_ is not in this LibTorch");
+#endif
+      case Op::ScatterAdd: at::_foreach_add_(tensors, views_[set], kAlpha); break;
+    }
+  }
+};
+
+// split_with_sizes_copy.out: the flat buffer split into the tensors' own (flattened) storage.
+class SplitWithSizesCopyMethod final : public Method {
+ public:
+  SplitWithSizesCopyMethod(Workload& w, const Suite& suite) : w_(w) {
+    for (const TensorSpec& t : suite.tensors) sizes_.push_back(t.numel());
+    for (BufferSet& set : w.sets) {
+      std::vector<at::Tensor> outs;
+      for (const at::Tensor& t : set.tensors) outs.push_back(t.view(-1));
+      outs_.push_back(std::move(outs));
+    }
+  }
+  void run(std::size_t set) override {
+    at::split_with_sizes_copy_out(outs_[set], w_.sets[set].flat, sizes_, 0);
+  }
+
+ private:
+  Workload& w_;
+  std::vector<std::int64_t> sizes_;
+  std::vector<std::vector<at::Tensor>> outs_;
+};
+
+// cub::DeviceMemcpy::Batched or cudaMemcpyBatchAsync: one byte copy per tensor.
+class BatchedCopyMethod final : public Method {
+ public:
+  BatchedCopyMethod(Op op, Workload& w, const Suite& suite, bool cub) {
+    for (BufferSet& set : w.sets) {
+      std::vector<const void*> srcs;
+      std::vector<void*> dsts;
+      std::vector<std::size_t> sizes;
+      auto* flat = static_cast<char*>(set.flat.data_ptr());
+      const int elem = flatgather::dtype_size(suite.flat_dtype);
+      for (std::size_t i = 0; i < set.tensors.size(); ++i) {
+        void* tensor = set.tensors[i].data_ptr();
+        void* segment = flat + w.offsets[i] * elem;
+        srcs.push_back(op == Op::Gather ? tensor : segment);
+        dsts.push_back(op == Op::Gather ? segment : tensor);
+        sizes.push_back(static_cast<std::size_t>(suite.tensors[i].nbytes()));
+      }
+      copies_.push_back(cub ? cuda::make_cub_batched(srcs, dsts, sizes)
+                            : cuda::make_memcpy_batch(srcs, dsts, sizes));
+      if (!copies_.back()) throw std::runtime_error("peer not available in this build");
+    }
+  }
+  void run(std::size_t set) override { copies_[set]->run(); }
+  void* stream() const override { return copies_.front()->stream(); }
+
+ private:
+  std::vector<std::unique_ptr<cuda::BatchedCopy>> copies_;
+};
+
+// One plain copy of half the bytes the op moves (so read + written are equal): memcpy split
+// over the same number of OpenMP threads flatgather uses, or cudaMemcpyAsync device to device.
+class RooflineMethod final : public Method {
+ public:
+  RooflineMethod(Op op, Workload& w, const Suite& suite) : w_(w) {
+    bytes_ = bytes_moved(op, suite) / 2;
+    const auto options = at::TensorOptions().dtype(at::kByte).device(to_device(w.dev));
+    while (buffers_.size() < w.sets.size()) {
+      // Both filled now, so no page is first touched inside the timed region.
+      at::Tensor src = at::empty({bytes_}, options);
+      at::Tensor dst = at::empty({bytes_}, options);
+      src.fill_(0x5A);
+      dst.fill_(0);
+      buffers_.emplace_back(src, dst);
+    }
+  }
+  void run(std::size_t set) override {
+    const auto& [src, dst] = buffers_[set];
+    if (w_.dev == Dev::CUDA) {
+      cuda::memcpy_d2d(dst.data_ptr(), src.data_ptr(), static_cast<std::size_t>(bytes_));
+      return;
+    }
+    const auto* s = static_cast<const char*>(src.data_ptr());
+    auto* d = static_cast<char*>(dst.data_ptr());
+    const std::int64_t bytes = bytes_;
+    if (bytes < kRooflineParallelBytes) {  // waking threads would cost more than the copy
+      std::memcpy(d, s, static_cast<std::size_t>(bytes));
+      return;
+    }
+#pragma omp parallel
+    {
+      const std::int64_t n = omp_get_num_threads(), t = omp_get_thread_num();
+      const std::int64_t chunk = ((bytes + n - 1) / n + 63) / 64 * 64;
+      const std::int64_t begin = std::min(bytes, t * chunk);
+      const std::int64_t end = std::min(bytes, begin + chunk);
+      if (end > begin) std::memcpy(d + begin, s + begin, static_cast<std::size_t>(end - begin));
+    }
+  }
+  int threads() const override { return w_.dev == Dev::CPU ? omp_get_max_threads() : 0; }
+  // Poisons set 0's destination, copies, and compares with the source.
+  std::optional<std::string> self_check() override {
+    const auto& [src, dst] = buffers_[0];
+    dst.fill_(0xA5);
+    run(0);
+    if (w_.dev == Dev::CUDA) cuda::synchronize();
+    return at::equal(src, dst) ? "" : "wrong result: the roofline copy differs from its source";
+  }
+
+ private:
+  Workload& w_;
+  std::int64_t bytes_ = 0;
+  std::vector<std::pair<at::Tensor, at::Tensor>> buffers_;
+};
+
+// ---- when each applies ------------------------------------------------------------------------
+
+Applies yes() { return {}; }
+Applies no() { return {Applies::No, ""}; }
+Applies unavailable(std::string reason) { return {Applies::Unavailable, std::move(reason)}; }
+Applies only_if(bool runs) { return runs ? yes() : no(); }
+
+// The byte-copy peers: CUDA, gather and scatter, one dtype and contiguous tensors.
+Applies byte_copy_applies(Op op, Dev dev, const Suite& suite, const std::string& why_not) {
+  if (op == Op::ScatterAdd || dev != Dev::CUDA) return no();
+  if (!why_not.empty()) return unavailable(why_not);
+  if (!suite.plain()) return unavailable("byte copies cannot cast or follow strides");
+  return yes();
+}
+
+}  // namespace
+
+const std::vector<MethodSpec>& method_table() {
+  static const std::vector<MethodSpec> table = {
+      {"flatgather", Role::Ours, "ours, Options::check_tensors = false (hot-loop setting)", false,
+       [](Op, Dev, const Suite&) { return yes(); },
+       [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+         return std::make_unique<FlatgatherMethod>(op, w, s, false);
+       }},
+      {"flatgather_checked", Role::OursChecked,
+       "ours, check_tensors = true (the default: O(tensors) host\n"
+       "work per call); on suites of 1,000 tensors or more",
+       false,
+       [](Op, Dev, const Suite& s) { return only_if(s.tensors.size() >= kCheckedMinTensors); },
+       [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+         return std::make_unique<FlatgatherMethod>(op, w, s, true);
+       }},
+      {"torch_cat", Role::Peer,
+       "at::cat_out of every t.reshape(-1) into the flat buffer (gather)", false,
+       [](Op op, Dev, const Suite&) { return only_if(op == Op::Gather); },
+       [](Op, Workload& w, const Suite&) -> std::unique_ptr<Method> {
+         return std::make_unique<TorchCatMethod>(w);
+       }},
+      {"copy_loop", Role::Peer, "one copy_ per tensor (add_ for scatter_add)", false,
+       [](Op, Dev, const Suite&) { return yes(); },
+       [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+         return std::make_unique<CopyLoopMethod>(op, w, s);
+       }},
+      {"foreach_copy", Role::Peer, "at::_foreach_copy_ (cuda, LibTorch >= 2.1)", true,
+       [](Op op, Dev, const Suite&) {
+         if (op == Op::ScatterAdd) return no();
+         if (!FGBENCH_HAVE_FOREACH_COPY) {
+           return unavailable("at::_foreach_copy_ is not in LibTorch " TORCH_VERSION);
+         }
+         return yes();
+       },
+       [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+         return std::make_unique<ForeachMethod>(op, w, s);
+       }},
+      {"foreach_add", Role::Peer, "at::_foreach_add_ (cuda, scatter_add)", true,
+       [](Op op, Dev, const Suite&) { return only_if(op == Op::ScatterAdd); },
+       [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+         return std::make_unique<ForeachMethod>(op, w, s);
+       }},
+      {"split_with_sizes_copy", Role::Peer,
+       "at::split_with_sizes_copy_out (cuda, scatter, plain suites)", true,
+       [](Op op, Dev, const Suite& s) {
+         if (op != Op::Scatter) return no();
+         return s.plain() ? yes() : unavailable("one dtype, contiguous tensors only");
+       },
+       [](Op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+         return std::make_unique<SplitWithSizesCopyMethod>(w, s);
+       }},
+      {"cub_batched", Role::Peer,
+       "cub::DeviceMemcpy::Batched, metadata prepared untimed (cuda)", true,
+       [](Op op, Dev dev, const Suite& s) {
+         return byte_copy_applies(op, dev, s, cuda::cub_batched_unavailable());
+       },
+       [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+         return std::make_unique<BatchedCopyMethod>(op, w, s, true);
+       }},
+      {"memcpy_batch", Role::Peer, "cudaMemcpyBatchAsync, CUDA >= 12.8 (cuda)", true,
+       [](Op op, Dev dev, const Suite& s) {
+         return byte_copy_applies(op, dev, s, cuda::memcpy_batch_unavailable());
+       },
+       [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+         return std::make_unique<BatchedCopyMethod>(op, w, s, false);
+       }},
+      {"roofline", Role::Roofline,
+       "one plain copy of the same total bytes (memcpy on the same\n"
+       "OpenMP threads / cudaMemcpyAsync device to device)",
+       false, [](Op, Dev, const Suite&) { return yes(); },
+       [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+         return std::make_unique<RooflineMethod>(op, w, s);
+       }},
+  };
+  return table;
+}
+
+std::vector<const MethodSpec*> methods_for(Op op, Dev dev, const Suite& suite,
+                                           std::vector<Unavailable>* unavailable) {
+  if (op == Op::ScatterAdd && !suite.floating()) {
+    if (unavailable) unavailable->push_back({"every method", "scatter_add needs floating tensors"});
+    return {};
+  }
+  const bool gpu_peers = dev == Dev::CUDA || std::getenv("FGBENCH_GPU_PEERS_ON_CPU") != nullptr;
+  std::vector<const MethodSpec*> methods;
+  for (const MethodSpec& spec : method_table()) {
+    if (spec.gpu_peer && !gpu_peers) continue;
+    const Applies a = spec.applies(op, dev, suite);
+    if (a.kind == Applies::Yes) {
+      methods.push_back(&spec);
+    } else if (a.kind == Applies::Unavailable && unavailable) {
+      unavailable->push_back({spec.name, a.reason});
+    }
+  }
+  return methods;
+}
+
+}  // namespace fgbench

