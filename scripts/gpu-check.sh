@@ -31,7 +31,7 @@
 #   configure         sm_XX only (nvidia-smi compute_cap), no -Werror,  45   14
 #                     no examples, no install rules
 #   provenance-cmake  GTest/benchmark/nlohmann_json_DIR in the prefix    2   0
-#   build             libs, the `gpu`-labelled tests, the benchmark,   140   642 cold, 12 warm
+#   build             libs, the `gpu`-labelled tests, the benchmark,   140   642-711 cold, 8-12 warm
 #                     all cores (kernel objects rebuilt: ptxas lines)
 #   provenance-build  headers (ninja -t deps), link lines, ldd of the    3   1
 #                     benchmark: the prefix's, never /usr's
@@ -47,7 +47,7 @@
 #   bench-llama       llama-7b gather only (its own JSON, so a timeout  15   skipped (no GPU)
 #                     there loses nothing else)
 #   summary           summary.md, logs.tar.gz                            5   <1
-#   total                                                              360   654 cold, 67 warm
+#   total                                                              360   654-772 cold, 50-67 warm
 # racecheck is left out: the kernels use no shared memory, so it has nothing to check.
 #
 # What comes back in $OUT (default build-gpu/gpu-check): summary.md (printed last on stdout
