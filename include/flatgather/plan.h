@@ -118,7 +118,8 @@ class Plan {
   void rebind(const std::vector<std::pair<std::size_t, void*>>& changes,
               cudaStream_t stream = nullptr);
 
-  /// The executor's name and tuning, e.g. "cpu (threads=2, tasks=40, task_bytes=262144, loops=avx2+fma)".
+  /// The executor's name and tuning, e.g. "cpu (threads=2, tasks=40, task_bytes=262144, loops=avx2+fma,
+  /// streaming=off)".
   std::string describe() const;
 
  private:
