@@ -72,6 +72,9 @@ struct Options {
   std::int64_t align_bytes = 0;
   /// CPU threads (0: OpenMP's default).
   int num_threads = 0;
+  /// Streaming stores on the CPU (see flatgather::CpuStreaming); Auto is right for almost
+  /// everyone.
+  CpuStreaming cpu_streaming = CpuStreaming::Auto;
   /// Before every call, compare each tensor's data pointer, shape, strides, dtype and device
   /// with the plan's, rebinding gradients that were reallocated and throwing for anything
   /// else. Costs O(number of tensors) host time per call (see docs/perf.md); turn off in hot
