@@ -355,19 +355,6 @@ TEST(Errors, PlanAfterItsTensorsMovedOrWereResized) {
   EXPECT_THROW_MSG(vp.gather(), "'v'", "changed since the plan was built");
 }
 
-// Runs where LibTorch sees a GPU (the GPU check). Not a GTEST_SKIP elsewhere: CTest would
-// report the whole binary as skipped.
-TEST(Errors, PlanAfterItsModuleMovedToAGpuWhenOneIsPresent) {
-  if (!torch::cuda::is_available()) {
-    std::cout << "[   INFO   ] no GPU: the move to a GPU is checked in the GPU check" << std::endl;
-    return;
-  }
-  TwoLayer moved;
-  fgt::Plan mp = fgt::Plan::from_module(*moved);
-  moved->to(at::kCUDA);
-  EXPECT_THROW_MSG(mp.gather(), "'fc1.weight'", "cuda", "changed since the plan was built");
-}
-
 TEST(Errors, GradientPlanOutlivesItsModule) {
   torch::manual_seed(7);
   std::unique_ptr<fgt::Plan> plan;
