@@ -136,7 +136,12 @@ TEST(Plan, ZeroFillPlaceholderAndRebind) {
   std::vector<float> flat(10, 99.0f);
   plan.gather(flat.data(), 10);
   for (int i = 4; i < 10; ++i) EXPECT_EQ(flat[i], 0.0f);
-  plan.scatter(flat.data(), 10);  // skips the placeholder without touching anything
+  // scatter writes `a` and skips the placeholder (whose data is null: nothing to write).
+  const auto values = random_floats(10, 10);
+  flat = values;
+  plan.scatter(flat.data(), 10);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(a[i], values[i]);
+  EXPECT_EQ(flat, values);  // the source is only read
 
   plan.rebind(1, g.data());
   plan.gather(flat.data(), 10);
@@ -188,7 +193,7 @@ TEST(Plan, IntegerAndBoolCopiesAreExact) {
   EXPECT_THROW_MSG(p64.scatter_add(out.data(), 4, 1.0), "'i'", "not floating point");
 }
 
-TEST(Plan, ManyTinyAndOneHugeUseEveryThreadAndMatch) {
+TEST(Plan, ManyTinyAndOneHugeMatchWithOneTwoAndFourThreads) {
   std::mt19937 rng(10);
   std::vector<std::vector<float>> store;
   std::vector<TensorRef> refs;

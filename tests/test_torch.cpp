@@ -272,7 +272,7 @@ TEST(Torch, ConcurrentCallsOnOnePlan) {
   for (const auto& o : outs) EXPECT_TRUE(bits_equal(o, expected));
 }
 
-TEST(Torch, CallFromInsideLibTorchParallelRegionRunsInline) {
+TEST(Torch, CallsFromInsideALibTorchParallelRegionGiveTheSameBits) {
   std::vector<at::Tensor> tensors = {random_tensor({2'000'000}, at::kFloat)};
   fgt::Plan plan = fgt::Plan::from_tensors(tensors);
   std::vector<at::Tensor> outs(4);

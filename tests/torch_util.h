@@ -2,6 +2,7 @@
 // LibTorch helpers for tests: random tensors of every dtype, references, bitwise compares.
 #include <torch/torch.h>
 
+#include <cmath>
 #include <vector>
 
 #include "test_util.h"
@@ -22,6 +23,28 @@ inline at::Tensor reference_gather(const std::vector<at::Tensor>& tensors, at::S
   std::vector<at::Tensor> flat;
   for (const auto& t : tensors) flat.push_back(t.reshape(-1).to(dtype));
   return at::cat(flat);
+}
+
+/// scatter_add's definition, `t + alpha * v` rounded once: both operands cast with `.to()` to
+/// the compute type (float64 when either is float64, else float32, alpha rounded to it), one
+/// std::fma per element, the result cast back to t's dtype with `.to()`. Shapes must match.
+inline at::Tensor reference_add_scaled(const at::Tensor& t, const at::Tensor& v, double alpha) {
+  const bool wide = t.scalar_type() == at::kDouble || v.scalar_type() == at::kDouble;
+  const at::ScalarType compute = wide ? at::kDouble : at::kFloat;
+  at::Tensor tc = t.cpu().reshape(-1).to(compute).contiguous().clone();
+  const at::Tensor vc = v.cpu().reshape(-1).to(compute).contiguous();
+  const int64_t n = tc.numel();
+  if (wide) {
+    double* pt = tc.data_ptr<double>();
+    const double* pv = vc.data_ptr<double>();
+    for (int64_t i = 0; i < n; ++i) pt[i] = std::fma(alpha, pv[i], pt[i]);
+  } else {
+    float* pt = tc.data_ptr<float>();
+    const float* pv = vc.data_ptr<float>();
+    const auto a = static_cast<float>(alpha);
+    for (int64_t i = 0; i < n; ++i) pt[i] = std::fma(a, pv[i], pt[i]);
+  }
+  return tc.to(t.scalar_type()).reshape(t.sizes());
 }
 
 /// Equal bits (NaNs of any payload count as equal to each other).

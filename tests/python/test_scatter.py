@@ -43,10 +43,13 @@ def test_scatter_keeps_optimizer_and_hooks_working_unlike_vector_to_parameters()
     ptrs = [p.data_ptr() for p in model.parameters()]
     vec = torch.randn(plan.numel)
 
+    hooked = []
+    model.weight.register_hook(lambda grad: hooked.append(grad.clone()))
     plan.scatter(vec)
     assert [p.data_ptr() for p in model.parameters()] == ptrs
     assert opt.param_groups[0]["params"][0] is model.weight
     model(torch.randn(2, 6)).sum().backward()
+    assert len(hooked) == 1 and torch.equal(hooked[0], model.weight.grad)  # the hook still fires
     expected = vec - 0.5 * parameters_to_vector(p.grad for p in model.parameters())
     opt.step()  # updates the very tensors the plan reads
     with torch.no_grad():
