@@ -266,9 +266,11 @@ std::vector<at::Tensor> clones(const std::vector<at::Tensor>& ts) {
   return out;
 }
 
+// Snapshots on the CPU. Always copies: `t.cpu()` of a CPU tensor is the tensor itself, and a
+// "before" that aliases the storages would follow every later write (and compare equal to it).
 std::vector<at::Tensor> to_cpu(const std::vector<at::Tensor>& ts) {
   std::vector<at::Tensor> out;
-  for (const auto& t : ts) out.push_back(t.cpu());
+  for (const auto& t : ts) out.push_back(t.to(at::kCPU, /*non_blocking=*/false, /*copy=*/true));
   return out;
 }
 
