@@ -125,16 +125,7 @@ fg::TensorRef cuda_ref(const at::Tensor& t, const std::string& name) {
 
 at::Tensor poisoned_gpu(int64_t n, at::ScalarType dtype) { return fgtest::poisoned(n, dtype).to(kCuda); }
 
-void poison(at::Tensor t) {
-  if (t.numel() == 0) return;
-  if (at::isFloatingType(t.scalar_type())) {
-    t.fill_(-1234.5);
-  } else if (t.scalar_type() == at::kBool) {
-    t.fill_(true);
-  } else {
-    t.fill_(77);
-  }
-}
+void poison(const at::Tensor& t) { fgtest::poison_(t); }
 
 void device_sync() { ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess); }
 

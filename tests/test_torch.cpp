@@ -50,15 +50,8 @@ TEST(Torch, RandomListsEqualCatOfReshape) {
     ASSERT_TRUE(bits_equal(plan.gather(), out));
 
     // scatter round trip into fresh destinations of the same layouts
-    std::vector<at::Tensor> dest;
-    for (const auto& t : tensors) dest.push_back(at::empty_strided(t.sizes(), t.strides(), t.options()));
-    for (std::size_t i = 0; i < dest.size(); ++i) {  // poison: every element differs from the source
-      if (dtype == at::kBool) {
-        dest[i].copy_(tensors[i].logical_not());
-      } else {
-        dest[i].fill_(at::isFloatingType(dtype) ? -1234.5 : 77);
-      }
-    }
+    std::vector<at::Tensor> dest;  // poisoned: every element differs from the source
+    for (const auto& t : tensors) dest.push_back(fgtest::poisoned_like(t));
     std::vector<at::Tensor> dest_refs = dest;
     fgt::Plan back = fgt::Plan::from_tensors(dest_refs);
     back.scatter(out);
@@ -84,7 +77,7 @@ TEST(Torch, EveryFloatCastEqualsTo) {
       ASSERT_TRUE(bits_equal(out, reference_gather(tensors, to))) << from << " -> " << to;
       // scatter casts back exactly like .to(from)
       std::vector<at::Tensor> dest;
-      for (const auto& t : tensors) dest.push_back(at::empty_like(t));
+      for (const auto& t : tensors) dest.push_back(fgtest::poisoned_like(t));
       fgt::Plan back = fgt::Plan::from_tensors(dest, {}, o);
       back.scatter(out);
       int64_t offset = 0;
@@ -206,7 +199,7 @@ TEST(Torch, FreeFunctions) {
   std::vector<at::Tensor> tensors = {random_tensor({3, 3}, at::kDouble), random_tensor({2}, at::kDouble)};
   const at::Tensor flat = flatgather::torch::gather(tensors);
   EXPECT_TRUE(bits_equal(flat, reference_gather(tensors, at::kDouble)));
-  std::vector<at::Tensor> dest = {at::empty({3, 3}, at::kDouble), at::empty({2}, at::kDouble)};
+  std::vector<at::Tensor> dest = {fgtest::poisoned_like(tensors[0]), fgtest::poisoned_like(tensors[1])};
   flatgather::torch::scatter(flat, dest);
   EXPECT_TRUE(bits_equal(dest[0], tensors[0]));
   EXPECT_TRUE(bits_equal(dest[1], tensors[1]));

@@ -72,17 +72,40 @@ inline ::testing::AssertionResult bits_equal(const at::Tensor& a, const at::Tens
   return ::testing::AssertionSuccess();
 }
 
-/// A sentinel-filled tensor, so an element the code under test forgets shows up.
-inline at::Tensor poisoned(int64_t n, at::ScalarType dtype) {
-  at::Tensor t = at::empty({n}, dtype);
-  if (at::isFloatingType(dtype)) {
+/// `t` (any layout, any device) filled in place with a sentinel that no test input holds, so
+/// an element the code under test forgets shows up; returns `t`. Fresh `at::empty` memory is
+/// often zero pages, which would hide a forgotten zero.
+inline at::Tensor poison_(at::Tensor t) {
+  if (at::isFloatingType(t.scalar_type())) {
     t.fill_(-1234.5);
-  } else if (dtype == at::kBool) {
-    t.view(at::kByte).fill_(0x5A);  // not a valid bool: any unwritten element differs in bits
+  } else if (t.scalar_type() == at::kBool) {
+    // Not a valid bool: any unwritten element differs in bits.
+    t.view(at::kByte).fill_(0x5A);
   } else {
-    t.fill_(77);
+    // Outside random_tensor's ranges (bytes 1..254, other integers -100..99), and not zero.
+    const at::ScalarType d = t.scalar_type();
+    t.fill_(d == at::kByte ? 255 : d == at::kChar ? -128 : -12345);
   }
   return t;
+}
+
+/// A poisoned 1-D tensor of `n` elements.
+inline at::Tensor poisoned(int64_t n, at::ScalarType dtype) {
+  return poison_(at::empty({n}, dtype));
+}
+
+/// A poisoned tensor with `t`'s sizes, strides, dtype and device: a scatter destination.
+inline at::Tensor poisoned_like(const at::Tensor& t) {
+  return poison_(at::empty_strided(t.sizes(), t.strides(), t.options()));
+}
+
+/// `plan.gather(out)` into a poisoned buffer, so that zeros the plan must write (padding,
+/// ZeroFill placeholders) are really written. `Plan`: flatgather::torch::Plan.
+template <class Plan>
+at::Tensor gather_poisoned(const Plan& plan) {
+  at::Tensor out = poison_(at::empty({plan.numel()}, at::TensorOptions(plan.dtype()).device(plan.device())));
+  plan.gather(out);
+  return out;
 }
 
 }  // namespace fgtest
