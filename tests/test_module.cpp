@@ -174,6 +174,58 @@ TEST(Module, GradientsFollowReallocationAndPolicies) {
   EXPECT_EQ(sp.layout().segments().size(), 6u);
 }
 
+// ZeroFill and Skip with channels_last parameters (and so channels_last gradients): gathers
+// follow the logical order, scatters write each gradient in its own layout.
+TEST(Module, MissingGradPoliciesWithChannelsLastParameters) {
+  torch::manual_seed(11);
+  Net net;
+  net->conv->weight.set_data(net->conv->weight.contiguous(at::MemoryFormat::ChannelsLast));
+  const at::Tensor x = at::randn({2, 3, 4, 4}).contiguous(at::MemoryFormat::ChannelsLast);
+  net->forward(x).sum().backward();
+  const at::Tensor conv_grad = net->conv->weight.grad();
+  ASSERT_TRUE(conv_grad.is_contiguous(at::MemoryFormat::ChannelsLast) && !conv_grad.is_contiguous())
+      << "the conv gradient should be channels_last, strides " << conv_grad.strides();
+  auto grads_or_zeros = [&] {
+    std::vector<at::Tensor> g;
+    for (const auto& p : net->parameters()) g.push_back(p.grad().defined() ? p.grad() : at::zeros_like(p));
+    return g;
+  };
+
+  fgt::Selection zero;
+  zero.grads = true;
+  zero.missing_grad = fgt::MissingGrad::ZeroFill;
+  net->head->weight.mutable_grad() = at::Tensor();
+  fgt::Plan zp = fgt::Plan::from_module(*net, zero);
+  EXPECT_TRUE(bits_equal(fgtest::gather_poisoned(zp), reference_gather(grads_or_zeros(), at::kFloat)));
+  const at::Tensor values = at::randn({zp.numel()});
+  zp.scatter(values);
+  EXPECT_FALSE(net->head->weight.grad().defined()) << "scatter must skip the missing gradient";
+  EXPECT_EQ(net->conv->weight.grad().data_ptr(), conv_grad.data_ptr());
+  EXPECT_TRUE(net->conv->weight.grad().is_contiguous(at::MemoryFormat::ChannelsLast));
+  at::Tensor expected = values.clone();
+  const auto& head = *zp.layout().find("head.weight");
+  expected.narrow(0, head.offset, head.numel).zero_();
+  EXPECT_TRUE(bits_equal(reference_gather(grads_or_zeros(), at::kFloat), expected));
+  const at::Tensor update = at::randn({zp.numel()});
+  zp.scatter_add(update, 0.625);
+  at::Tensor added = fgtest::reference_add_scaled(values, update, 0.625);
+  added.narrow(0, head.offset, head.numel).zero_();
+  EXPECT_TRUE(bits_equal(reference_gather(grads_or_zeros(), at::kFloat), added));
+
+  fgt::Selection skip = zero;
+  skip.missing_grad = fgt::MissingGrad::Skip;
+  fgt::Plan sp = fgt::Plan::from_module(*net, skip);
+  EXPECT_EQ(sp.layout().find("head.weight"), nullptr);
+  std::vector<at::Tensor> present;
+  for (const auto& p : net->parameters())
+    if (p.grad().defined()) present.push_back(p.grad());
+  EXPECT_TRUE(bits_equal(fgtest::gather_poisoned(sp), reference_gather(present, at::kFloat)));
+  const at::Tensor skip_values = at::randn({sp.numel()});
+  sp.scatter(skip_values);
+  EXPECT_TRUE(bits_equal(reference_gather(present, at::kFloat), skip_values));
+  EXPECT_TRUE(net->conv->weight.grad().is_contiguous(at::MemoryFormat::ChannelsLast));
+}
+
 TEST(Module, ManifestChecksAgainstAnotherModule) {
   Net a, b;
   fgt::Plan pa = fgt::Plan::from_module(*a);
