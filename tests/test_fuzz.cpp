@@ -82,22 +82,6 @@ at::ScalarType same_size_int(at::ScalarType t) {
   }
 }
 
-// Random values of `dtype`; floating ones with NaN, infinities, signed zeros, subnormals and
-// values that overflow or round at the edges of the narrow types sprinkled in.
-at::Tensor random_values(std::mt19937_64& rng, std::int64_t n, at::ScalarType dtype) {
-  if (!at::isFloatingType(dtype)) return fgtest::random_tensor({n}, dtype);
-  at::Tensor d = at::randn({n}, at::kDouble).mul_(std::ldexp(1.0, static_cast<int>(rng() % 12) - 4));
-  static const double kSpecial[] = {std::nan(""), INFINITY, -INFINITY, -0.0, 65504.0, 65520.0,
-                                    -65536.0, 1e-8, 5.9604644775390625e-8, 1e-40, 3.4e38, 1e39,
-                                    1.0000001, 3.0 * std::ldexp(1.0, -150), 0.1};
-  if (n > 0 && rng() % 3 == 0) {
-    auto* p = d.data_ptr<double>();
-    const int count = 1 + static_cast<int>(rng() % 8);
-    for (int k = 0; k < count; ++k) p[rng() % n] = kSpecial[rng() % std::size(kSpecial)];
-  }
-  return d.to(dtype);
-}
-
 Case draw(std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   torch::manual_seed(seed);
@@ -204,7 +188,7 @@ Case draw(std::uint64_t seed) {
     for (int d = 0; d < ndim; ++d) reach += (std::max<std::int64_t>(s.sizes[d], 1) - 1) * s.strides[d];
     const std::int64_t len = s.offset + reach + 1 + (rng() % 4 == 0 ? pick(1, 9) : 0);
     s.storage = c.storages.size();
-    c.storages.push_back(random_values(rng, len, dtype));
+    c.storages.push_back(fgtest::random_with_specials(rng, len, dtype));
     c.specs.push_back(s);
   }
   return c;
@@ -410,7 +394,7 @@ std::string run_case(const Case& c, const at::Device& device) {
              "scatter of the gathered buffer");
   // A fresh random flat buffer: casts back to each tensor's dtype as `.to()` does.
   std::mt19937_64 rng(c.seed ^ 0x9E3779B97F4A7C15ull);
-  const at::Tensor fresh = random_values(rng, plan.numel(), flat_dtype);
+  const at::Tensor fresh = fgtest::random_with_specials(rng, plan.numel(), flat_dtype);
   const std::vector<at::Tensor> mid = to_cpu(storages);
   poison(storages, c.specs);
   plan.scatter(fresh.to(device));
@@ -429,7 +413,7 @@ std::string run_case(const Case& c, const at::Device& device) {
     static const double kAlphas[] = {1.0, -1.0, 0.0, 0.5, -0.37, 1e-3, 3.0e4, 1.0 / 3.0};
     const double alpha = rng() % 3 == 0 ? kAlphas[rng() % std::size(kAlphas)]
                                          : std::ldexp(static_cast<double>(rng() % 2001) - 1000.0, -9);
-    const at::Tensor update = random_values(rng, plan.numel(), flat_dtype);
+    const at::Tensor update = fgtest::random_with_specials(rng, plan.numel(), flat_dtype);
     plan.scatter_add(update.to(device), alpha);
     FUZZ_CHECK(all_bits_equal(to_cpu(storages), expected_after_scatter_add(c, after, ref, update, alpha)),
                "scatter_add with alpha " << alpha);
@@ -450,7 +434,8 @@ TEST(Fuzz, GatherEqualsCatAndScatterRoundTrips) {
     ADD_FAILURE() << "FLATGATHER_REQUIRE_GPU=1 but the fuzz test sees no CUDA device";
   }
   std::cout << "[fuzz] FLATGATHER_FUZZ_SEED=" << base << " FLATGATHER_FUZZ_SECONDS=" << budget
-            << (cuda ? " (cpu and cuda)" : " (cpu)") << std::endl;
+            << (cuda ? " (cpu and cuda)" : " (cpu)") << ", CPU executor: "
+            << fgt::Plan::from_tensors({at::ones({1})}).core().describe() << std::endl;
   const auto start = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   std::uint64_t cases = 0, refused = 0;

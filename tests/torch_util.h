@@ -3,6 +3,9 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstdint>
+#include <iterator>
+#include <random>
 #include <vector>
 
 #include "test_util.h"
@@ -16,6 +19,23 @@ inline at::Tensor random_tensor(at::IntArrayRef sizes, at::ScalarType dtype) {
   if (dtype == at::kBool) return at::randint(0, 2, sizes, at::kLong).to(at::kBool);
   if (dtype == at::kByte) return at::randint(1, 255, sizes, at::kLong).to(dtype);
   return at::randint(-100, 100, sizes, at::kLong).to(dtype);
+}
+
+/// `n` random values of `dtype`; floating ones scaled by a random power of two, with NaN,
+/// infinities, signed zeros, subnormals and values that overflow or round at the edges of the
+/// narrow types sprinkled in (in one call of three).
+inline at::Tensor random_with_specials(std::mt19937_64& rng, std::int64_t n, at::ScalarType dtype) {
+  if (!at::isFloatingType(dtype)) return random_tensor({n}, dtype);
+  at::Tensor d = at::randn({n}, at::kDouble).mul_(std::ldexp(1.0, static_cast<int>(rng() % 12) - 4));
+  static const double kSpecial[] = {std::nan(""), INFINITY, -INFINITY, -0.0, 65504.0, 65520.0,
+                                    -65536.0, 1e-8, 5.9604644775390625e-8, 1e-40, 3.4e38, 1e39,
+                                    1.0000001, 3.0 * std::ldexp(1.0, -150), 0.1};
+  if (n > 0 && rng() % 3 == 0) {
+    auto* p = d.data_ptr<double>();
+    const int count = 1 + static_cast<int>(rng() % 8);
+    for (int k = 0; k < count; ++k) p[rng() % n] = kSpecial[rng() % std::size(kSpecial)];
+  }
+  return d.to(dtype);
 }
 
 /// The reference gather: torch::cat of every reshape(-1), cast to `dtype`.
