@@ -48,10 +48,16 @@ using CopyFn = void (*)(Op, const CopyDesc&, std::int64_t, std::int64_t, void*, 
 // with AVX2 and FMA. Without -mfma, fmaf is a libm call per element and casts do not
 // vectorize; with it, both do. Both builds compute the same bits (a fused multiply-add is
 // exact either way), so the choice, made once per process from the CPU's features, never
-// changes a result.
+// changes a result. FLATGATHER_CPU_ISA=baseline (read once per process) forces the baseline
+// loops, so tests can check that claim (tests/test_cpu_isa.cpp) on an AVX2 machine.
 bool has_avx2_fma() {
 #if FLATGATHER_CPU_AVX2
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool use = [] {
+    const char* isa = std::getenv("FLATGATHER_CPU_ISA");
+    const bool forced = isa && std::strcmp(isa, "baseline") == 0;
+    return !forced && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return use;
 #else
   return false;
 #endif
