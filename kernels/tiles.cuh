@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "flatgather/config.h"
-#include "flatgather/detail/copy_desc.h"
 #include "flatgather/dtype.h"
+#include "copy_desc.h"
 #include "tuning.h"
 
 namespace flatgather {

@@ -9,6 +9,7 @@
 
 #include "flatgather/config.h"
 #include "flatgather/dtype.h"
+#include "cast.h"
 
 namespace flatgather {
 namespace detail {

@@ -2,7 +2,7 @@
 
 #include <sstream>
 
-#include "flatgather/error.h"
+#include "check.h"
 
 namespace flatgather {
 

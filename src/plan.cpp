@@ -6,8 +6,8 @@
 #include <sstream>
 #include <tuple>
 
+#include "check.h"
 #include "executor.h"
-#include "flatgather/error.h"
 #include "validate.h"
 
 namespace flatgather {
