@@ -1,20 +1,11 @@
 #include "flatgather/layout.h"
 
-#include <sstream>
-
 #include "check.h"
+#include "format.h"
 
 namespace flatgather {
 
-namespace {
-std::string shape_string(const std::vector<std::int64_t>& shape) {
-  std::ostringstream os;
-  os << "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
-  os << "]";
-  return os.str();
-}
-}  // namespace
+using detail::shape_string;
 
 bool operator==(const Segment& a, const Segment& b) {
   return a.name == b.name && a.aliases == b.aliases && a.dtype == b.dtype && a.shape == b.shape &&
