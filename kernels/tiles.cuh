@@ -35,12 +35,6 @@ struct Tile {
 };
 static_assert(sizeof(Tile) == 16, "Tile is uploaded as is: keep it 16 bytes");
 
-/// Bytes a copy moves per element: the flat side, plus the tensor side when it has data
-/// (padding and zero-filled tensors only write the flat buffer).
-FG_HOST_DEVICE FG_FORCE_INLINE std::int64_t bytes_per_element(const CopyDesc& d, int flat_size) {
-  return flat_size + (d.data ? dtype_size(d.dtype) : 0);
-}
-
 /// Cuts `copies` into tiles (host only). Preconditions as ExecutorInput: ordered by flat
 /// offset, each starting where the previous ended (empty copies allowed), the first at 0.
 /// Returns num_tiles + 1 entries; the last is the sentinel {flat_numel, copies.size()}.

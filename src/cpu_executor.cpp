@@ -6,6 +6,13 @@
 // packed into a few tasks. A call runs the tasks with an OpenMP dynamic schedule, or on the
 // calling thread when the whole copy is small or when the caller is already inside an OpenMP
 // parallel region (LibTorch's intra-op pool), so threads are never oversubscribed.
+//
+// The CUDA tile builder (NOTE: [tiles] in kernels/tiles.cuh) balances by the same measure,
+// bytes moved (bytes_per_element in copy_desc.h), and shares nothing more, on purpose: a tile
+// is a flat range that a warp walks with no search, cut on 16-byte grains and charged a cost
+// per copy for its descriptor load; a task is a list of explicit pieces, cut at whole rows of
+// a transposed copy (NOTE: [cpu transposed blocks]), with no alignment to keep. One builder
+// serving both would carry both sets of rules behind flags.
 #include <omp.h>
 
 #include <algorithm>
@@ -58,7 +65,7 @@ struct Piece {
 class CpuExecutor final : public Executor {
  public:
   explicit CpuExecutor(ExecutorInput in) : in_(std::move(in)) {
-    const std::int64_t flat_size = dtype_size(in_.flat_dtype);
+    const int flat_size = dtype_size(in_.flat_dtype);
     std::int64_t budget = kTaskBytes;
     task_begin_.push_back(0);
     for (std::size_t c = 0; c < in_.copies.size(); ++c) {
@@ -68,7 +75,7 @@ class CpuExecutor final : public Executor {
         if (copy_of_segment_.size() <= seg) copy_of_segment_.resize(seg + 1, -1);
         copy_of_segment_[seg] = static_cast<std::int32_t>(c);
       }
-      const std::int64_t per_elem = flat_size + (d.data ? dtype_size(d.dtype) : 0);
+      const std::int64_t per_elem = bytes_per_element(d, flat_size);
       std::int64_t begin = 0;
       while (begin < d.numel) {
         std::int64_t fit = std::max<std::int64_t>(1, budget / per_elem);
