@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "flatgather/config.h"
-#include "flatgather/detail/copy_desc.h"
+#include "copy_desc.h"  // src/
 #include "test_util.h"
 
 namespace {

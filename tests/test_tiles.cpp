@@ -10,7 +10,7 @@
 
 #include "device_emulation.h"  // before copy.cuh: runs the kernels' warp code on the CPU
 #include "copy.cuh"
-#include "flatgather/detail/copy_desc.h"
+#include "copy_desc.h"
 #include "test_util.h"
 #include "tiles.cuh"
 #include "torch_reference.h"

@@ -1,5 +1,7 @@
 #pragma once
-// Shared test helpers: message-checking assertions, seeded random tensors, poisoning.
+// Helpers for the core tests, without LibTorch: a TensorRef over host memory (fgtest::ref) and
+// EXPECT_THROW_MSG, which checks an error's message. Random tensors, references and bitwise
+// compares for the LibTorch tests are in torch_util.h.
 #include <gtest/gtest.h>
 
 #include <cstdlib>

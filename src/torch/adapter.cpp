@@ -6,7 +6,7 @@
 #include <mutex>
 
 #include "flatgather/config.h"
-#include "flatgather/error.h"
+#include "check.h"
 #include "selection.h"
 #include "spelling.h"
 
