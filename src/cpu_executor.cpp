@@ -40,7 +40,7 @@
 #include "cpu_cache.h"
 #include "cpu_loops.h"
 #include "executor.h"
-#include "flatgather/error.h"
+#include "check.h"
 
 namespace flatgather {
 namespace detail {

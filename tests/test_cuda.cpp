@@ -901,6 +901,7 @@ TEST(CudaErrors, EarlierErrorIsNotBlamedOrCleared) {
   EXPECT_EQ(cudaGetLastError(), cudaErrorMemoryAllocation) << "the earlier error must stay its owner's";
   device_sync();
   EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), a.cpu()));
+}
 
 // Moved here from test_errors (a CPU binary, which must not skip): a plan whose module moved
 // to a GPU after it was built refuses to run, naming the tensor and its new device.
