@@ -14,6 +14,12 @@ scripts/deps.sh
 logs=build/logs
 mkdir -p "$logs"
 export FLATGATHER_JOBS=${FLATGATHER_JOBS:-2}
+# Seven stages compile overlapping sources (build/, build-asan/, the consumers, the wheel, the
+# GPU rehearsal...): ccache (scripts/deps.sh) turns the repeats, and reruns, into cache hits.
+# CMake reads these variables when it configures a new build folder.
+if command -v ccache >/dev/null 2>&1; then
+  export CMAKE_CXX_COMPILER_LAUNCHER=ccache CMAKE_CUDA_COMPILER_LAUNCHER=ccache
+fi
 rows=()      # "name|result|passed|failed|skipped|seconds|log"
 failures=()  # logs of the stages that failed
 total_passed=0 total_failed=0 total_skipped=0
@@ -80,6 +86,8 @@ stage lint scripts/lint.sh
 stage consumer scripts/test-consumer.sh
 stage asan scripts/sanitize.sh
 stage fuzz scripts/fuzz-manifest.sh 30
+# The core alone (no LibTorch, no CUDA): configures, builds and passes its tests.
+stage core-only scripts/test-core-only.sh
 # The installed package, as pip users get it; one CUDA architecture keeps the wheel's build short.
 stage py-package scripts/test-python-package.sh -C cmake.define.FLATGATHER_CUDA_ARCHITECTURES=90
 # The GPU check's rehearsal: its build against the carried packages only, its CPU steps.
