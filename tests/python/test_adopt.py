@@ -16,8 +16,13 @@ import flatgather
 from fg_helpers import ConvBN, TiedLM, assert_bitwise, mlp, reference_flat
 
 
+def _storage_ptr(t):
+    # untyped_storage() from PyTorch 2.0 on; storage() before (deprecated after).
+    return (t.untyped_storage() if hasattr(t, "untyped_storage") else t.storage()).data_ptr()
+
+
 def _inside(t, buffer):
-    return t is not None and t.storage().data_ptr() == buffer.storage().data_ptr()
+    return t is not None and _storage_ptr(t) == _storage_ptr(buffer)
 
 
 def _pair(seed=7, make=mlp):
@@ -272,7 +277,10 @@ def test_cuda_training_and_mixed_devices():
 
 def test_ema_example_runs():
     path = pathlib.Path(__file__).resolve().parents[2] / "examples" / "python" / "adopt_ema.py"
-    env = dict(os.environ, FLATGATHER_LIBRARY=str(flatgather.library_path()))
+    # The flatgather this test imported, installed or from a checkout's python/.
+    package_root = str(pathlib.Path(flatgather.__file__).resolve().parents[1])
+    env = dict(os.environ, FLATGATHER_LIBRARY=str(flatgather.library_path()),
+               PYTHONPATH=os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")]))
     result = subprocess.run([sys.executable, str(path), "--steps", "20"], env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr + result.stdout
