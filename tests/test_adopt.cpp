@@ -51,6 +51,12 @@ void train_step(Net& net, torch::optim::Optimizer& opt, const at::Tensor& x, con
   opt.step();
 }
 
+fgt::Adoption adopt_with_grads(torch::nn::Module& m) {
+  fgt::AdoptOptions options;
+  options.grads = true;
+  return fgt::adopt(m, {}, options);
+}
+
 std::string message_of(const std::function<void()>& f) {
   try {
     f();
@@ -168,9 +174,7 @@ TEST(Adopt, TiedParametersShareOneSegment) {
 TEST(Adopt, CheckNamesEachWayOfBreakingTheViewsAndReadoptRepairs) {
   torch::manual_seed(6);
   Net net;
-  fgt::AdoptOptions options;
-  options.grads = true;
-  fgt::Adoption adopted = fgt::adopt(*net, {}, options);
+  fgt::Adoption adopted = adopt_with_grads(*net);
   const at::Tensor flat = adopted.flat(), grad_flat = adopted.grad_flat();
   net->forward(at::randn({3, 7})).sum().backward();
   ASSERT_TRUE(adopted.check().empty());
@@ -233,9 +237,7 @@ TEST(Adopt, CheckNamesEachWayOfBreakingTheViewsAndReadoptRepairs) {
 TEST(Adopt, ReleaseGivesOwnStorageAndKeepsValues) {
   torch::manual_seed(7);
   Net net;
-  fgt::AdoptOptions options;
-  options.grads = true;
-  fgt::Adoption adopted = fgt::adopt(*net, {}, options);
+  fgt::Adoption adopted = adopt_with_grads(*net);
   net->forward(at::randn({3, 7})).sum().backward();
   const std::vector<at::Tensor> values = clones(net->parameters());
   std::vector<at::Tensor> grads;
