@@ -64,9 +64,10 @@ class Adoption {
   /// Names of the adopted tensors in selection order, aliases included.
   std::vector<std::string> names() const;
 
-  /// The names of the adopted parameters that no longer view their segment of flat(), then,
-  /// with gradients adopted, "<name>.grad" for each trainable parameter whose gradient no
-  /// longer views its segment of grad_flat(). Empty when every view holds.
+  /// What no longer views the buffers, in selection order: for each adopted name, the name if
+  /// the parameter no longer views its segment of flat(), then (with gradients adopted)
+  /// "<name>.grad" if the trainable parameter's gradient is undefined or no longer views its
+  /// segment of grad_flat(). Empty when every view holds. Throws after release().
   std::vector<std::string> check() const;
   /// check() against a fresh walk of the module (as walk_module or Python's walk gives it):
   /// also names a parameter the module no longer holds (a new Parameter object assigned

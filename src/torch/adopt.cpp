@@ -18,8 +18,8 @@ namespace torch {
 // contiguous as_strided view of its segment. set_ changes only the TensorImpl's storage, offset,
 // sizes and strides: the TensorImpl itself, and so the Python Parameter object, its autograd
 // metadata (requires_grad, hooks, grad accumulator), its name in the module and every
-// optimizer's reference stay. It is the operator `Tensor.data = ...` (set_data) would also
-// satisfy, but set_ is an ordinary in-place operator: it bumps the version counter, so autograd
+// optimizer's reference stay. `Tensor.data = ...` (set_data) would keep them too, but set_ is
+// an ordinary in-place operator: it bumps the version counter, so autograd
 // refuses to backpropagate through a value saved before the adoption instead of reading the
 // buffer silently. The parameter does not become an autograd view of the buffer (no shared
 // version counter): writing the buffer in place between forward and backward is not detected,

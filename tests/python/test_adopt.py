@@ -125,6 +125,16 @@ def test_hooks_requires_grad_and_optimizer_references_survive():
     assert adopted.check() == []
 
 
+def test_backward_through_values_saved_before_adopting_is_refused():
+    # set_ bumps each parameter's version counter (NOTE: [adopting a parameter]).
+    torch.manual_seed(13)
+    model = mlp()
+    out = model(torch.randn(2, 32, requires_grad=True)).sum()
+    flatgather.adopt(model)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.backward()
+
+
 def test_state_dict_round_trip():
     torch.manual_seed(5)
     model = ConvBN()
