@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "flatgather/plan.h"
+#include "flatgather/adopt.h"
 #include "flatgather/torch.h"
 #include "test_util.h"
 #include "torch_util.h"
@@ -911,4 +912,54 @@ TEST(CudaErrors, PlanAfterItsModuleMovedToAGpu) {
   fgt::Plan plan = fgt::Plan::from_module(*moved);
   moved->to(kCuda);
   EXPECT_THROW_MSG(plan.gather(), "'weight'", "cuda", "changed since the plan was built");
+}
+
+// Adopt mode on a GPU (include/flatgather/adopt.h): the buffers live on the parameters'
+// device, training matches the model that was not adopted, `to(kCPU)` is detected and
+// re-adopted, and parameters on two devices are refused.
+TEST(CudaAdopt, TrainsLikeThePlainModelMovesAndRefusesMixedDevices) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(21);
+  torch::nn::Linear plain(7, 5), model(7, 5);
+  {
+    torch::NoGradGuard no_grad;
+    model->weight.copy_(plain->weight);
+    model->bias.copy_(plain->bias);
+  }
+  plain->to(kCuda);
+  model->to(kCuda);
+  fgt::AdoptOptions options;
+  options.grads = true;
+  fgt::Adoption adopted = fgt::adopt(*model, {}, options);
+  ASSERT_TRUE(adopted.flat().is_cuda());
+  ASSERT_TRUE(adopted.grad_flat().is_cuda());
+  torch::optim::SGD sgd_plain(plain->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  for (int step = 0; step < 3; ++step) {
+    const at::Tensor x = at::randn({4, 7}, at::TensorOptions(at::kFloat).device(kCuda));
+    for (auto* pair : {&plain, &model}) {
+      for (auto& p : (*pair)->parameters())
+        if (p.grad().defined()) p.mutable_grad().zero_();
+      (*pair)->forward(x).pow(2).sum().backward();
+    }
+    sgd_plain.step();
+    sgd.step();
+    device_sync();
+    EXPECT_TRUE(fgtest::bits_equal(adopted.flat().cpu(),
+                                   fgtest::reference_gather(plain->parameters(), at::kFloat).cpu()));
+    EXPECT_TRUE(fgtest::bits_equal(
+        adopted.grad_flat().cpu(),
+        fgtest::reference_gather({plain->weight.grad(), plain->bias.grad()}, at::kFloat).cpu()));
+    EXPECT_TRUE(adopted.check().empty());
+  }
+  model->to(at::kCPU);
+  EXPECT_EQ(adopted.check(), (std::vector<std::string>{"weight", "bias"}));
+  adopted.readopt();
+  EXPECT_TRUE(adopted.flat().device().is_cpu());
+  EXPECT_TRUE(adopted.grad_flat().device().is_cpu());
+  EXPECT_TRUE(adopted.check().empty());
+
+  torch::nn::Linear split(3, 2);
+  split->bias.set_data(split->bias.to(kCuda));
+  EXPECT_THROW_MSG(fgt::adopt(*split), "'bias'", "one flat buffer lives on one device");
 }

@@ -20,10 +20,11 @@ from ._library import (LIBRARY_ENV, LibraryNotFoundError, TorchVersionMismatchEr
 load_library()
 
 from ._plan import Plan, gather, scatter  # noqa: E402  (needs the operators loaded)
+from ._adopt import Adopted, adopt  # noqa: E402
 
-__all__ = ["Plan", "gather", "scatter", "build_info", "cuda_available", "library_path",
-           "find_library", "load_library", "LibraryNotFoundError", "TorchVersionMismatchError",
-           "LIBRARY_ENV", "__version__"]
+__all__ = ["Plan", "gather", "scatter", "adopt", "Adopted", "build_info", "cuda_available",
+           "library_path", "find_library", "load_library", "LibraryNotFoundError",
+           "TorchVersionMismatchError", "LIBRARY_ENV", "__version__"]
 
 
 def build_info():

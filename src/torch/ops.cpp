@@ -44,28 +44,15 @@
 #include "flatgather/error.h"
 #include "flatgather/plan.h"
 #include "flatgather/torch.h"
+#include "op_util.h"
 
 namespace {
 
 namespace fgt = flatgather::torch;
 
-// See NOTE: [errors across the boundary].
-template <class F>
-auto translate_errors(F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const c10::Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw c10::Error(c10::SourceLocation{__func__, __FILE__, static_cast<std::uint32_t>(__LINE__)},
-                     e.what());
-  }
-}
-
-[[noreturn]] void throw_invalid(const std::string& message) {
-  throw c10::Error(c10::SourceLocation{__func__, __FILE__, static_cast<std::uint32_t>(__LINE__)},
-                   "flatgather: " + message);
-}
+using flatgather::torch::detail::named_tensors;
+using flatgather::torch::detail::throw_invalid;
+using flatgather::torch::detail::translate_errors;
 
 fgt::Options make_options(c10::optional<at::ScalarType> dtype, std::int64_t align_bytes,
                           std::int64_t num_threads, bool check_tensors) {
@@ -191,24 +178,6 @@ fgt::MissingGrad parse_missing_grad(const std::string& policy) {
   throw_invalid("missing_grad='" + policy + "' is not valid; use 'error', 'zero' or 'skip'");
 }
 
-/// The walk of a Python module (python/flatgather/_plan.py, _walk_module) as the adapter's
-/// NamedTensor list: `names[i]`, `tensors[i]` and `is_buffer[i]` describe one tensor.
-std::vector<fgt::NamedTensor> named_tensors(std::vector<std::string> names,
-                                            const std::vector<at::Tensor>& tensors,
-                                            const c10::List<bool>& is_buffer) {
-  if (names.size() != tensors.size() || names.size() != is_buffer.size()) {
-    std::ostringstream os;
-    os << "plan_from_module: got " << names.size() << " names, " << tensors.size()
-       << " tensors and " << is_buffer.size() << " buffer flags; they must have one entry each";
-    throw_invalid(os.str());
-  }
-  std::vector<fgt::NamedTensor> out;
-  out.reserve(names.size());
-  for (std::size_t i = 0; i < names.size(); ++i)
-    out.push_back({std::move(names[i]), tensors[i], is_buffer.get(i)});
-  return out;
-}
-
 c10::intrusive_ptr<ScriptPlan> plan_from_module(
     std::vector<std::string> names, const std::vector<at::Tensor>& tensors,
     const c10::List<bool>& is_buffer, std::vector<std::string> include,
@@ -228,7 +197,7 @@ c10::intrusive_ptr<ScriptPlan> plan_from_module(
     selection.missing_grad = parse_missing_grad(missing_grad);
     // The Python walk is the only one: the adapter selects from its list directly.
     fgt::Plan plan = fgt::Plan::from_named(
-        named_tensors(std::move(names), tensors, is_buffer), selection,
+        named_tensors("plan_from_module", std::move(names), tensors, is_buffer), selection,
         make_options(dtype, align_bytes, num_threads, check_tensors));
     return c10::make_intrusive<ScriptPlan>(std::move(plan));
   });
