@@ -53,6 +53,25 @@ bool has_internal_overlap(const detail::CopyDesc& d) {
   return false;
 }
 
+// NOTE: [byte plans]
+// A flat dtype of uint8 makes a byte buffer: it takes tensors of every dtype, copied byte for
+// byte (no cast), so a module's whole state (float weights, int64 counters, bool masks) fits
+// in one plan. Each segment starts at a multiple of its element size (and of align_bytes),
+// so views of the tensors' own dtypes can be taken at its offset. To the executors such a
+// tensor is a uint8 tensor with one more, innermost dimension of its element size (stride 1):
+// a same-dtype byte copy, which every executor already has (memcpy on the CPU, the
+// vectorized path on CUDA), so no executor or kernel knows about byte plans. Offsets and
+// the length of a byte plan count bytes; a segment's numel still counts its own elements.
+TensorRef as_bytes(const TensorRef& t) {
+  TensorRef b = t;
+  const std::int64_t es = dtype_size(t.dtype);
+  b.dtype = DType::UInt8;
+  for (std::int64_t& stride : b.strides) stride *= es;
+  b.sizes.push_back(es);
+  b.strides.push_back(1);
+  return b;
+}
+
 // Drops size-1 dims and merges dims that are contiguous with each other.
 void coalesce(const TensorRef& t, detail::CopyDesc& d) {
   std::vector<std::int64_t> sizes, strides;
@@ -165,6 +184,7 @@ Plan Plan::build(std::vector<TensorRef> tensors, const PlanOptions& options) {
   const std::int64_t flat_size = dtype_size(flat_dtype);
   const std::int64_t align_elems =
       options.align_bytes > flat_size ? options.align_bytes / flat_size : 1;
+  const bool byte_plan = flat_dtype == DType::UInt8;  // NOTE: [byte plans]
 
   std::vector<Segment> segments;
   std::vector<detail::CopyDesc> segment_copies;
@@ -185,8 +205,13 @@ Plan Plan::build(std::vector<TensorRef> tensors, const PlanOptions& options) {
         continue;
       }
     }
-    cursor = (cursor + align_elems - 1) / align_elems * align_elems;
-    FG_CHECK(cursor <= kMaxBytes / flat_size - n,
+    // In a byte plan the segment also starts at a multiple of its element size (both are
+    // powers of two, so the larger is a multiple of the smaller).
+    const std::int64_t elem = byte_plan ? dtype_size(t.dtype) : 1;
+    const std::int64_t start_align = std::max(align_elems, elem);
+    cursor = (cursor + start_align - 1) / start_align * start_align;
+    const std::int64_t flat_n = n * elem;
+    FG_CHECK(cursor <= kMaxBytes / flat_size - flat_n,
              "the flat buffer would exceed 2^62 bytes at tensor " << fg_describe(t));
     Segment s;
     s.name = t.name;
@@ -197,15 +222,15 @@ Plan Plan::build(std::vector<TensorRef> tensors, const PlanOptions& options) {
     detail::CopyDesc d;
     d.data = t.data;
     d.flat_offset = cursor;
-    d.numel = n;
-    d.dtype = t.dtype;
+    d.numel = flat_n;
+    d.dtype = byte_plan ? DType::UInt8 : t.dtype;
     d.segment = static_cast<std::int32_t>(segments.size());
-    coalesce(t, d);
+    coalesce(byte_plan ? as_bytes(t) : t, d);
     segment_of[i] = segments.size();
     state->first_tensor.push_back(i);
     segments.push_back(std::move(s));
     segment_copies.push_back(d);
-    cursor += n;
+    cursor += flat_n;
   }
   const std::int64_t total = (cursor + align_elems - 1) / align_elems * align_elems;
 
@@ -305,6 +330,10 @@ void Plan::scatter_add(const void* flat, std::int64_t flat_numel, double alpha,
   FG_CHECK(s.overlap.empty(), "scatter_add: " << s.overlap
                                               << "; scatter_add would update the same bytes "
                                                  "twice. Plan such tensors separately");
+  FG_CHECK(s.layout.flat_dtype() != DType::UInt8,
+           "scatter_add: the flat buffer is uint8, a byte buffer (NOTE: [byte plans]) whose "
+           "bytes are copied, not added; scatter_add needs a floating flat dtype: plan the "
+           "floating tensors with flat dtype float32 (or their own) for updates");
   FG_CHECK(s.not_floating.empty(),
            "scatter_add: tensor " << s.not_floating
                                   << " is not floating point; scatter_add needs float32, "
