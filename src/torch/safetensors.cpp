@@ -70,14 +70,6 @@ std::string list(const std::vector<std::string>& names) {
   return os.str();
 }
 
-std::string shape_string(const std::vector<std::int64_t>& shape) {
-  std::ostringstream os;
-  os << "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
-  os << "]";
-  return os.str();
-}
-
 void write_file(const std::string& path, const void* data, std::size_t bytes) {
   const std::string tmp = path + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
@@ -247,9 +239,9 @@ SafetensorsLoadResult load_safetensors(const std::string& path, const std::vecto
     if (!e) continue;
     const Segment& s = segments[k];
     FG_CHECK(e->shape == s.shape, "load_safetensors('" << path << "'): tensor '" << s.name
-                                                       << "' has shape " << shape_string(s.shape)
+                                                       << "' has shape " << at::IntArrayRef(s.shape)
                                                        << " but the file has "
-                                                       << shape_string(e->shape));
+                                                       << at::IntArrayRef(e->shape));
     FG_CHECK(e->dtype == s.dtype || (dtype_is_floating(e->dtype) && dtype_is_floating(s.dtype)),
              "load_safetensors('" << path << "'): tensor '" << s.name << "' is "
                                   << dtype_name(s.dtype) << " but the file has "
