@@ -21,6 +21,7 @@ struct ExecutorInput {
   std::int64_t flat_numel = 0;
   Device device;
   int num_threads = 0;
+  CpuStreaming cpu_streaming = CpuStreaming::Auto;
 };
 
 /// Moves bytes for one plan. gather/scatter/scatter_add are const and thread-safe; rebind
