@@ -78,5 +78,6 @@ int main() {
     check("conv model weights", all_weights, torch::cat(w, 0));
     check("conv model biases", all_biases, torch::cat(b, 0));
   }
+  std::cout << (failures == 0 ? "all checks passed" : "checks failed") << "\n";
   return failures == 0 ? 0 : 1;
 }

@@ -50,5 +50,6 @@ int main(int argc, char** argv) {
     }
     std::cout << n << "  " << t_on << "  " << t_off << "\n";
   }
+  std::cout << "all checks passed\n";
   return 0;
 }

@@ -5,14 +5,7 @@
 #   data_parallel   data-parallel SGD over c10d: one flat all-reduce per bucket; its test
 #                   launches 2 ranks on 127.0.0.1 and checks them against one process
 
-add_executable(train_loop train_loop.cpp)
-target_link_libraries(train_loop PRIVATE flatgather_torch)
-flatgather_warnings(train_loop)
-if(FLATGATHER_TESTS)
-  add_test(NAME example_train_loop COMMAND train_loop)
-  set_tests_properties(example_train_loop PROPERTIES LABELS "cpu;example" TIMEOUT 300
-    PASS_REGULAR_EXPRESSION "all checks passed")
-endif()
+fg_add_example(train_loop train_loop.cpp "all checks passed")
 
 # ---- data_parallel: needs LibTorch's c10d, with Gloo (CPU) and/or NCCL (CUDA) ---------------
 # LibTorch's CMake config does not say which c10d backends it was built with, and the c10d
@@ -81,23 +74,31 @@ if(_fg_c10d_ok)
   if(FLATGATHER_TESTS AND "USE_C10D_GLOO" IN_LIST _fg_c10d_defs)
     # The binary is its own launcher: it starts 2 ranks as processes and stops them within
     # --deadline seconds; `timeout` is the last resort should the launcher itself hang.
-    add_test(NAME example_data_parallel
+    fg_add_expect_test(example_data_parallel EXPECT_RC 0 EXPECT_REGEX "all checks passed"
       COMMAND timeout --kill-after=5 120 $<TARGET_FILE:data_parallel> --launch 2 --deadline 90)
-    add_test(NAME example_data_parallel_buckets
+    fg_add_expect_test(example_data_parallel_buckets EXPECT_RC 0 EXPECT_REGEX "all checks passed"
       COMMAND timeout --kill-after=5 120 $<TARGET_FILE:data_parallel> --launch 2 --deadline 90
               --bucket-bytes 4096)
     # A rank that dies mid-run: the launcher must say so and fail, not hang.
-    add_test(NAME example_data_parallel_rank_dies
+    fg_add_expect_test(example_data_parallel_rank_dies EXPECT_RC 1
+      EXPECT_REGEX "launcher: FAIL: rank 1 died"
       COMMAND timeout --kill-after=5 120 $<TARGET_FILE:data_parallel> --launch 2 --deadline 90
               --die-rank 1 --die-step 3)
     set_tests_properties(example_data_parallel example_data_parallel_buckets
-      PROPERTIES LABELS "cpu;example;distributed" TIMEOUT 150 RUN_SERIAL ON
-                 PASS_REGULAR_EXPRESSION "all checks passed")
-    set_tests_properties(example_data_parallel_rank_dies
-      PROPERTIES LABELS "cpu;example;distributed" TIMEOUT 150 RUN_SERIAL ON
-                 PASS_REGULAR_EXPRESSION "launcher: FAIL: rank 1 died")
+                         example_data_parallel_rank_dies
+      PROPERTIES LABELS "cpu;example;distributed" TIMEOUT 150 RUN_SERIAL ON)
   endif()
-else()
-  message(STATUS "flatgather: data_parallel example skipped: LibTorch without c10d "
-                 "(Gloo headers: '${FLATGATHER_GLOO_INCLUDE_DIR}')")
+endif()
+if(NOT _fg_c10d_ok OR NOT "USE_C10D_GLOO" IN_LIST _fg_c10d_defs)
+  # The README promises the data-parallel example and its tests: a LibTorch without c10d and
+  # Gloo does not drop them quietly, it gets a test that fails with the reason.
+  string(CONCAT _fg_c10d_reason "data_parallel needs LibTorch's c10d with Gloo (c10d backends "
+    "found: '${_fg_c10d_defs}', Gloo headers: '${FLATGATHER_GLOO_INCLUDE_DIR}'): install "
+    "libgloo-dev (scripts/deps.sh) or use a LibTorch built with USE_DISTRIBUTED")
+  message(WARNING "flatgather: ${_fg_c10d_reason}; its test example_data_parallel will fail")
+  if(FLATGATHER_TESTS)
+    add_test(NAME example_data_parallel COMMAND ${CMAKE_COMMAND} "-DFAIL_REASON=${_fg_c10d_reason}"
+             -P ${PROJECT_SOURCE_DIR}/tests/expect_exit.cmake)
+    set_tests_properties(example_data_parallel PROPERTIES LABELS "cpu;example;distributed")
+  endif()
 endif()

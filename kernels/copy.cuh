@@ -18,8 +18,9 @@
 #include <type_traits>
 
 #include "flatgather/config.h"
-#include "flatgather/detail/copy_desc.h"
 #include "flatgather/dtype.h"
+#include "cast.h"
+#include "copy_desc.h"
 #include "device_table.h"
 #include "op.h"
 #include "tiles.cuh"

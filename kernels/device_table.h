@@ -19,8 +19,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "flatgather/detail/copy_desc.h"
 #include "flatgather/dtype.h"
+#include "copy_desc.h"
 #include "tiles.cuh"
 #include "tuning.h"
 

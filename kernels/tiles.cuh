@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "flatgather/config.h"
-#include "flatgather/detail/copy_desc.h"
 #include "flatgather/dtype.h"
+#include "copy_desc.h"
 #include "tuning.h"
 
 namespace flatgather {
@@ -34,12 +34,6 @@ struct Tile {
   std::int32_t reserved = 0;
 };
 static_assert(sizeof(Tile) == 16, "Tile is uploaded as is: keep it 16 bytes");
-
-/// Bytes a copy moves per element: the flat side, plus the tensor side when it has data
-/// (padding and zero-filled tensors only write the flat buffer).
-FG_HOST_DEVICE FG_FORCE_INLINE std::int64_t bytes_per_element(const CopyDesc& d, int flat_size) {
-  return flat_size + (d.data ? dtype_size(d.dtype) : 0);
-}
 
 /// Cuts `copies` into tiles (host only). Preconditions as ExecutorInput: ordered by flat
 /// offset, each starting where the previous ended (empty copies allowed), the first at 0.

@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <cstdlib>
 
-#include "flatgather/error.h"
+#include "check.h"
 
 namespace flatgather {
 namespace detail {

@@ -19,6 +19,13 @@
 // Only contiguous copies stream, and they write the values the normal loops write, so the
 // bits never change. Streaming stores are weakly ordered: every task that streamed ends with
 // an sfence, so its stores are globally visible before the task (and so the call) is done.
+//
+// The CUDA tile builder (NOTE: [tiles] in kernels/tiles.cuh) balances by the same measure,
+// bytes moved (bytes_per_element in copy_desc.h), and shares nothing more, on purpose: a tile
+// is a flat range that a warp walks with no search, cut on 16-byte grains and charged a cost
+// per copy for its descriptor load; a task is a list of explicit pieces, cut at whole rows of
+// a transposed copy (NOTE: [cpu transposed blocks]), with no alignment to keep. One builder
+// serving both would carry both sets of rules behind flags.
 #include <omp.h>
 
 #if defined(__SSE2__)
@@ -48,10 +55,16 @@ using CopyFn = void (*)(Op, const CopyDesc&, std::int64_t, std::int64_t, void*, 
 // with AVX2 and FMA. Without -mfma, fmaf is a libm call per element and casts do not
 // vectorize; with it, both do. Both builds compute the same bits (a fused multiply-add is
 // exact either way), so the choice, made once per process from the CPU's features, never
-// changes a result.
+// changes a result. FLATGATHER_CPU_ISA=baseline (read once per process) forces the baseline
+// loops, so tests can check that claim (tests/test_cpu_isa.cpp) on an AVX2 machine.
 bool has_avx2_fma() {
 #if FLATGATHER_CPU_AVX2
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool use = [] {
+    const char* isa = std::getenv("FLATGATHER_CPU_ISA");
+    const bool forced = isa && std::strcmp(isa, "baseline") == 0;
+    return !forced && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return use;
 #else
   return false;
 #endif
@@ -105,7 +118,7 @@ struct Piece {
 class CpuExecutor final : public Executor {
  public:
   explicit CpuExecutor(ExecutorInput in) : in_(std::move(in)) {
-    const std::int64_t flat_size = dtype_size(in_.flat_dtype);
+    const int flat_size = dtype_size(in_.flat_dtype);
     std::int64_t budget = kTaskBytes;
     std::int64_t tensor_bytes = 0;
     task_begin_.push_back(0);
@@ -116,7 +129,7 @@ class CpuExecutor final : public Executor {
         if (copy_of_segment_.size() <= seg) copy_of_segment_.resize(seg + 1, -1);
         copy_of_segment_[seg] = static_cast<std::int32_t>(c);
       }
-      const std::int64_t per_elem = flat_size + (d.data ? dtype_size(d.dtype) : 0);
+      const std::int64_t per_elem = bytes_per_element(d, flat_size);
       if (d.data) tensor_bytes += d.numel * dtype_size(d.dtype);
       std::int64_t begin = 0;
       while (begin < d.numel) {

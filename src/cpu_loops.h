@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "flatgather/detail/copy_desc.h"
+#include "copy_desc.h"
 #include "op.h"
 
 namespace flatgather {

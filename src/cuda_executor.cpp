@@ -36,7 +36,7 @@
 #include "cuda_check.h"
 #include "device_table.h"
 #include "executor.h"
-#include "flatgather/error.h"
+#include "check.h"
 #include "launch.h"
 #include "op.h"
 #include "tuning.h"

@@ -1,6 +1,6 @@
 // The CUDA entry points of a build without CUDA: same API, a clear error.
 #include "executor.h"
-#include "flatgather/error.h"
+#include "check.h"
 
 namespace flatgather {
 

@@ -2,6 +2,7 @@
 
 #include "flatgather/dtype.h"
 #include "flatgather/tensor_ref.h"
+#include "format.h"
 
 namespace flatgather {
 
@@ -68,9 +69,8 @@ std::int64_t numel(const TensorRef& t) {
 
 std::string describe(const TensorRef& t) {
   std::ostringstream os;
-  os << "'" << t.name << "' (shape [";
-  for (std::size_t i = 0; i < t.sizes.size(); ++i) os << (i ? ", " : "") << t.sizes[i];
-  os << "], " << dtype_name(t.dtype) << ", " << to_string(t.device) << ")";
+  os << "'" << t.name << "' (shape " << detail::shape_string(t.sizes) << ", "
+     << dtype_name(t.dtype) << ", " << to_string(t.device) << ")";
   return os.str();
 }
 

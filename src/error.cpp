@@ -1,4 +1,4 @@
-#include "flatgather/error.h"
+#include "check.h"
 
 namespace flatgather {
 namespace detail {

@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "flatgather/detail/copy_desc.h"
+#include "copy_desc.h"
 #include "flatgather/plan.h"
 
 namespace flatgather {

@@ -1,7 +1,7 @@
 // Manifest: Layout <-> JSON, through nlohmann::json.
 #include <nlohmann/json.hpp>
 
-#include "flatgather/error.h"
+#include "check.h"
 #include "flatgather/layout.h"
 #include "validate.h"
 

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "flatgather/error.h"
+#include "check.h"
 #include "validate.h"
 
 namespace flatgather {

@@ -8,7 +8,7 @@
 
 #include "executor.h"
 #include "flatgather/config.h"
-#include "flatgather/error.h"
+#include "check.h"
 
 namespace flatgather {
 namespace detail {

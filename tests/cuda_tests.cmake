@@ -1,7 +1,11 @@
 # Tests of the CUDA executor, included by tests/CMakeLists.txt.
-# test_tiles: the kernels' index math (host/device functions) on the CPU; runs everywhere.
-fg_add_test(test_tiles SOURCES test_tiles.cpp)
-target_include_directories(test_tiles PRIVATE ${PROJECT_SOURCE_DIR}/kernels ${PROJECT_SOURCE_DIR}/src)
+# test_tiles: the kernels' index math (host/device functions) and their warp code, emulated on
+# the CPU; runs everywhere. Its casts and scatter_add are checked against LibTorch
+# (torch_reference.cpp, a separate file: test_tiles.cpp emulates CUDA intrinsics).
+if(FLATGATHER_TORCH)
+  fg_add_test(test_tiles SOURCES test_tiles.cpp torch_reference.cpp TORCH)
+  target_include_directories(test_tiles PRIVATE ${PROJECT_SOURCE_DIR}/kernels ${PROJECT_SOURCE_DIR}/src)
+endif()
 
 # test_cuda: the kernels on a GPU against the CPU path and LibTorch; skips without a device.
 if(FLATGATHER_CUDA AND FLATGATHER_TORCH)

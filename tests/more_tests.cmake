@@ -5,4 +5,11 @@ if(FLATGATHER_TORCH)
   fg_add_test(test_errors SOURCES test_errors.cpp LABELS cpu gpu TORCH)
   fg_add_test(test_fuzz SOURCES test_fuzz.cpp LABELS cpu gpu TORCH)
   fg_add_test(test_concurrency SOURCES test_concurrency.cpp TORCH)
+  # The AVX2 and baseline loops give the same bits; the fuzz test's LibTorch oracles checked
+  # against the forced baseline loops too (NOTE: [cpu isa dispatch]).
+  fg_add_test(test_cpu_isa SOURCES test_cpu_isa.cpp TORCH)
+  add_test(NAME test_fuzz_baseline_loops COMMAND ${CMAKE_COMMAND} -E env FLATGATHER_CPU_ISA=baseline
+           FLATGATHER_FUZZ_SECONDS=10 $<TARGET_FILE:test_fuzz> --gtest_color=no)
+  set_tests_properties(test_fuzz_baseline_loops PROPERTIES LABELS cpu TIMEOUT 600
+    SKIP_RETURN_CODE ${FG_SKIP_EXIT_CODE})
 endif()

@@ -106,7 +106,7 @@ TEST(Concurrency, CorePlansOverAdjacentSlicesScatterAtOnce) {
   }
 }
 
-TEST(Concurrency, GradientPlanCheckedPerCallFromThreads) {
+TEST(Concurrency, UnchangedGradientPlanGatheredFromThreads) {
   torch::manual_seed(22);
   torch::nn::Sequential net(torch::nn::Linear(32, 64), torch::nn::Tanh(), torch::nn::Linear(64, 8));
   net->forward(at::randn({16, 32})).sum().backward();
@@ -125,6 +125,41 @@ TEST(Concurrency, GradientPlanCheckedPerCallFromThreads) {
   }
   for (auto& th : threads) th.join();
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(ok[t], 50) << "thread " << t;
+}
+
+// zero_grad(set_to_none=True) then backward: every gradient is a new tensor, and the first
+// calls after it, from several threads at once, all find the moved gradients and rebind the
+// plan together (docs/reliability.md: the plan's mutex around rebinding). Each thread's result
+// is compared with LibTorch; run under ASan (scripts/sanitize.sh).
+TEST(Concurrency, FirstCallsAfterGradientsReallocatedRebindFromThreads) {
+  torch::manual_seed(23);
+  torch::nn::Sequential net(torch::nn::Linear(32, 64), torch::nn::Tanh(), torch::nn::Linear(64, 8));
+  net->forward(at::randn({16, 32})).sum().backward();
+  fgt::Selection grads;
+  grads.grads = true;
+  const fgt::Plan plan = fgt::Plan::from_module(*net, grads);
+  for (int round = 0; round < 20; ++round) {
+    std::vector<at::Tensor> old;  // kept alive, so the new gradients cannot reuse their memory
+    for (auto& p : net->parameters()) {
+      old.push_back(p.grad());
+      p.mutable_grad() = at::Tensor();  // zero_grad(set_to_none=True)
+    }
+    net->forward(at::randn({16, 32})).sum().backward();
+    std::vector<at::Tensor> g;
+    for (const auto& p : net->parameters()) g.push_back(p.grad());
+    for (std::size_t i = 0; i < g.size(); ++i) ASSERT_NE(g[i].data_ptr(), old[i].data_ptr());
+    const at::Tensor expected = reference_gather(g, at::kFloat);
+    std::vector<at::Tensor> outs(kThreads);
+    for (auto& o : outs) o = fgtest::poisoned(plan.numel(), at::kFloat);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] { plan.gather(outs[t]); });
+    }
+    for (auto& th : threads) th.join();
+    for (int t = 0; t < kThreads; ++t) {
+      EXPECT_TRUE(bits_equal(outs[t], expected)) << "round " << round << " thread " << t;
+    }
+  }
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // GPU tests of the CUDA executor: every result is compared bit for bit with the CPU path and
 // with LibTorch (torch::cat of reshape(-1), .to(dtype)). Each test skips, with the reason,
-// where no CUDA device (or no CUDA-enabled LibTorch) is present.
+// where no CUDA device (or no CUDA-enabled LibTorch) is present, or fails where the run
+// demands a GPU (FLATGATHER_REQUIRE_GPU=1, tests/test_util.h).
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -25,9 +26,10 @@ namespace fgt = flatgather::torch;
 
 #define SKIP_WITHOUT_CUDA()                                                                     \
   do {                                                                                          \
-    if (!fg::cuda_available()) GTEST_SKIP() << "no CUDA device: flatgather::cuda_available() is false"; \
+    if (!fg::cuda_available())                                                                  \
+      FG_SKIP_WITHOUT_GPU("no CUDA device: flatgather::cuda_available() is false");             \
     if (!::torch::cuda::is_available())                                                         \
-      GTEST_SKIP() << "no CUDA device for LibTorch (a CPU-only LibTorch cannot make CUDA tensors)"; \
+      FG_SKIP_WITHOUT_GPU("no CUDA device for LibTorch (a CPU-only LibTorch cannot make CUDA tensors)"); \
   } while (false)
 
 #define CUDA_OK(call) ASSERT_EQ((call), cudaSuccess) << #call << ": " << cudaGetErrorString(cudaGetLastError())
@@ -126,16 +128,7 @@ fg::TensorRef cuda_ref(const at::Tensor& t, const std::string& name) {
 
 at::Tensor poisoned_gpu(int64_t n, at::ScalarType dtype) { return fgtest::poisoned(n, dtype).to(kCuda); }
 
-void poison(at::Tensor t) {
-  if (t.numel() == 0) return;
-  if (at::isFloatingType(t.scalar_type())) {
-    t.fill_(-1234.5);
-  } else if (t.scalar_type() == at::kBool) {
-    t.fill_(true);
-  } else {
-    t.fill_(77);
-  }
-}
+void poison(const at::Tensor& t) { fgtest::poison_(t); }
 
 void device_sync() { ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess); }
 
@@ -208,14 +201,18 @@ TEST(CudaGatherScatter, EveryDtypePair) {
         EXPECT_TRUE(fgtest::bits_equal(back, want));
       }
 
-      // scatter_add: same bits as the CPU path (one fused multiply-add in float32 or float64)
+      // scatter_add: the bits of LibTorch's `t + alpha * v` rounded once
+      // (fgtest::reference_add_scaled) and of the CPU path
       if (at::isFloatingType(tdt)) {
         const double alpha = -0.37;
+        std::vector<at::Tensor> before;
         for (const Pair& p : tensors) {
-          if (p.cpu.numel() == 0) continue;
           const at::Tensor v = fgtest::random_tensor(p.cpu.sizes(), tdt);
-          p.cpu.copy_(v);
-          p.gpu.copy_(v.to(kCuda));
+          if (p.cpu.numel() != 0) {
+            p.cpu.copy_(v);
+            p.gpu.copy_(v.to(kCuda));
+          }
+          before.push_back(p.cpu.clone());
         }
         device_sync();
         gpu_plan.core().scatter_add(source_gpu.data_ptr(), n, alpha, nullptr);
@@ -223,7 +220,10 @@ TEST(CudaGatherScatter, EveryDtypePair) {
         cpu_plan.scatter_add(source, alpha);
         for (std::size_t i = 0; i < tensors.size(); ++i) {
           SCOPED_TRACE("scatter_add tensor " + std::to_string(i));
-          EXPECT_TRUE(fgtest::bits_equal(tensors[i].gpu.cpu(), tensors[i].cpu));
+          const at::Tensor got = tensors[i].gpu.cpu();
+          const at::Tensor v = source.narrow(0, segments[i].offset, segments[i].numel);
+          EXPECT_TRUE(fgtest::bits_equal(got, fgtest::reference_add_scaled(before[i], v, alpha)));
+          EXPECT_TRUE(fgtest::bits_equal(got, tensors[i].cpu));
         }
       }
     }
@@ -308,15 +308,21 @@ TEST(CudaGatherScatter, OddAlignments) {
 TEST(CudaGatherScatter, EmptyAndSingleTensors) {
   SKIP_WITHOUT_CUDA();
   at::manual_seed(3);
-  // Only empty tensors: nothing to launch, nothing to write.
+  // Only empty tensors: nothing to launch, nothing to write. The empty tensors are views into
+  // a poisoned buffer and the empty flat is a view into another: both stay poisoned.
   {
-    std::vector<Pair> tensors = {make_pair(at::empty({0}, at::kFloat)), make_pair(at::empty({3, 0}, at::kFloat))};
-    fgt::Plan plan = fgt::Plan::from_tensors(gpus(tensors));
+    const at::Tensor tensor_storage = poisoned_gpu(8, at::kFloat);
+    const at::Tensor flat_storage = poisoned_gpu(8, at::kFloat);
+    fgt::Plan plan = fgt::Plan::from_tensors(
+        {tensor_storage.narrow(0, 2, 0), tensor_storage.narrow(0, 5, 0).reshape({3, 0})});
     EXPECT_EQ(plan.numel(), 0);
-    at::Tensor flat = at::empty({0}, at::TensorOptions(at::kFloat).device(kCuda));
+    at::Tensor flat = flat_storage.narrow(0, 3, 0);
     plan.core().gather(flat.data_ptr(), 0, nullptr);
     plan.core().scatter(flat.data_ptr(), 0, nullptr);
+    plan.core().scatter_add(flat.data_ptr(), 0, 2.0, nullptr);
     device_sync();
+    EXPECT_TRUE(fgtest::bits_equal(tensor_storage.cpu(), fgtest::poisoned(8, at::kFloat)));
+    EXPECT_TRUE(fgtest::bits_equal(flat_storage.cpu(), fgtest::poisoned(8, at::kFloat)));
   }
   for (int64_t n : {1, 3, 1 << 20}) {
     SCOPED_TRACE("one tensor of " + std::to_string(n));
@@ -895,6 +901,15 @@ TEST(CudaErrors, EarlierErrorIsNotBlamedOrCleared) {
   EXPECT_EQ(cudaGetLastError(), cudaErrorMemoryAllocation) << "the earlier error must stay its owner's";
   device_sync();
   EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), a.cpu()));
+
+// Moved here from test_errors (a CPU binary, which must not skip): a plan whose module moved
+// to a GPU after it was built refuses to run, naming the tensor and its new device.
+TEST(CudaErrors, PlanAfterItsModuleMovedToAGpu) {
+  SKIP_WITHOUT_CUDA();
+  torch::nn::Linear moved(4, 3);
+  fgt::Plan plan = fgt::Plan::from_module(*moved);
+  moved->to(kCuda);
+  EXPECT_THROW_MSG(plan.gather(), "'weight'", "cuda", "changed since the plan was built");
 }
 
 // Byte plans (NOTE: [byte plans]): tensors of every dtype, contiguous and strided, with odd

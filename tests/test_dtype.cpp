@@ -4,6 +4,7 @@
 
 #include "flatgather/dtype.h"
 #include "flatgather/torch.h"
+#include "cast.h"  // src/: the casts under test are private
 #include "torch_util.h"
 
 namespace {

@@ -251,13 +251,13 @@ TEST(Errors, UndefinedGradientsUnderEachPolicy) {
   EXPECT_TRUE(bits_equal(net->fc1->weight.grad().reshape(-1), values.narrow(0, 0, 12)));
   at::Tensor expected = values.clone();
   expected.narrow(0, seg.offset, seg.numel).zero_();
-  EXPECT_TRUE(bits_equal(zp.gather(), expected));
+  EXPECT_TRUE(bits_equal(fgtest::gather_poisoned(zp), expected));
   zp.scatter_add(values, -1.0);
   EXPECT_TRUE(net->fc1->weight.grad().eq(0).all().item<bool>());
   EXPECT_FALSE(net->fc2->weight.grad().defined());
   net->fc1->bias.mutable_grad() = at::Tensor();  // after the build
   const auto& bias = *zp.layout().find("fc1.bias");
-  EXPECT_TRUE(zp.gather().narrow(0, bias.offset, bias.numel).eq(0).all().item<bool>());
+  EXPECT_TRUE(fgtest::gather_poisoned(zp).narrow(0, bias.offset, bias.numel).eq(0).all().item<bool>());
 
   // Skip: left out at build time; a gradient that was kept and then goes missing is an
   // error naming it (the plan has a segment for it); all gradients missing: empty selection.
@@ -348,27 +348,14 @@ TEST(Errors, PlanAfterItsTensorsMovedOrWereResized) {
   r.copy_(random_tensor({8}, at::kFloat));
   EXPECT_NE(r.data_ptr(), old);
   EXPECT_TRUE(bits_equal(rp.gather(), r));
-  rp.scatter(at::arange(8, at::kFloat));
-  EXPECT_TRUE(bits_equal(r, at::arange(8, at::kFloat)));
+  rp.scatter(at::arange(1, 9, at::kFloat));
+  EXPECT_TRUE(bits_equal(r, at::arange(1, 9, at::kFloat)));
 
   // A view whose base changed strides under it (as_strided_ in place) is detected too.
   at::Tensor v = random_tensor({4, 4}, at::kFloat);
   fgt::Plan vp = fgt::Plan::from_tensors({v}, {"v"});
   v.as_strided_({4, 4}, {1, 4});
   EXPECT_THROW_MSG(vp.gather(), "'v'", "changed since the plan was built");
-}
-
-// Runs where LibTorch sees a GPU (the GPU check). Not a GTEST_SKIP elsewhere: CTest would
-// report the whole binary as skipped.
-TEST(Errors, PlanAfterItsModuleMovedToAGpuWhenOneIsPresent) {
-  if (!torch::cuda::is_available()) {
-    std::cout << "[   INFO   ] no GPU: the move to a GPU is checked in the GPU check" << std::endl;
-    return;
-  }
-  TwoLayer moved;
-  fgt::Plan mp = fgt::Plan::from_module(*moved);
-  moved->to(at::kCUDA);
-  EXPECT_THROW_MSG(mp.gather(), "'fc1.weight'", "cuda", "changed since the plan was built");
 }
 
 TEST(Errors, GradientPlanOutlivesItsModule) {
@@ -384,9 +371,9 @@ TEST(Errors, GradientPlanOutlivesItsModule) {
     expected = fgtest::reference_gather(grads_of(net), at::kFloat);
   }
   EXPECT_TRUE(bits_equal(plan->gather(), expected));
-  const at::Tensor values = at::arange(plan->numel(), at::kFloat);
+  const at::Tensor values = at::arange(plan->numel(), at::kFloat).add_(1);
   plan->scatter(values);  // into gradients that only the plan keeps alive
-  EXPECT_TRUE(bits_equal(plan->gather(), values));
+  EXPECT_TRUE(bits_equal(fgtest::gather_poisoned(*plan), values));
   EXPECT_TRUE(bits_equal(fgtest::reference_gather(plan->tensors(), at::kFloat), values));
 }
 

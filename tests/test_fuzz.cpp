@@ -82,22 +82,6 @@ at::ScalarType same_size_int(at::ScalarType t) {
   }
 }
 
-// Random values of `dtype`; floating ones with NaN, infinities, signed zeros, subnormals and
-// values that overflow or round at the edges of the narrow types sprinkled in.
-at::Tensor random_values(std::mt19937_64& rng, std::int64_t n, at::ScalarType dtype) {
-  if (!at::isFloatingType(dtype)) return fgtest::random_tensor({n}, dtype);
-  at::Tensor d = at::randn({n}, at::kDouble).mul_(std::ldexp(1.0, static_cast<int>(rng() % 12) - 4));
-  static const double kSpecial[] = {std::nan(""), INFINITY, -INFINITY, -0.0, 65504.0, 65520.0,
-                                    -65536.0, 1e-8, 5.9604644775390625e-8, 1e-40, 3.4e38, 1e39,
-                                    1.0000001, 3.0 * std::ldexp(1.0, -150), 0.1};
-  if (n > 0 && rng() % 3 == 0) {
-    auto* p = d.data_ptr<double>();
-    const int count = 1 + static_cast<int>(rng() % 8);
-    for (int k = 0; k < count; ++k) p[rng() % n] = kSpecial[rng() % std::size(kSpecial)];
-  }
-  return d.to(dtype);
-}
-
 Case draw(std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   torch::manual_seed(seed);
@@ -204,7 +188,7 @@ Case draw(std::uint64_t seed) {
     for (int d = 0; d < ndim; ++d) reach += (std::max<std::int64_t>(s.sizes[d], 1) - 1) * s.strides[d];
     const std::int64_t len = s.offset + reach + 1 + (rng() % 4 == 0 ? pick(1, 9) : 0);
     s.storage = c.storages.size();
-    c.storages.push_back(random_values(rng, len, dtype));
+    c.storages.push_back(fgtest::random_with_specials(rng, len, dtype));
     c.specs.push_back(s);
   }
   return c;
@@ -266,9 +250,11 @@ std::vector<at::Tensor> clones(const std::vector<at::Tensor>& ts) {
   return out;
 }
 
+// Snapshots on the CPU. Always copies: `t.cpu()` of a CPU tensor is the tensor itself, and a
+// "before" that aliases the storages would follow every later write (and compare equal to it).
 std::vector<at::Tensor> to_cpu(const std::vector<at::Tensor>& ts) {
   std::vector<at::Tensor> out;
-  for (const auto& t : ts) out.push_back(t.cpu());
+  for (const auto& t : ts) out.push_back(t.to(at::kCPU, /*non_blocking=*/false, /*copy=*/true));
   return out;
 }
 
@@ -282,6 +268,39 @@ std::vector<at::Tensor> expected_after_scatter(const Case& c, const std::vector<
     views[i].copy_(flat.narrow(0, ref.offsets[i], views[i].numel()).view(views[i].sizes()).to(views[i].scalar_type()));
   }
   return out;
+}
+
+// Storages as they must be after scatter_add(flat, alpha) over `before`: each tensor (a tie
+// once) becomes LibTorch's `t + alpha * segment` rounded once (fgtest::reference_add_scaled).
+std::vector<at::Tensor> expected_after_scatter_add(const Case& c, const std::vector<at::Tensor>& before,
+                                                   const Reference& ref, const at::Tensor& flat,
+                                                   double alpha) {
+  std::vector<at::Tensor> out = clones(before);
+  const std::vector<at::Tensor> views = views_of(out, c.specs);
+  for (std::size_t i = 0; i < views.size(); ++i) {
+    if (views[i].numel() == 0 || !ref.first[i]) continue;
+    const at::Tensor v = flat.narrow(0, ref.offsets[i], views[i].numel());
+    views[i].copy_(fgtest::reference_add_scaled(views[i], v, alpha));
+  }
+  return out;
+}
+
+// True when two elements of the case's tensors (ties counted once) share a storage element:
+// computed from the specs alone, element by element, not with the library's overlap test.
+bool really_overlap(const Case& c, const Reference& ref) {
+  std::vector<std::vector<at::Tensor>> offsets(c.storages.size());
+  for (std::size_t i = 0; i < c.specs.size(); ++i) {
+    const Spec& s = c.specs[i];
+    if (!ref.first[i] || numel_of(s.sizes) == 0) continue;
+    const at::Tensor index = at::arange(c.storages[s.storage].numel(), at::kLong);
+    offsets[s.storage].push_back(index.as_strided(s.sizes, s.strides, s.offset).reshape(-1));
+  }
+  for (const auto& list : offsets) {
+    if (list.empty()) continue;
+    const at::Tensor all = at::cat(list);
+    if (std::get<0>(at::_unique(all)).numel() < all.numel()) return true;
+  }
+  return false;
 }
 
 void poison(const std::vector<at::Tensor>& storages, const std::vector<Spec>& specs) {
@@ -362,9 +381,11 @@ std::string run_case(const Case& c, const at::Device& device) {
     }
     FUZZ_CHECK(truth(threw), "scatter on shared memory did not throw a scatter error");
     FUZZ_CHECK(all_bits_equal(to_cpu(storages), before), "a refused scatter wrote");
+    FUZZ_CHECK(truth(really_overlap(c, ref)), "scatter refused on tensors that do not overlap");
     return "";
   }
-  FUZZ_CHECK(truth(!c.shares_memory), "a plan over shared memory claims to be writable");
+  FUZZ_CHECK(truth(!c.shares_memory && !really_overlap(c, ref)),
+             "a plan over shared memory claims to be writable");
 
   // gather -> scatter: every planned element is written, nothing else is.
   poison(storages, c.specs);
@@ -373,7 +394,7 @@ std::string run_case(const Case& c, const at::Device& device) {
              "scatter of the gathered buffer");
   // A fresh random flat buffer: casts back to each tensor's dtype as `.to()` does.
   std::mt19937_64 rng(c.seed ^ 0x9E3779B97F4A7C15ull);
-  const at::Tensor fresh = random_values(rng, plan.numel(), flat_dtype);
+  const at::Tensor fresh = fgtest::random_with_specials(rng, plan.numel(), flat_dtype);
   const std::vector<at::Tensor> mid = to_cpu(storages);
   poison(storages, c.specs);
   plan.scatter(fresh.to(device));
@@ -382,6 +403,21 @@ std::string run_case(const Case& c, const at::Device& device) {
   // ... and gather reads back what scatter wrote.
   const Reference again = reference(views_of(after, c.specs), flat_dtype, c.align);
   FUZZ_CHECK(bits_equal(plan.gather().cpu(), again.flat), "gather after scatter");
+
+  // scatter_add of a random buffer (specials included) with a random alpha, when every tensor
+  // and the flat buffer are floating: each tensor is `t + alpha * v` rounded once; the
+  // storage around the views (offsets, gaps, tails: random values) is compared too.
+  bool floats = at::isFloatingType(flat_dtype);
+  for (const at::Tensor& v : views) floats = floats && at::isFloatingType(v.scalar_type());
+  if (floats) {
+    static const double kAlphas[] = {1.0, -1.0, 0.0, 0.5, -0.37, 1e-3, 3.0e4, 1.0 / 3.0};
+    const double alpha = rng() % 3 == 0 ? kAlphas[rng() % std::size(kAlphas)]
+                                         : std::ldexp(static_cast<double>(rng() % 2001) - 1000.0, -9);
+    const at::Tensor update = fgtest::random_with_specials(rng, plan.numel(), flat_dtype);
+    plan.scatter_add(update.to(device), alpha);
+    FUZZ_CHECK(all_bits_equal(to_cpu(storages), expected_after_scatter_add(c, after, ref, update, alpha)),
+               "scatter_add with alpha " << alpha);
+  }
   return "";
 }
 
@@ -394,8 +430,12 @@ TEST(Fuzz, GatherEqualsCatAndScatterRoundTrips) {
   const std::uint64_t base = env_u64("FLATGATHER_FUZZ_SEED", 1);
   const double budget = std::strtod(std::getenv("FLATGATHER_FUZZ_SECONDS") ? std::getenv("FLATGATHER_FUZZ_SECONDS") : "40", nullptr);
   const bool cuda = flatgather::cuda_available() && torch::cuda::is_available();
+  if (!cuda && fgtest::gpu_required()) {
+    ADD_FAILURE() << "FLATGATHER_REQUIRE_GPU=1 but the fuzz test sees no CUDA device";
+  }
   std::cout << "[fuzz] FLATGATHER_FUZZ_SEED=" << base << " FLATGATHER_FUZZ_SECONDS=" << budget
-            << (cuda ? " (cpu and cuda)" : " (cpu)") << std::endl;
+            << (cuda ? " (cpu and cuda)" : " (cpu)") << ", CPU executor: "
+            << fgt::Plan::from_tensors({at::ones({1})}).core().describe() << std::endl;
   const auto start = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   std::uint64_t cases = 0, refused = 0;

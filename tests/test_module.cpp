@@ -158,12 +158,12 @@ TEST(Module, GradientsFollowReallocationAndPolicies) {
   zero.missing_grad = fgt::MissingGrad::ZeroFill;
   net->head->weight.mutable_grad() = at::Tensor();
   fgt::Plan zp = fgt::Plan::from_module(*net, zero);
-  at::Tensor with_zeros = zp.gather();
+  at::Tensor with_zeros = fgtest::gather_poisoned(zp);
   const auto& head = *zp.layout().find("head.weight");
   EXPECT_TRUE(with_zeros.narrow(0, head.offset, head.numel).eq(0).all().item<bool>());
   net->zero_grad();
   net->forward(x).sum().backward();
-  EXPECT_TRUE(bits_equal(zp.gather(), reference_gather(grad_list(), at::kFloat)));
+  EXPECT_TRUE(bits_equal(fgtest::gather_poisoned(zp), reference_gather(grad_list(), at::kFloat)));
 
   // Skip: the parameter is left out.
   fgt::Selection skip = grads;
@@ -172,6 +172,58 @@ TEST(Module, GradientsFollowReallocationAndPolicies) {
   fgt::Plan sp = fgt::Plan::from_module(*net, skip);
   EXPECT_EQ(sp.layout().find("fc.bias"), nullptr);
   EXPECT_EQ(sp.layout().segments().size(), 6u);
+}
+
+// ZeroFill and Skip with channels_last parameters (and so channels_last gradients): gathers
+// follow the logical order, scatters write each gradient in its own layout.
+TEST(Module, MissingGradPoliciesWithChannelsLastParameters) {
+  torch::manual_seed(11);
+  Net net;
+  net->conv->weight.set_data(net->conv->weight.contiguous(at::MemoryFormat::ChannelsLast));
+  const at::Tensor x = at::randn({2, 3, 4, 4}).contiguous(at::MemoryFormat::ChannelsLast);
+  net->forward(x).sum().backward();
+  const at::Tensor conv_grad = net->conv->weight.grad();
+  ASSERT_TRUE(conv_grad.is_contiguous(at::MemoryFormat::ChannelsLast) && !conv_grad.is_contiguous())
+      << "the conv gradient should be channels_last, strides " << conv_grad.strides();
+  auto grads_or_zeros = [&] {
+    std::vector<at::Tensor> g;
+    for (const auto& p : net->parameters()) g.push_back(p.grad().defined() ? p.grad() : at::zeros_like(p));
+    return g;
+  };
+
+  fgt::Selection zero;
+  zero.grads = true;
+  zero.missing_grad = fgt::MissingGrad::ZeroFill;
+  net->head->weight.mutable_grad() = at::Tensor();
+  fgt::Plan zp = fgt::Plan::from_module(*net, zero);
+  EXPECT_TRUE(bits_equal(fgtest::gather_poisoned(zp), reference_gather(grads_or_zeros(), at::kFloat)));
+  const at::Tensor values = at::randn({zp.numel()});
+  zp.scatter(values);
+  EXPECT_FALSE(net->head->weight.grad().defined()) << "scatter must skip the missing gradient";
+  EXPECT_EQ(net->conv->weight.grad().data_ptr(), conv_grad.data_ptr());
+  EXPECT_TRUE(net->conv->weight.grad().is_contiguous(at::MemoryFormat::ChannelsLast));
+  at::Tensor expected = values.clone();
+  const auto& head = *zp.layout().find("head.weight");
+  expected.narrow(0, head.offset, head.numel).zero_();
+  EXPECT_TRUE(bits_equal(reference_gather(grads_or_zeros(), at::kFloat), expected));
+  const at::Tensor update = at::randn({zp.numel()});
+  zp.scatter_add(update, 0.625);
+  at::Tensor added = fgtest::reference_add_scaled(values, update, 0.625);
+  added.narrow(0, head.offset, head.numel).zero_();
+  EXPECT_TRUE(bits_equal(reference_gather(grads_or_zeros(), at::kFloat), added));
+
+  fgt::Selection skip = zero;
+  skip.missing_grad = fgt::MissingGrad::Skip;
+  fgt::Plan sp = fgt::Plan::from_module(*net, skip);
+  EXPECT_EQ(sp.layout().find("head.weight"), nullptr);
+  std::vector<at::Tensor> present;
+  for (const auto& p : net->parameters())
+    if (p.grad().defined()) present.push_back(p.grad());
+  EXPECT_TRUE(bits_equal(fgtest::gather_poisoned(sp), reference_gather(present, at::kFloat)));
+  const at::Tensor skip_values = at::randn({sp.numel()});
+  sp.scatter(skip_values);
+  EXPECT_TRUE(bits_equal(reference_gather(present, at::kFloat), skip_values));
+  EXPECT_TRUE(net->conv->weight.grad().is_contiguous(at::MemoryFormat::ChannelsLast));
 }
 
 TEST(Module, ManifestChecksAgainstAnotherModule) {
@@ -201,10 +253,10 @@ TEST(Module, PlanOutlivesItsModuleAndScattersIntoParameters) {
   fgt::Plan p = fgt::Plan::from_module(*net);
   const at::Tensor w = net->fc->weight;  // the parameter object, as an optimizer holds it
   const void* storage = w.data_ptr();
-  p.scatter(at::arange(p.numel(), at::kFloat));
+  p.scatter(at::arange(p.numel(), at::kFloat).add_(1));
   EXPECT_EQ(w.data_ptr(), storage) << "scatter must copy, not rebind";
   const auto& seg = *p.layout().find("fc.weight");
-  EXPECT_TRUE(bits_equal(w.reshape(-1), at::arange(seg.offset, seg.offset + seg.numel, at::kFloat)));
+  EXPECT_TRUE(bits_equal(w.reshape(-1), at::arange(seg.offset + 1, seg.offset + seg.numel + 1, at::kFloat)));
 }
 
 // from_named selects from the caller's own walk (Python's, through the operators): the same

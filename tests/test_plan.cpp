@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "flatgather/config.h"
-#include "flatgather/detail/copy_desc.h"
+#include "copy_desc.h"  // src/
 #include "test_util.h"
 
 namespace {
@@ -137,7 +137,12 @@ TEST(Plan, ZeroFillPlaceholderAndRebind) {
   std::vector<float> flat(10, 99.0f);
   plan.gather(flat.data(), 10);
   for (int i = 4; i < 10; ++i) EXPECT_EQ(flat[i], 0.0f);
-  plan.scatter(flat.data(), 10);  // skips the placeholder without touching anything
+  // scatter writes `a` and skips the placeholder (whose data is null: nothing to write).
+  const auto values = random_floats(10, 10);
+  flat = values;
+  plan.scatter(flat.data(), 10);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(a[i], values[i]);
+  EXPECT_EQ(flat, values);  // the source is only read
 
   plan.rebind(1, g.data());
   plan.gather(flat.data(), 10);
@@ -189,7 +194,7 @@ TEST(Plan, IntegerAndBoolCopiesAreExact) {
   EXPECT_THROW_MSG(p64.scatter_add(out.data(), 4, 1.0), "'i'", "not floating point");
 }
 
-TEST(Plan, ManyTinyAndOneHugeUseEveryThreadAndMatch) {
+TEST(Plan, ManyTinyAndOneHugeMatchWithOneTwoAndFourThreads) {
   std::mt19937 rng(10);
   std::vector<std::vector<float>> store;
   std::vector<TensorRef> refs;
@@ -280,6 +285,113 @@ TEST(Plan, ErrorsNameTheTensorAndWhatIsValid) {
 
   Plan empty;
   EXPECT_THROW_MSG(empty.layout(), "empty", "Plan::build");
+}
+
+// Element offset of logical index i (row-major) of a view with these sizes and strides: the
+// reference, written out with a division per dimension.
+int64_t offset_of(int64_t i, const std::vector<int64_t>& sizes, const std::vector<int64_t>& strides) {
+  int64_t offset = 0;
+  for (std::size_t d = sizes.size(); d-- > 0;) {
+    offset += (i % sizes[d]) * strides[d];
+    i /= sizes[d];
+  }
+  return offset;
+}
+
+// Negative strides in raw descriptors (the core API allows them; LibTorch never makes them):
+// gather, scatter and scatter_add follow them, in one task and split across threads, and
+// write nothing outside the view (guard elements on both sides).
+TEST(Plan, NegativeStridesAreFollowed) {
+  struct View {
+    std::vector<int64_t> sizes, strides;
+    int64_t first;  // buffer index of element [0, ..., 0]
+    int64_t length;  // buffer elements (guards excluded)
+  };
+  const int64_t kGuard = 3;
+  const std::vector<View> views = {
+      {{3, 4}, {-4, -1}, 11, 12},           // fully reversed: merges to one dim of stride -1
+      {{2, 3}, {-1, 2}, 1, 6},              // mixed signs
+      {{5, 7}, {1, -5}, 30, 35},            // transposed and reversed
+      {{300000}, {-1}, 299999, 300000}};    // several CPU tasks
+  for (int threads : {1, 2}) {
+    std::vector<std::vector<float>> bufs;
+    std::vector<TensorRef> refs;
+    int64_t total = 0;
+    for (std::size_t v = 0; v < views.size(); ++v) {
+      bufs.push_back(random_floats(views[v].length + 2 * kGuard, 40 + v));
+      refs.push_back(ref(bufs[v].data() + kGuard + views[v].first, DType::Float32, views[v].sizes,
+                         "neg" + std::to_string(v), views[v].strides));
+      total += views[v].length;
+    }
+    PlanOptions o;
+    o.num_threads = threads;
+    Plan plan = Plan::build(refs, o);
+    ASSERT_TRUE(plan.writable());
+    auto element = [&](std::vector<std::vector<float>>& b, std::size_t v, int64_t i) -> float& {
+      return b[v][kGuard + views[v].first + offset_of(i, views[v].sizes, views[v].strides)];
+    };
+    std::vector<float> expected;
+    for (std::size_t v = 0; v < views.size(); ++v)
+      for (int64_t i = 0; i < views[v].length; ++i) expected.push_back(element(bufs, v, i));
+    std::vector<float> flat(total, -777.0f);
+    plan.gather(flat.data(), total);
+    ASSERT_EQ(flat, expected) << threads << " threads";
+
+    const auto values = random_floats(total, 50);
+    const auto original = bufs;
+    for (auto& b : bufs)  // poison the views; the guards keep their values
+      std::fill(b.begin() + kGuard, b.end() - kGuard, -999.0f);
+    plan.scatter(values.data(), total);
+    int64_t k = 0;
+    for (std::size_t v = 0; v < views.size(); ++v) {
+      for (int64_t i = 0; i < views[v].length; ++i, ++k) ASSERT_EQ(element(bufs, v, i), values[k]);
+      for (int64_t g = 0; g < kGuard; ++g) {
+        ASSERT_EQ(bufs[v][g], original[v][g]) << "scatter wrote before view " << v;
+        ASSERT_EQ(bufs[v][bufs[v].size() - 1 - g], original[v][bufs[v].size() - 1 - g]);
+      }
+    }
+    const auto update = random_floats(total, 51);
+    plan.scatter_add(update.data(), total, -0.375);
+    k = 0;
+    for (std::size_t v = 0; v < views.size(); ++v)
+      for (int64_t i = 0; i < views[v].length; ++i, ++k)
+        ASSERT_EQ(element(bufs, v, i), std::fma(-0.375f, update[k], values[k])) << v << " " << i;
+  }
+}
+
+// Dimensions that cannot be merged: 8 are followed, 9 are refused with the tensor's name.
+TEST(Plan, MoreThanEightUnmergeableDimsAreRefusedByName) {
+  std::vector<int64_t> strides;  // 3^8, ..., 3, 1 with sizes 2: no two dims merge
+  for (int d = 8; d >= 0; --d) strides.push_back(static_cast<int64_t>(std::pow(3, d)));
+  std::vector<float> buf = random_floats(9841 + 1, 60);  // reach: (3^9 - 1) / 2
+  const std::vector<int64_t> sizes8(8, 2), strides8(strides.begin() + 1, strides.end());
+  Plan eight = Plan::build({ref(buf.data(), DType::Float32, sizes8, "eight", strides8)});
+  std::vector<float> flat(256, -777.0f);
+  eight.gather(flat.data(), 256);
+  for (int64_t i = 0; i < 256; ++i) ASSERT_EQ(flat[i], buf[offset_of(i, sizes8, strides8)]) << i;
+  EXPECT_THROW_MSG(Plan::build({ref(buf.data(), DType::Float32, std::vector<int64_t>(9, 2), "deep",
+                                    strides)}),
+                   "'deep'", "9 dimensions that cannot be merged", "at most 8", "contiguous()");
+}
+
+// Two views interleaved in one buffer (even and odd elements) share no element, but overlap is
+// judged by byte ranges (docs/reliability.md, "Not detected"): gather follows both, scatter
+// and scatter_add are refused naming both tensors, and write nothing.
+TEST(Plan, InterleavedViewsGatherAndAreRefusedForScatter) {
+  std::vector<float> buf = random_floats(2000, 70);
+  Plan plan = Plan::build({ref(buf.data(), DType::Float32, {1000}, "even", {2}),
+                           ref(buf.data() + 1, DType::Float32, {1000}, "odd", {2})});
+  std::vector<float> flat(2000, -777.0f);
+  plan.gather(flat.data(), 2000);
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_EQ(flat[i], buf[2 * i]);
+    ASSERT_EQ(flat[1000 + i], buf[2 * i + 1]);
+  }
+  EXPECT_FALSE(plan.writable());
+  const auto before = buf;
+  EXPECT_THROW_MSG(plan.scatter(flat.data(), 2000), "scatter", "'even'", "'odd'", "overlap");
+  EXPECT_THROW_MSG(plan.scatter_add(flat.data(), 2000, 1.0), "scatter_add", "'even'", "'odd'");
+  EXPECT_EQ(buf, before);
 }
 
 #if !defined(FLATGATHER_WITH_CUDA)

@@ -10,9 +10,10 @@
 
 #include "device_emulation.h"  // before copy.cuh: runs the kernels' warp code on the CPU
 #include "copy.cuh"
-#include "flatgather/detail/copy_desc.h"
+#include "copy_desc.h"
 #include "test_util.h"
 #include "tiles.cuh"
+#include "torch_reference.h"
 
 namespace fg = flatgather;
 using fg::detail::CopyDesc;
@@ -461,27 +462,6 @@ void fill_random(char* p, std::int64_t n, fg::DType dtype, std::mt19937_64& rng)
   }
 }
 
-// a <- convert(b), or a <- a + alpha * b, element by element: the reference.
-void reference_element(Op op, char* dst, fg::DType dst_dtype, const char* src, fg::DType src_dtype,
-                       double alpha) {
-  if (op != Op::ScatterAdd && dst_dtype == src_dtype) {
-    std::memcpy(dst, src, static_cast<std::size_t>(fg::dtype_size(dst_dtype)));
-    return;
-  }
-  fg::dispatch_floating(dst_dtype, [&](auto dtag) {
-    fg::dispatch_floating(src_dtype, [&](auto stag) {
-      using D = decltype(dtag);
-      using S = decltype(stag);
-      D d;
-      S s;
-      std::memcpy(&d, dst, sizeof(D));
-      std::memcpy(&s, src, sizeof(S));
-      const D r = op == Op::ScatterAdd ? fg::detail::add_scaled(d, s, alpha) : fg::convert<D>(s);
-      std::memcpy(dst, &r, sizeof(D));
-    });
-  });
-}
-
 struct Scenario {
   std::vector<TensorSpec> tensors;
   fg::DType flat_dtype;
@@ -582,13 +562,20 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
   Buffer flat_buffer(static_cast<std::size_t>((flat_numel + sc.flat_shift + 4) * fs));
   char* flat = flat_buffer.bytes() + sc.flat_shift * fs;
   std::memset(flat_buffer.bytes(), 0xA5, flat_buffer.storage.size() * 16);
+  // The reference: each tensor's elements in logical order, cast by LibTorch (.to()).
+  auto elements_of = [&](const CopyDesc& d) {
+    const int es = fg::dtype_size(d.dtype);
+    std::vector<char> e(static_cast<std::size_t>(d.numel * es));
+    for (std::int64_t i = 0; i < d.numel; ++i) {
+      std::memcpy(e.data() + i * es, tensor_element(d, i), static_cast<std::size_t>(es));
+    }
+    return e;
+  };
   std::vector<char> want(static_cast<std::size_t>(flat_numel * fs), 0);
   for (const CopyDesc& d : copies) {
-    if (!d.data) continue;
-    for (std::int64_t i = 0; i < d.numel; ++i) {
-      reference_element(Op::Gather, want.data() + (d.flat_offset + i) * fs, sc.flat_dtype,
-                        tensor_element(d, i), d.dtype, 1.0);
-    }
+    if (!d.data || d.numel == 0) continue;
+    const std::vector<char> cast = fgtest::torch_cast(elements_of(d).data(), d.numel, d.dtype, sc.flat_dtype);
+    std::memcpy(want.data() + d.flat_offset * fs, cast.data(), cast.size());
   }
   fg_emulation::counts() = {};
   run(Op::Gather, flat, 1.0);
@@ -610,13 +597,10 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
       if (!add) {
         for (std::int64_t i = 0; i < d.numel; ++i) std::memset(tensor_element(d, i), 0x5A, static_cast<std::size_t>(es));
       }
-      std::vector<char> e(static_cast<std::size_t>(d.numel * es));
-      for (std::int64_t i = 0; i < d.numel; ++i) {
-        std::memcpy(e.data() + i * es, tensor_element(d, i), static_cast<std::size_t>(es));
-        reference_element(add ? Op::ScatterAdd : Op::Scatter, e.data() + i * es, d.dtype,
-                          flat + (d.flat_offset + i) * fs, sc.flat_dtype, -0.75);
-      }
-      expect.push_back(std::move(e));
+      const char* segment = flat + d.flat_offset * fs;
+      expect.push_back(add ? fgtest::torch_add_scaled(elements_of(d).data(), d.dtype, segment,
+                                                      sc.flat_dtype, d.numel, -0.75)
+                           : fgtest::torch_cast(segment, d.numel, sc.flat_dtype, d.dtype));
     }
     fg_emulation::counts() = {};
     run(add ? Op::ScatterAdd : Op::Scatter, flat, -0.75);

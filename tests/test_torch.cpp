@@ -1,7 +1,12 @@
 // The LibTorch adapter on tensor lists, against torch::cat of reshape(-1) and .to(dtype).
 #include "flatgather/torch.h"
 
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <optional>
 #include <random>
+#include <string>
 #include <thread>
 
 #include "torch_util.h"
@@ -50,15 +55,8 @@ TEST(Torch, RandomListsEqualCatOfReshape) {
     ASSERT_TRUE(bits_equal(plan.gather(), out));
 
     // scatter round trip into fresh destinations of the same layouts
-    std::vector<at::Tensor> dest;
-    for (const auto& t : tensors) dest.push_back(at::empty_strided(t.sizes(), t.strides(), t.options()));
-    for (std::size_t i = 0; i < dest.size(); ++i) {  // poison: every element differs from the source
-      if (dtype == at::kBool) {
-        dest[i].copy_(tensors[i].logical_not());
-      } else {
-        dest[i].fill_(at::isFloatingType(dtype) ? -1234.5 : 77);
-      }
-    }
+    std::vector<at::Tensor> dest;  // poisoned: every element differs from the source
+    for (const auto& t : tensors) dest.push_back(fgtest::poisoned_like(t));
     std::vector<at::Tensor> dest_refs = dest;
     fgt::Plan back = fgt::Plan::from_tensors(dest_refs);
     back.scatter(out);
@@ -84,7 +82,7 @@ TEST(Torch, EveryFloatCastEqualsTo) {
       ASSERT_TRUE(bits_equal(out, reference_gather(tensors, to))) << from << " -> " << to;
       // scatter casts back exactly like .to(from)
       std::vector<at::Tensor> dest;
-      for (const auto& t : tensors) dest.push_back(at::empty_like(t));
+      for (const auto& t : tensors) dest.push_back(fgtest::poisoned_like(t));
       fgt::Plan back = fgt::Plan::from_tensors(dest, {}, o);
       back.scatter(out);
       int64_t offset = 0;
@@ -206,7 +204,7 @@ TEST(Torch, FreeFunctions) {
   std::vector<at::Tensor> tensors = {random_tensor({3, 3}, at::kDouble), random_tensor({2}, at::kDouble)};
   const at::Tensor flat = flatgather::torch::gather(tensors);
   EXPECT_TRUE(bits_equal(flat, reference_gather(tensors, at::kDouble)));
-  std::vector<at::Tensor> dest = {at::empty({3, 3}, at::kDouble), at::empty({2}, at::kDouble)};
+  std::vector<at::Tensor> dest = {fgtest::poisoned_like(tensors[0]), fgtest::poisoned_like(tensors[1])};
   flatgather::torch::scatter(flat, dest);
   EXPECT_TRUE(bits_equal(dest[0], tensors[0]));
   EXPECT_TRUE(bits_equal(dest[1], tensors[1]));
@@ -272,7 +270,7 @@ TEST(Torch, ConcurrentCallsOnOnePlan) {
   for (const auto& o : outs) EXPECT_TRUE(bits_equal(o, expected));
 }
 
-TEST(Torch, CallFromInsideLibTorchParallelRegionRunsInline) {
+TEST(Torch, CallsFromInsideALibTorchParallelRegionGiveTheSameBits) {
   std::vector<at::Tensor> tensors = {random_tensor({2'000'000}, at::kFloat)};
   fgt::Plan plan = fgt::Plan::from_tensors(tensors);
   std::vector<at::Tensor> outs(4);
@@ -281,6 +279,93 @@ TEST(Torch, CallFromInsideLibTorchParallelRegionRunsInline) {
     for (int64_t i = begin; i < end; ++i) plan.gather(outs[i]);
   });
   for (const auto& o : outs) EXPECT_TRUE(bits_equal(o, tensors[0]));
+}
+
+// Inference tensors (made under c10::InferenceMode) have no version counter: gather, scatter
+// and scatter_add still work on them, inside InferenceMode and outside it, bit for bit.
+TEST(Torch, ScatterIntoInferenceTensors) {
+  torch::manual_seed(31);
+  std::vector<at::Tensor> tensors;
+  {
+    c10::InferenceMode guard;
+    tensors = {random_tensor({7, 5}, at::kFloat),
+               random_tensor({4, 3, 3, 3}, at::kFloat).contiguous(at::MemoryFormat::ChannelsLast)};
+  }
+  ASSERT_TRUE(tensors[0].is_inference() && tensors[1].is_inference());
+  fgt::Plan plan = fgt::Plan::from_tensors(tensors);
+  for (bool inside : {true, false}) {
+    std::optional<c10::InferenceMode> guard;
+    if (inside) guard.emplace();
+    EXPECT_TRUE(bits_equal(fgtest::gather_poisoned(plan), reference_gather(tensors, at::kFloat)));
+    const at::Tensor values = at::randn({plan.numel()});
+    {
+      c10::InferenceMode poisoning;  // LibTorch refuses in-place ops on them outside it
+      for (auto& t : tensors) fgtest::poison_(t);
+    }
+    plan.scatter(values);
+    EXPECT_TRUE(bits_equal(reference_gather(tensors, at::kFloat), values)) << "inside " << inside;
+    const at::Tensor update = at::randn({plan.numel()});
+    plan.scatter_add(update, -0.75);
+    EXPECT_TRUE(bits_equal(reference_gather(tensors, at::kFloat),
+                           fgtest::reference_add_scaled(values, update, -0.75)));
+  }
+}
+
+// MemAvailable from /proc/meminfo, in bytes (0 when unknown).
+std::int64_t available_memory() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  std::int64_t kb = 0;
+  std::string unit;
+  while (meminfo >> key >> kb >> unit) {
+    if (key == "MemAvailable:") return kb * 1024;
+  }
+  return 0;
+}
+
+// A CPU tensor of more than 2^31 elements, strided (a transposed byte view: the cache-blocked
+// path) and placed after a small tensor, so element offsets and flat offsets pass 2^31 in
+// both directions. Needs about 7 GB; skipped, with the reason, when less than 12 GB is free.
+TEST(Torch, CpuTensorOfMoreThan2To31Elements) {
+  constexpr std::int64_t kNeed = std::int64_t(12) << 30;
+  const std::int64_t available = available_memory();
+  if (available < kNeed) {
+    GTEST_SKIP() << "needs 12 GB of available memory (MemAvailable in /proc/meminfo), has "
+                 << (available >> 20) << " MB";
+  }
+  const std::int64_t m = (std::int64_t(1) << 30) + 3;
+  const std::int64_t n = 2 * m;  // 2^31 + 6 elements
+  // Values 0..250 repeating with a prime period, so an offset off by 2^31 or 2^32 shows.
+  const at::Tensor storage = at::empty({n}, at::kByte);
+  {
+    std::vector<std::uint8_t> period(251 * 4096);
+    for (std::size_t i = 0; i < period.size(); ++i) period[i] = static_cast<std::uint8_t>(i % 251);
+    auto* p = storage.data_ptr<std::uint8_t>();
+    for (std::int64_t pos = 0; pos < n; pos += static_cast<std::int64_t>(period.size())) {
+      const std::int64_t count = std::min<std::int64_t>(n - pos, period.size());
+      std::memcpy(p + pos, period.data(), static_cast<std::size_t>(count));
+    }
+  }
+  // big[r][c] = storage[r + 2 * c]: rows are the even and the odd elements.
+  const at::Tensor big = storage.as_strided({2, m}, {1, 2});
+  const at::Tensor small = at::arange(1, 8, at::kByte);
+  fgt::Options o;
+  o.num_threads = 2;
+  fgt::Plan plan = fgt::Plan::from_tensors({small, big}, {"small", "big"}, o);
+  ASSERT_EQ(plan.numel(), 7 + n);
+  at::Tensor flat = at::empty({plan.numel()}, at::kByte).fill_(255);
+  plan.gather(flat);
+  EXPECT_TRUE(flat.narrow(0, 0, 7).equal(small));
+  EXPECT_TRUE(flat.narrow(0, 7, m).equal(storage.slice(0, 0, n, 2)));
+  EXPECT_TRUE(flat.narrow(0, 7 + m, m).equal(storage.slice(0, 1, n, 2)));
+
+  at::Tensor dest_storage = at::empty({n}, at::kByte).fill_(255);
+  at::Tensor dest_small = at::empty({7}, at::kByte).fill_(255);
+  fgt::Plan back = fgt::Plan::from_tensors({dest_small, dest_storage.as_strided({2, m}, {1, 2})},
+                                           {"small", "big"}, o);
+  back.scatter(flat);
+  EXPECT_TRUE(dest_small.equal(small));
+  EXPECT_TRUE(dest_storage.equal(storage));
 }
 
 }  // namespace

@@ -1,7 +1,10 @@
 #pragma once
-// Shared test helpers: message-checking assertions, seeded random tensors, poisoning.
+// Helpers for the core tests, without LibTorch: a TensorRef over host memory (fgtest::ref) and
+// EXPECT_THROW_MSG, which checks an error's message. Random tensors, references and bitwise
+// compares for the LibTorch tests are in torch_util.h.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -10,6 +13,17 @@
 #include "flatgather/tensor_ref.h"
 
 namespace fgtest {
+
+/// The exit code of a test binary in which nothing failed and something skipped
+/// (NOTE: [skip exit code] in tests/gtest_main.cpp); CTest's SKIP_RETURN_CODE.
+constexpr int kSkipExitCode = 77;
+
+/// True when FLATGATHER_REQUIRE_GPU=1: the run demands a GPU (the GPU check sets it), so a
+/// test that would skip for want of a CUDA device fails instead.
+inline bool gpu_required() {
+  const char* v = std::getenv("FLATGATHER_REQUIRE_GPU");
+  return v != nullptr && std::string(v) == "1";
+}
 
 /// A CPU tensor descriptor for the core API (strides empty: contiguous).
 inline flatgather::TensorRef ref(void* data, flatgather::DType dtype, std::vector<std::int64_t> sizes,
@@ -24,6 +38,17 @@ inline flatgather::TensorRef ref(void* data, flatgather::DType dtype, std::vecto
 }
 
 }  // namespace fgtest
+
+/// Skips the current test with `reason` (anything streamable) for want of a CUDA device, or
+/// fails it when the run demands a GPU (fgtest::gpu_required()). Use in a void function.
+#define FG_SKIP_WITHOUT_GPU(reason)                                                      \
+  do {                                                                                \
+    if (::fgtest::gpu_required()) {                                                   \
+      FAIL() << "FLATGATHER_REQUIRE_GPU=1 but " << reason;                            \
+    } else {                                                                          \
+      GTEST_SKIP() << reason;                                                         \
+    }                                                                                 \
+  } while (false)
 
 /// Expects `statement` to throw flatgather::Error whose message contains every one of the
 /// given substrings.

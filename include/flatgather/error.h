@@ -2,7 +2,6 @@
 /// \file error.h
 /// The one exception type of the library.
 
-#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -17,20 +16,4 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& what) : std::runtime_error("flatgather: " + what) {}
 };
 
-namespace detail {
-/// Out-of-line throw so that check macros stay small at their call sites.
-[[noreturn]] void throw_error(const std::string& message);
-}  // namespace detail
-
 }  // namespace flatgather
-
-/// Throws flatgather::Error with the streamed message when `cond` is false.
-///   FG_CHECK(n >= 0, "tensor '" << name << "' has negative size " << n);
-#define FG_CHECK(cond, msg_stream)                                   \
-  do {                                                               \
-    if (!(cond)) {                                                   \
-      std::ostringstream fg_check_os_;                               \
-      fg_check_os_ << msg_stream;                                    \
-      ::flatgather::detail::throw_error(fg_check_os_.str());         \
-    }                                                                \
-  } while (false)

@@ -38,7 +38,7 @@ struct PlanOptions {
   /// error then). Set: tensors are cast into it on gather and back on scatter. UInt8 makes a
   /// byte buffer: tensors of every dtype are copied byte for byte, each segment starting at a
   /// multiple of its element size; offsets and the length then count bytes (NOTE: [byte
-  /// plans] in src/plan.cpp).
+  /// plans] in src/layout.cpp).
   std::optional<DType> flat_dtype;
   /// Pads every segment's starting byte to a multiple of this (0 or 1: no padding). Must be a
   /// power of two and a multiple of the flat element size. Padding is written as zeros.

@@ -6,7 +6,7 @@
 #include <mutex>
 
 #include "flatgather/config.h"
-#include "flatgather/error.h"
+#include "check.h"
 #include "selection.h"
 #include "spelling.h"
 
@@ -354,7 +354,7 @@ std::vector<at::Tensor> Plan::views(const at::Tensor& flat) const {
                                << " but the flat buffer is " << dtype_name(layout().flat_dtype())
                                << "; views need the flat dtype to equal every tensor's dtype, "
                                   "or a byte buffer (flat dtype uint8)");
-    if (bytes) {  // typed views into a byte buffer (NOTE: [byte plans] in src/plan.cpp)
+    if (bytes) {  // typed views into a byte buffer (NOTE: [byte plans] in src/layout.cpp)
       const std::int64_t es = dtype_size(seg.dtype);
       FG_CHECK(reinterpret_cast<std::uintptr_t>(flat.data_ptr()) % es == 0,
                "views: the byte buffer's data pointer is not a multiple of " << es

@@ -42,6 +42,7 @@
 #include <torch/version.h>
 
 #include "flatgather/config.h"
+#include "check.h"
 #include "flatgather/error.h"
 #include "flatgather/plan.h"
 #include "flatgather/torch.h"

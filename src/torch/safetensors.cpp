@@ -29,7 +29,7 @@
 #include <set>
 #include <sstream>
 
-#include "flatgather/error.h"
+#include "check.h"
 
 namespace flatgather {
 namespace torch {

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <regex>
 
-#include "flatgather/error.h"
+#include "check.h"
 #include "spelling.h"
 
 namespace flatgather {

@@ -4,6 +4,8 @@
 #include <cctype>
 #include <sstream>
 
+#include "format.h"
+
 namespace flatgather {
 namespace torch {
 namespace detail {
@@ -95,7 +97,9 @@ std::string undefined_gradient(const std::string& who, Spelling spelling) {
          bool_spelling(true, spelling) + ")); ";
 }
 
-std::string shape_of(const at::Tensor& t) { return libtorch_name(t.sizes()); }
+std::string shape_of(const at::Tensor& t) {
+  return ::flatgather::detail::shape_string(t.sizes().data(), t.sizes().size());
+}
 
 std::string describe_tensor(const std::string& name, const at::Tensor& t, Spelling spelling) {
   std::ostringstream os;

@@ -44,8 +44,7 @@ std::string missing_grad_spelling(const std::vector<MissingGrad>& choices, Spell
 /// missing gradient, naming Module::zero_grad's argument as the reader writes it.
 std::string undefined_gradient(const std::string& who, Spelling spelling);
 
-/// "[2, 3]": LibTorch's own printing of the tensor's sizes. Not a shape formatter of the
-/// adapter's: the core's (src/) formats TensorRef shapes the same way.
+/// "[2, 3]": the tensor's sizes written by the core's one shape formatter (src/format.h).
 std::string shape_of(const at::Tensor& t);
 /// How errors name a LibTorch tensor: 'name' (shape [2, 3], float32, cpu).
 std::string describe_tensor(const std::string& name, const at::Tensor& t, Spelling spelling);

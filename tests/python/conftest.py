@@ -75,3 +75,20 @@ def pytest_configure(config):
 def device(request):
     """Each device present, in turn ('cpu', then 'cuda' where available)."""
     return torch.device(request.param)
+
+
+_REQUIRE_GPU = os.environ.get("FLATGATHER_REQUIRE_GPU") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With FLATGATHER_REQUIRE_GPU=1 (the GPU check), a test skipped for want of a CUDA device
+    fails instead: a machine that sees no GPU must not pass the GPU check."""
+    outcome = yield
+    report = outcome.get_result()
+    if not (_REQUIRE_GPU and report.skipped):
+        return
+    reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
+    if "cuda" in reason.lower() or "gpu" in reason.lower():
+        report.outcome = "failed"
+        report.longrepr = "FLATGATHER_REQUIRE_GPU=1 but the test skipped: " + reason

@@ -29,11 +29,19 @@ def reference_flat(tensors, dtype=None):
 
 def poisoned(n, dtype, device="cpu"):
     """A flat buffer full of a sentinel, so an element gather forgot to write shows up."""
-    if dtype.is_floating_point:
-        return torch.full((n,), float("nan"), dtype=dtype, device=device)
-    if dtype == torch.bool:
-        return torch.ones(n, dtype=dtype, device=device)
-    return torch.full((n,), 0x5A, dtype=dtype, device=device)
+    return poison_(torch.empty(n, dtype=dtype, device=device))
+
+
+def poison_(t):
+    """Fills `t` (any layout) in place with the sentinel and returns it: a scatter destination
+    whose unwritten elements show up. Fresh torch.empty memory is often zero pages."""
+    if t.dtype.is_floating_point:
+        t.fill_(float("nan"))
+    elif t.dtype == torch.bool:
+        t.view(torch.uint8).fill_(0x5A)  # not a valid bool: an unwritten element differs in bits
+    else:
+        t.fill_(0x5A)
+    return t
 
 
 def train_step(model, x):

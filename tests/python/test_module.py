@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import flatgather
-from fg_helpers import ConvBN, TinyTransformer, assert_bitwise, models, reference_flat
+from fg_helpers import (ConvBN, TinyTransformer, assert_bitwise, models, poisoned,
+                        reference_flat)
 
 
 def _check(plan, named):
@@ -96,7 +97,7 @@ def test_grads_follow_reallocation_and_missing_policies():
     assert_bitwise(plan.gather(), reference_flat([p.grad for p in trainable]))
 
     zero = flatgather.Plan.from_module(model, grads=True, missing_grad="zero")
-    flat = zero.gather()
+    flat = zero.gather(out=poisoned(zero.numel, zero.dtype))  # the zeros are really written
     assert_bitwise(flat, reference_flat([p.grad if p.grad is not None else torch.zeros_like(p)
                                          for p in model.parameters()]))
     skip = flatgather.Plan.from_module(model, grads=True, missing_grad="skip")

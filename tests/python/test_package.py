@@ -14,6 +14,7 @@ import torch
 from torch.nn.utils import parameters_to_vector
 
 import flatgather
+from fg_helpers import assert_bitwise, poison_
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -124,7 +125,7 @@ def test_operators_are_registered_in_torch_ops():
     a, b = torch.randn(2, 3, generator=gen), torch.randn(4, generator=gen).half()
     flat = torch.ops.flatgather.gather([a, b], torch.float32, 0)
     assert torch.equal(flat, torch.cat([a.reshape(-1), b.float()]))
-    c, d = torch.empty(2, 3), torch.empty(4, dtype=torch.half)
+    c, d = poison_(torch.empty(2, 3)), poison_(torch.empty(4, dtype=torch.half))
     torch.ops.flatgather.scatter(flat, [c, d], torch.float32)
     assert torch.equal(c, a) and torch.equal(d, b)
     plan = torch.ops.flatgather.plan_from_tensors([a, b], ["a", "b"], torch.float32)
@@ -139,6 +140,45 @@ def test_operators_work_in_torchscript():
     gen = torch.Generator().manual_seed(2)
     ts = [torch.randn(3, 3, generator=gen), torch.randn(2, generator=gen)]
     assert torch.equal(flatten(ts), torch.cat([t.reshape(-1) for t in ts]))
+
+
+class _ScriptedUpdate(torch.nn.Module):
+    """Scripted code that builds the TorchScript class and calls its methods: the plan lives
+    only inside TorchScript, which must survive torch.jit.save / torch.jit.load."""
+
+    def __init__(self, a, b):
+        super().__init__()
+        self.a = a
+        self.b = b
+
+    def forward(self, update: torch.Tensor, alpha: float) -> torch.Tensor:
+        plan = torch.ops.flatgather.plan_from_tensors([self.a, self.b], ["a", "b"], None, 0, 0,
+                                                     True)
+        return _scripted_step(plan, update, alpha)
+
+
+@torch.jit.script
+def _scripted_step(plan: torch.classes.flatgather.Plan, update: torch.Tensor,
+                   alpha: float) -> torch.Tensor:
+    plan.scatter_add(update, alpha)
+    return plan.gather()
+
+
+def test_plan_class_used_from_scripted_code_saved_and_loaded(tmp_path):
+    gen = torch.Generator().manual_seed(5)
+    a, b = torch.randn(4, 3, generator=gen), torch.randn(5, generator=gen)
+    module = torch.jit.script(_ScriptedUpdate(a.clone(), b.clone()))
+    path = tmp_path / "scripted_update.pt"
+    torch.jit.save(module, str(path))
+    loaded = torch.jit.load(str(path))
+    assert "flatgather" in loaded.code  # the loaded code still calls the library
+    update = torch.randn(17, generator=gen)
+    # alpha = 0.5 makes alpha * u exact, so torch's add rounds once, as scatter_add does.
+    flat = loaded(update, 0.5)
+    expected = torch.cat([a.reshape(-1), b]).add(update, alpha=0.5)
+    assert_bitwise(flat, expected)
+    assert_bitwise(torch.cat([loaded.a.reshape(-1), loaded.b]), expected)
+    assert_bitwise(torch.cat([module.a.reshape(-1), module.b]), torch.cat([a.reshape(-1), b]))
 
 
 def test_plan_repr_and_layout_properties():

@@ -7,7 +7,7 @@ import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 import flatgather
-from fg_helpers import assert_bitwise, models, reference_flat, train_step
+from fg_helpers import assert_bitwise, models, poison_, reference_flat, train_step
 
 MODELS = models()
 MODEL_IDS = [name for name, _, _ in MODELS]
@@ -45,10 +45,13 @@ def test_scatter_keeps_optimizer_and_hooks_working_unlike_vector_to_parameters()
     ptrs = [p.data_ptr() for p in model.parameters()]
     vec = torch.randn(plan.numel)
 
+    hooked = []
+    model.weight.register_hook(lambda grad: hooked.append(grad.clone()))
     plan.scatter(vec)
     assert [p.data_ptr() for p in model.parameters()] == ptrs
     assert opt.param_groups[0]["params"][0] is model.weight
     model(torch.randn(2, 6)).sum().backward()
+    assert len(hooked) == 1 and torch.equal(hooked[0], model.weight.grad)  # the hook still fires
     expected = vec - 0.5 * parameters_to_vector(p.grad for p in model.parameters())
     opt.step()  # updates the very tensors the plan reads
     with torch.no_grad():
@@ -69,14 +72,14 @@ def test_scatter_keeps_optimizer_and_hooks_working_unlike_vector_to_parameters()
 @pytest.mark.parametrize("flat_dtype", [torch.float32, torch.bfloat16, torch.float64])
 def test_scatter_casts_back_like_to(src, flat_dtype):
     gen = torch.Generator().manual_seed(17)
-    tensors = [torch.empty(5, 7, dtype=src).t(), torch.empty(13, dtype=src)]
+    tensors = [poison_(torch.empty(5, 7, dtype=src)).t(), poison_(torch.empty(13, dtype=src))]
     plan = flatgather.Plan(tensors, dtype=flat_dtype)
     flat = (torch.randn(plan.numel, generator=gen, dtype=torch.float64) * 300).to(flat_dtype)
     plan.scatter(flat)
     assert_bitwise(tensors[0].contiguous(), flat[:35].view(7, 5).to(src))
     assert_bitwise(tensors[1], flat[35:].to(src))
     # one-off scatter with the same dtype
-    fresh = [torch.empty(7, 5, dtype=src), torch.empty(13, dtype=src)]
+    fresh = [poison_(torch.empty(7, 5, dtype=src)), poison_(torch.empty(13, dtype=src))]
     flatgather.scatter(flat, fresh, dtype=flat_dtype)
     assert_bitwise(torch.cat([t.reshape(-1) for t in fresh]), flat.to(src))
 

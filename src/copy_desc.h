@@ -9,6 +9,7 @@
 
 #include "flatgather/config.h"
 #include "flatgather/dtype.h"
+#include "cast.h"
 
 namespace flatgather {
 namespace detail {
@@ -48,6 +49,13 @@ FG_HOST_DEVICE FG_FORCE_INLINE std::int64_t element_offset(const CopyDesc& d, st
 /// it in cache blocks (see NOTE: [cpu transposed blocks] in src/cpu_loops.inc).
 FG_HOST_DEVICE FG_FORCE_INLINE bool is_transposed_2d(const CopyDesc& d) {
   return !d.contiguous && d.ndim >= 2 && d.strides[d.ndim - 2] == 1 && d.strides[d.ndim - 1] != 1;
+}
+
+/// Bytes a copy moves per element: the flat side, plus the tensor side when it has data
+/// (padding and zero-filled tensors only write the flat buffer). The measure both the CPU
+/// tasks and the CUDA tiles are balanced by (NOTE: [cpu work split]).
+FG_HOST_DEVICE FG_FORCE_INLINE std::int64_t bytes_per_element(const CopyDesc& d, int flat_size) {
+  return flat_size + (d.data ? dtype_size(d.dtype) : 0);
 }
 
 /// `t + alpha * v` with one fused multiply-add in the compute type (see plan.h scatter_add).
