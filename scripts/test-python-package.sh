@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Python package as a user installs it:
 #   1. a virtual environment that sees the system's PyTorch (--system-site-packages; Debian's
-#      python3-torch here), with the build backend (scikit-build-core) from PyPI;
+#      python3-torch here), with the build backend (scikit-build-core) and the test-only
+#      safetensors package from PyPI;
 #   2. pip install --no-build-isolation . (compiled against that PyTorch);
 #   3. the Python tests, copied out of the repository and run against the installed package
 #      (no PYTHONPATH, no FLATGATHER_LIBRARY); they include the refused import of a library
@@ -32,7 +33,10 @@ step "virtual environment $venv"
 if [[ ! -x $venv/bin/python ]]; then
   "$python" -m venv --system-site-packages "$venv"
 fi
-run "$venv/bin/python" -m pip install -q --disable-pip-version-check "scikit-build-core>=0.10"
+# safetensors: test-only, for the interop tests of tests/python/test_state.py, which must run
+# here (FLATGATHER_REQUIRE_SAFETENSORS=1 below makes its absence a failure, not a skip).
+run "$venv/bin/python" -m pip install -q --disable-pip-version-check "scikit-build-core>=0.10" \
+  "safetensors>=0.4"
 run "$venv/bin/python" -c 'import torch; print("torch", torch.__version__, "from", torch.__file__)'
 
 step "pip install --no-build-isolation . $*"
@@ -53,7 +57,7 @@ assert "site-packages" in site.parts, site
 assert flatgather.library_path().parent == site, flatgather.library_path()
 print("flatgather", flatgather.__version__, "from", site, "|", flatgather.build_info())
 PY
-run env FLATGATHER_REQUIRE_LIBRARY=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider \
+run env FLATGATHER_REQUIRE_LIBRARY=1 FLATGATHER_REQUIRE_SAFETENSORS=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider \
   tests/python
 
 step "model averaging, 2 processes on 127.0.0.1"

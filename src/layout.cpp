@@ -114,6 +114,25 @@ void coalesce(const TensorRef& t, CopyDesc& d) {
   d.contiguous = d.ndim == 1 && d.strides[0] == 1;
 }
 
+// NOTE: [byte plans]
+// A flat dtype of uint8 makes a byte buffer: it takes tensors of every dtype, copied byte for
+// byte (no cast), so a module's whole state (float weights, int64 counters, bool masks) fits
+// in one plan. Each segment starts at a multiple of its element size (and of align_bytes),
+// so views of the tensors' own dtypes can be taken at its offset. To the executors such a
+// tensor is a uint8 tensor with one more, innermost dimension of its element size (stride 1):
+// a same-dtype byte copy, which every executor already has (memcpy on the CPU, the
+// vectorized path on CUDA), so no executor or kernel knows about byte plans. Offsets and
+// the length of a byte plan count bytes; a segment's numel still counts its own elements.
+TensorRef as_bytes(const TensorRef& t) {
+  TensorRef b = t;
+  const std::int64_t es = dtype_size(t.dtype);
+  b.dtype = DType::UInt8;
+  for (std::int64_t& stride : b.strides) stride *= es;
+  b.sizes.push_back(es);
+  b.strides.push_back(1);
+  return b;
+}
+
 }  // namespace
 
 LayoutBuild build_layout(const std::vector<TensorRef>& tensors, DType flat_dtype,
@@ -121,6 +140,7 @@ LayoutBuild build_layout(const std::vector<TensorRef>& tensors, DType flat_dtype
   LayoutBuild out;
   const std::int64_t flat_size = dtype_size(flat_dtype);
   const std::int64_t align_elems = align_bytes > flat_size ? align_bytes / flat_size : 1;
+  const bool byte_plan = flat_dtype == DType::UInt8;  // NOTE: [byte plans]
 
   std::vector<Segment> segments;
   std::vector<CopyDesc>& segment_copies = out.segment_copies;
@@ -142,8 +162,13 @@ LayoutBuild build_layout(const std::vector<TensorRef>& tensors, DType flat_dtype
         continue;
       }
     }
-    cursor = (cursor + align_elems - 1) / align_elems * align_elems;
-    FG_CHECK(cursor <= kMaxBytes / flat_size - n,
+    // In a byte plan the segment also starts at a multiple of its element size (both are
+    // powers of two, so the larger is a multiple of the smaller).
+    const std::int64_t elem = byte_plan ? dtype_size(t.dtype) : 1;
+    const std::int64_t start_align = std::max(align_elems, elem);
+    cursor = (cursor + start_align - 1) / start_align * start_align;
+    const std::int64_t flat_n = n * elem;
+    FG_CHECK(cursor <= kMaxBytes / flat_size - flat_n,
              "the flat buffer would exceed 2^62 bytes at tensor " << flatgather::describe(t));
     Segment s;
     s.name = t.name;
@@ -154,15 +179,15 @@ LayoutBuild build_layout(const std::vector<TensorRef>& tensors, DType flat_dtype
     CopyDesc d;
     d.data = t.data;
     d.flat_offset = cursor;
-    d.numel = n;
-    d.dtype = t.dtype;
+    d.numel = flat_n;
+    d.dtype = byte_plan ? DType::UInt8 : t.dtype;
     d.segment = static_cast<std::int32_t>(segments.size());
-    coalesce(t, d);
+    coalesce(byte_plan ? as_bytes(t) : t, d);
     segment_of[i] = segments.size();
     out.first_tensor.push_back(i);
     segments.push_back(std::move(s));
     segment_copies.push_back(d);
-    cursor += n;
+    cursor += flat_n;
   }
   const std::int64_t total = (cursor + align_elems - 1) / align_elems * align_elems;
 

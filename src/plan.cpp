@@ -214,6 +214,10 @@ void Plan::scatter_add(const void* flat, std::int64_t flat_numel, double alpha,
   FG_CHECK(s.overlap.empty(), "scatter_add: " << s.overlap
                                               << "; scatter_add would update the same bytes "
                                                  "twice. Plan such tensors separately");
+  FG_CHECK(s.layout.flat_dtype() != DType::UInt8,
+           "scatter_add: the flat buffer is uint8, a byte buffer (every dtype copied byte for "
+           "byte) whose bytes are copied, not added; scatter_add needs a floating flat dtype: "
+           "plan the floating tensors with flat dtype float32 (or their own) for updates");
   FG_CHECK(s.not_floating.empty(),
            "scatter_add: tensor " << s.not_floating
                                   << " is not floating point; scatter_add needs float32, "

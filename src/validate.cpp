@@ -77,18 +77,24 @@ void validate(std::vector<TensorRef>& tensors, const PlanOptions& options) {
                        << describe_tensor(tensors[0]) << " is on " << to_string(tensors[0].device)
                        << "; all tensors of a plan must be on one device");
     if (options.flat_dtype) {
-      FG_CHECK(cast_supported(t.dtype, *options.flat_dtype),
+      // A uint8 flat buffer takes every dtype byte for byte (NOTE: [byte plans]).
+      FG_CHECK(*options.flat_dtype == DType::UInt8 || cast_supported(t.dtype, *options.flat_dtype),
                "tensor " << describe_tensor(t) << " cannot be cast to the flat dtype "
                          << dtype_name(*options.flat_dtype)
                          << "; casts are supported between float32, float16, bfloat16 and "
-                            "float64, other dtypes need a flat buffer of their own dtype");
+                            "float64. For other dtypes use a byte buffer (flat dtype uint8, "
+                            "every dtype copied byte for byte), a flat buffer of their own "
+                            "dtype, or leave them out of this plan");
     } else {
       FG_CHECK(t.dtype == tensors[0].dtype,
                "mixed dtypes: tensor " << describe_tensor(t) << " is " << dtype_name(t.dtype)
                                        << " but tensor " << describe_tensor(tensors[0]) << " is "
                                        << dtype_name(tensors[0].dtype)
-                                       << "; pass a flat dtype (e.g. float32) to cast them, or "
-                                          "plan them separately");
+                                       << "; pass flat dtype uint8 for a byte buffer that holds "
+                                          "every dtype byte for byte, or flat dtype float32 to "
+                                          "cast them when all are floating, or exclude the "
+                                          "integer and bool tensors, or plan each dtype "
+                                          "separately");
     }
   }
 #if defined(FLATGATHER_WITH_CUDA)

@@ -963,3 +963,52 @@ TEST(CudaAdopt, TrainsLikeThePlainModelMovesAndRefusesMixedDevices) {
   split->bias.set_data(split->bias.to(kCuda));
   EXPECT_THROW_MSG(fgt::adopt(*split), "'bias'", "one flat buffer lives on one device");
 }
+
+// Byte plans (NOTE: [byte plans]): tensors of every dtype, contiguous and strided, with odd
+// byte lengths (the vectorized path's head and tail) into a uint8 flat buffer and back,
+// against the CPU path and a reference built from each tensor's own bytes; typed views.
+TEST(CudaBytePlan, EveryDtypeByteForByte) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(61);
+  std::vector<Pair> tensors;
+  std::int64_t n = 3;
+  for (at::ScalarType t : kFloats) tensors.push_back(make_pair(fgtest::random_tensor({n += 254}, t)));
+  for (at::ScalarType t : kOthers) tensors.push_back(make_pair(fgtest::random_tensor({n += 37}, t)));
+  tensors.push_back(make_pair(fgtest::random_tensor({33, 17}, at::kDouble),
+                              [](const at::Tensor& x) { return x.t(); }));
+  tensors.push_back(make_pair(fgtest::random_tensor({4, 6, 5, 5}, at::kHalf), [](const at::Tensor& x) {
+    return x.contiguous(at::MemoryFormat::ChannelsLast);
+  }));
+  tensors.push_back(make_pair(fgtest::random_tensor({301}, at::kLong),
+                              [](const at::Tensor& x) { return x.slice(0, 1, 301, 3); }));
+  tensors.push_back(make_pair(fgtest::random_tensor({}, at::kLong)));  // num_batches_tracked
+  for (std::int64_t align : {0, 16, 256}) {
+    SCOPED_TRACE("align " + std::to_string(align));
+    fgt::Options opt;
+    opt.dtype = at::kByte;
+    opt.align_bytes = align;
+    fgt::Plan gpu_plan = fgt::Plan::from_tensors(gpus(tensors), {}, opt);
+    fgt::Plan cpu_plan = fgt::Plan::from_tensors(cpus(tensors), {}, opt);
+    ASSERT_EQ(gpu_plan.layout(), cpu_plan.layout());
+    const std::int64_t bytes = gpu_plan.numel();
+    at::Tensor flat = poisoned_gpu(bytes, at::kByte);
+    gpu_plan.gather(flat);
+    device_sync();
+    const at::Tensor reference = fgtest::reference_bytes(cpus(tensors), align);
+    EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), reference));
+    EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), cpu_plan.gather()));
+    const std::vector<at::Tensor> views = gpu_plan.views(flat);
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      EXPECT_TRUE(views[i].is_cuda());
+      EXPECT_TRUE(fgtest::bits_equal(views[i].cpu(), tensors[i].cpu)) << i;
+    }
+    for (const Pair& p : tensors) poison(p.gpu);
+    device_sync();
+    gpu_plan.scatter(reference.to(kCuda));
+    device_sync();
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      EXPECT_TRUE(fgtest::bits_equal(tensors[i].gpu.cpu(), tensors[i].cpu)) << i;
+    }
+    EXPECT_THROW(gpu_plan.scatter_add(flat, 1.0), fg::Error);
+  }
+}

@@ -2,6 +2,7 @@
 // LibTorch helpers for tests: random tensors of every dtype, references, bitwise compares.
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <iterator>
@@ -126,6 +127,28 @@ at::Tensor gather_poisoned(const Plan& plan) {
   at::Tensor out = poison_(at::empty({plan.numel()}, at::TensorOptions(plan.dtype()).device(plan.device())));
   plan.gather(out);
   return out;
+
+/// The bytes of `t` in its logical element order.
+inline at::Tensor bytes_of(const at::Tensor& t) { return t.contiguous().reshape(-1).view(at::kByte); }
+
+/// The reference byte buffer (NOTE: [byte plans]), built without the library: each tensor's
+/// bytes at the next multiple of max(align, element size), zeros between and after.
+inline at::Tensor reference_bytes(const std::vector<at::Tensor>& tensors, int64_t align) {
+  std::vector<at::Tensor> pieces;
+  int64_t pos = 0;
+  auto pad = [&](int64_t to) {
+    if (to > pos) pieces.push_back(at::zeros({to - pos}, at::kByte));
+    pos = std::max(pos, to);
+  };
+  for (const at::Tensor& t : tensors) {
+    const int64_t a = std::max<int64_t>(align, t.element_size());
+    pad((pos + a - 1) / a * a);
+    pieces.push_back(bytes_of(t));
+    pos += t.numel() * t.element_size();
+  }
+  const int64_t a = std::max<int64_t>(align, 1);
+  pad((pos + a - 1) / a * a);
+  return at::cat(pieces);
 }
 
 }  // namespace fgtest

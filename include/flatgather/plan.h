@@ -35,7 +35,10 @@ enum class CpuStreaming : std::uint8_t {
 /// Options of Plan::build.
 struct PlanOptions {
   /// dtype of the flat buffer. Unset: the common dtype of the tensors (mixed dtypes are an
-  /// error then). Set: tensors are cast into it on gather and back on scatter.
+  /// error then). Set: tensors are cast into it on gather and back on scatter. UInt8 makes a
+  /// byte buffer: tensors of every dtype are copied byte for byte, each segment starting at a
+  /// multiple of its element size; offsets and the length then count bytes (NOTE: [byte
+  /// plans] in src/layout.cpp).
   std::optional<DType> flat_dtype;
   /// Pads every segment's starting byte to a multiple of this (0 or 1: no padding). Must be a
   /// power of two and a multiple of the flat element size. Padding is written as zeros.
@@ -103,7 +106,8 @@ class Plan {
   /// Writes `flat` back into the tensors (cast to each tensor's dtype).
   void scatter(const void* flat, std::int64_t flat_numel, cudaStream_t stream = nullptr) const;
   /// `t += alpha * segment` for every tensor, computed in float32 (float64 when either side
-  /// is float64) with one fused multiply-add, then rounded to the tensor's dtype.
+  /// is float64) with one fused multiply-add, then rounded to the tensor's dtype. Refused for
+  /// a byte buffer (flat dtype uint8).
   void scatter_add(const void* flat, std::int64_t flat_numel, double alpha,
                    cudaStream_t stream = nullptr) const;
 

@@ -133,7 +133,8 @@ class Plan {
   /// `t += alpha * segment` for every tensor.
   void scatter_add(const at::Tensor& flat, double alpha = 1.0) const;
   /// Views into `flat`, one per segment, each shaped like its tensor. Requires the flat
-  /// dtype to equal every tensor's dtype.
+  /// dtype to equal every tensor's dtype, or to be uint8 (a byte buffer: views of each
+  /// tensor's own dtype).
   std::vector<at::Tensor> views(const at::Tensor& flat) const;
   /// An uninitialized flat tensor of the right dtype, length and device.
   at::Tensor empty_flat() const;

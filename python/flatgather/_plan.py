@@ -275,7 +275,7 @@ class Plan:
                     "gather() without out= for a differentiable result")
             self._script.gather_into(out)
             return out
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() and self._dtype.is_floating_point:  # a byte buffer: no grad
             inputs = self._current_inputs()
             if any(t is not None and t.requires_grad for t in inputs):
                 return _GatherFunction.apply(self, *inputs)
@@ -295,7 +295,8 @@ class Plan:
 
     def views(self, flat):
         """One view into `flat` per segment, shaped like its tensor. The flat dtype must equal
-        every tensor's dtype."""
+        every tensor's dtype, or be torch.uint8 (a byte buffer: views of each tensor's own
+        dtype)."""
         return list(self._script.views(flat))
 
     def empty_flat(self):

@@ -347,12 +347,25 @@ std::vector<at::Tensor> Plan::views(const at::Tensor& flat) const {
   State& s = checked(state_);
   s.check_flat(flat, "views");
   std::vector<at::Tensor> out;
+  const bool bytes = layout().flat_dtype() == DType::UInt8;
   for (const Segment& seg : layout().segments()) {
-    FG_CHECK(seg.dtype == layout().flat_dtype(),
+    FG_CHECK(bytes || seg.dtype == layout().flat_dtype(),
              "views: tensor '" << seg.name << "' is " << dtype_name(seg.dtype)
                                << " but the flat buffer is " << dtype_name(layout().flat_dtype())
-                               << "; views need the flat dtype to equal every tensor's dtype");
-    out.push_back(flat.narrow(0, seg.offset, seg.numel).view(seg.shape));
+                               << "; views need the flat dtype to equal every tensor's dtype, "
+                                  "or a byte buffer (flat dtype uint8)");
+    if (bytes) {  // typed views into a byte buffer (NOTE: [byte plans] in src/layout.cpp)
+      const std::int64_t es = dtype_size(seg.dtype);
+      FG_CHECK(reinterpret_cast<std::uintptr_t>(flat.data_ptr()) % es == 0,
+               "views: the byte buffer's data pointer is not a multiple of " << es
+                   << " bytes, the element size of tensor '" << seg.name
+                   << "'; use a flat tensor from empty_flat() or gather()");
+      out.push_back(flat.narrow(0, seg.offset, seg.numel * es)
+                        .view(to_scalar_type(seg.dtype))
+                        .view(seg.shape));
+    } else {
+      out.push_back(flat.narrow(0, seg.offset, seg.numel).view(seg.shape));
+    }
   }
   return out;
 }

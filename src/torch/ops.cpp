@@ -30,6 +30,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -41,10 +42,12 @@
 #include <torch/version.h>
 
 #include "flatgather/config.h"
+#include "check.h"
 #include "flatgather/error.h"
 #include "flatgather/plan.h"
 #include "flatgather/torch.h"
 #include "op_util.h"
+#include "flatgather/torch_safetensors.h"
 
 namespace {
 
@@ -218,6 +221,29 @@ void scatter_op(const at::Tensor& flat, const std::vector<at::Tensor>& tensors,
   });
 }
 
+// safetensors files (include/flatgather/torch_safetensors.h); Python passes a module's
+// state_dict() or a plan's tensors as names and tensors.
+void save_safetensors_op(const std::string& path, const std::vector<at::Tensor>& tensors,
+                         const std::vector<std::string>& names,
+                         const std::vector<std::string>& metadata_keys,
+                         const std::vector<std::string>& metadata_values) {
+  translate_errors([&] {
+    FG_CHECK(metadata_keys.size() == metadata_values.size(), "metadata: one value per key");
+    fgt::SafetensorsMetadata metadata;
+    for (std::size_t i = 0; i < metadata_keys.size(); ++i) metadata[metadata_keys[i]] = metadata_values[i];
+    fgt::save_safetensors(path, tensors, names, metadata);
+  });
+}
+
+std::tuple<std::vector<std::string>, std::vector<std::string>> load_safetensors_op(
+    const std::string& path, const std::vector<at::Tensor>& tensors,
+    const std::vector<std::string>& names, bool strict) {
+  return translate_errors([&] {
+    fgt::SafetensorsLoadResult r = fgt::load_safetensors(path, tensors, names, strict);
+    return std::make_tuple(r.missing, r.unexpected);
+  });
+}
+
 std::string build_info() {
   std::ostringstream os;
   os << "flatgather " << FLATGATHER_VERSION_MAJOR << "." << FLATGATHER_VERSION_MINOR << "."
@@ -281,6 +307,14 @@ TORCH_LIBRARY(flatgather, m) {
       "scatter(Tensor flat, Tensor(a!)[] tensors, ScalarType? dtype=None, int align_bytes=0) "
       "-> ()",
       &scatter_op);
+  m.def(
+      "save_safetensors(str path, Tensor[] tensors, str[] names, str[] metadata_keys, "
+      "str[] metadata_values) -> ()",
+      &save_safetensors_op);
+  m.def(
+      "load_safetensors(str path, Tensor(a!)[] tensors, str[] names, bool strict=True) "
+      "-> (str[], str[])",
+      &load_safetensors_op);
   m.def("build_info() -> str", &build_info);
   m.def("cuda_available() -> bool", &cuda_available_op);
 }

@@ -19,7 +19,7 @@ def _library_cases(a, b):
     return [
         ("empty list", lambda: flatgather.gather([]), "empty selection"),
         ("mixed dtypes", lambda: flatgather.gather([a, b.double()]),
-         r"mixed dtypes: tensor 'tensor\[1\]' \(shape \[5\], float64, cpu\).*pass a flat dtype"),
+         r"mixed dtypes: tensor 'tensor\[1\]' \(shape \[5\], float64, cpu\).*pass flat dtype uint8 for a byte buffer"),
         ("unsupported cast", lambda: flatgather.gather([torch.arange(3)], dtype=torch.float32),
          r"'tensor\[0\]'.*int64.*cannot be cast to the flat dtype float32"),
         ("complex", lambda: flatgather.Plan([torch.randn(3, dtype=torch.complex64)]),
