@@ -231,11 +231,21 @@ class CudaExecutor final : public Executor {
   CudaExecutor(const CudaExecutor&) = delete;
   CudaExecutor& operator=(const CudaExecutor&) = delete;
 
-  void gather(void* flat, cudaStream_t stream) const override { launch(Op::Gather, flat, 1.0, stream); }
-  void scatter(const void* flat, cudaStream_t stream) const override {
-    launch(Op::Scatter, const_cast<void*>(flat), 1.0, stream);  // the kernel only reads it
+  void gather(void* flat, cudaStream_t stream) const override { launch(Op::Gather, flat, {}, stream); }
+  // TODO(issue 17): the statistics and the scaled scatter in the kernels (per-tile partials in
+  // a scratch array sized at build, combined in tile order by the last block). Until then a
+  // CUDA plan refuses them with this error rather than computing anything on the host.
+  void gather_stats(void*, const StatsRequest&, cudaStream_t) const override {
+    FG_CHECK(false, "gather: a scale and gradient statistics (norm, tensor_norms, found_inf, "
+                    "clip_coef) are not implemented for CUDA plans yet; they work on CPU plans");
   }
-  void scatter_add(const void* flat, double alpha, cudaStream_t stream) const override {
+  void scatter(const void* flat, const Factor& scale, cudaStream_t stream) const override {
+    FG_CHECK(scale.d_value == nullptr && scale.value == 1.0,
+             "scatter: a scale is not implemented for CUDA plans yet; scatter (flat * scale) "
+             "or use scatter_add");
+    launch(Op::Scatter, const_cast<void*>(flat), {}, stream);  // the kernel only reads it
+  }
+  void scatter_add(const void* flat, const Factor& alpha, cudaStream_t stream) const override {
     launch(Op::ScatterAdd, const_cast<void*>(flat), alpha, stream);
   }
 
@@ -290,13 +300,14 @@ class CudaExecutor final : public Executor {
   }
 
  private:
-  void launch(Op op, void* d_flat, double alpha, cudaStream_t stream) const {
+  void launch(Op op, void* d_flat, const Factor& alpha, cudaStream_t stream) const {
     if (num_tiles_ == 0) return;  // nothing to move (every tensor is empty)
     assert(aligned_to(d_flat, dtype_size(flat_dtype_)));  // Plan::check_flat
     DeviceGuard guard(device_);
     KernelArgs args = args_;
     args.d_flat = d_flat;
-    args.alpha = alpha;
+    args.alpha = alpha.value;
+    args.d_alpha = alpha.d_value;
     FG_CUDA_CHECK(launch_kernel(op, streaming_, args, grid_[static_cast<int>(op)], tuning_.block_threads, stream));
   }
 

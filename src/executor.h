@@ -9,6 +9,7 @@
 
 #include "flatgather/detail/copy_desc.h"
 #include "flatgather/plan.h"
+#include "stats.h"
 
 namespace flatgather {
 namespace detail {
@@ -29,8 +30,12 @@ class Executor {
  public:
   virtual ~Executor() = default;
   virtual void gather(void* flat, cudaStream_t stream) const = 0;
-  virtual void scatter(const void* flat, cudaStream_t stream) const = 0;
-  virtual void scatter_add(const void* flat, double alpha, cudaStream_t stream) const = 0;
+  /// gather plus the statistics of `request` (NOTE: [gather statistics] in src/stats.h).
+  virtual void gather_stats(void* flat, const StatsRequest& request,
+                            cudaStream_t stream) const = 0;
+  /// `scale` is a host value or a float32 on the plan's device (plan.h Factor).
+  virtual void scatter(const void* flat, const Factor& scale, cudaStream_t stream) const = 0;
+  virtual void scatter_add(const void* flat, const Factor& alpha, cudaStream_t stream) const = 0;
   /// For each (segment, data) pair, changes the data pointer of every copy whose `segment`
   /// equals it (null: a zero-filled placeholder). All changes land together (on CUDA: one
   /// upload ordered on `stream`), or none when it throws.

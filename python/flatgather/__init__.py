@@ -20,8 +20,9 @@ from ._library import (LIBRARY_ENV, LibraryNotFoundError, TorchVersionMismatchEr
 load_library()
 
 from ._plan import Plan, gather, scatter  # noqa: E402  (needs the operators loaded)
+from ._stats import GatherStats  # noqa: E402
 
-__all__ = ["Plan", "gather", "scatter", "build_info", "cuda_available", "library_path",
+__all__ = ["Plan", "GatherStats", "gather", "scatter", "build_info", "cuda_available", "library_path",
            "find_library", "load_library", "LibraryNotFoundError", "TorchVersionMismatchError",
            "LIBRARY_ENV", "__version__"]
 
