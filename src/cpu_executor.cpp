@@ -143,7 +143,9 @@ class CpuExecutor final : public Executor {
       }
     });
     std::vector<double> tensor_sums(r.d_tensor_norms ? r.num_segments : 0);
-    finish_stats(r, parts.data(), static_cast<std::int64_t>(parts.size()), tensor_sums.data());
+    finish_stats(
+        r, [&](std::int64_t p) { return parts[static_cast<std::size_t>(p)]; },
+        static_cast<std::int64_t>(parts.size()), tensor_sums.data());
   }
 
   void rebind(const std::vector<std::pair<int, void*>>& changes, cudaStream_t) override {

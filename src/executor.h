@@ -22,6 +22,7 @@ struct ExecutorInput {
   std::int64_t flat_numel = 0;
   Device device;
   int num_threads = 0;
+  std::int32_t num_segments = 0;  ///< Layout::segments().size() (empty tensors included)
 };
 
 /// Moves bytes for one plan. gather/scatter/scatter_add are const and thread-safe; rebind

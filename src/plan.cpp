@@ -216,6 +216,7 @@ Plan Plan::build(std::vector<TensorRef> tensors, const PlanOptions& options) {
   input.flat_numel = total;
   input.device = tensors[0].device;
   input.num_threads = options.num_threads;
+  input.num_segments = static_cast<std::int32_t>(segments.size());
   std::int64_t end = 0;
   auto pad_to = [&](std::int64_t offset) {
     if (offset > end) {

@@ -59,19 +59,21 @@ FG_HOST_DEVICE FG_FORCE_INLINE float clip_coefficient(double max_norm, float nor
 }
 
 /// Adds the units' partials in unit order and writes the results (the combine step of NOTE:
-/// [gather statistics]). `tensor_sums` has num_segments slots of scratch when
-/// d_tensor_norms is set.
-FG_HOST_DEVICE inline void finish_stats(const StatsRequest& r, const StatsPartial* parts,
-                                        std::int64_t num_parts, double* tensor_sums) {
+/// [gather statistics]). `part(p)` returns unit p's StatsPartial (the CUDA kernel loads them
+/// past L1). `tensor_sums` has num_segments slots of scratch when d_tensor_norms is set.
+template <class Part>
+FG_HOST_DEVICE inline void finish_stats(const StatsRequest& r, Part&& part, std::int64_t num_parts,
+                                        double* tensor_sums) {
   double total = 0.0;
   std::int32_t nonfinite = 0;
   if (r.d_tensor_norms) {
     for (std::int32_t s = 0; s < r.num_segments; ++s) tensor_sums[s] = 0.0;
   }
   for (std::int64_t p = 0; p < num_parts; ++p) {
-    total += parts[p].sumsq;
-    nonfinite |= parts[p].nonfinite;
-    if (r.d_tensor_norms && parts[p].segment >= 0) tensor_sums[parts[p].segment] += parts[p].sumsq;
+    const StatsPartial u = part(p);
+    total += u.sumsq;
+    nonfinite |= u.nonfinite;
+    if (r.d_tensor_norms && u.segment >= 0) tensor_sums[u.segment] += u.sumsq;
   }
   const float norm = static_cast<float>(sqrt(total));
   if (r.d_norm) *r.d_norm = norm;

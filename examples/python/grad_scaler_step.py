@@ -8,12 +8,11 @@ the update is one scatter_add into the parameters whose alpha (`-lr * clip_coef`
 device tensor, and a step with non-finite gradients is skipped by zeroing the flat update with
 a device-side mask. The loss scale backs off and grows with device-side `torch.where`.
 
-    python3 examples/python/grad_scaler_step.py [--steps 40]
+    python3 examples/python/grad_scaler_step.py [--steps 40] [--device cuda]
 
 Checks itself against the same loop written with per-parameter PyTorch calls and host
 decisions (unscale, isfinite, clip_grad_norm_'s formula on a float64 norm, `p.add_`): the same
-skipped steps, and parameters equal within 1e-6 relative at the end. Runs on the CPU (CUDA
-plans do not compute gradient statistics yet). Exits 1 on a mismatch.
+skipped steps, and parameters equal within 1e-6 relative at the end. Exits 1 on a mismatch.
 """
 
 import argparse
@@ -29,14 +28,19 @@ BACKOFF, GROWTH, GROWTH_INTERVAL = 0.5, 2.0, 5
 BAD_STEPS = {7, 8, 21}  # a non-finite gradient is injected at these steps
 
 
+DEVICE = torch.device("cpu")
+
+
 def make_model(seed=0):
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Tanh(), torch.nn.Linear(32, 4))
+    return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Tanh(),
+                               torch.nn.Linear(32, 4)).to(DEVICE)
 
 
 def data(step):
     g = torch.Generator().manual_seed(1000 + step)
-    return torch.randn(64, 16, generator=g), torch.randn(64, 4, generator=g)
+    return (torch.randn(64, 16, generator=g).to(DEVICE),
+            torch.randn(64, 4, generator=g).to(DEVICE))
 
 
 def backward(model, step, scale):
@@ -56,8 +60,9 @@ def run_flatgather(steps):
     grads = flatgather.Plan.from_module(model, grads=True)
     params = flatgather.Plan.from_module(model)
     flat = grads.empty_flat()
-    scale = torch.tensor(2.0 ** 12)
-    good_steps = torch.zeros((), dtype=torch.int64)
+    scale = torch.tensor(2.0 ** 12, device=DEVICE)
+    zero = torch.zeros((), device=DEVICE)
+    good_steps = torch.zeros((), dtype=torch.int64, device=DEVICE)
     skipped = []
     for step in range(steps):
         backward(model, step, scale)
@@ -68,7 +73,7 @@ def run_flatgather(steps):
         # Skip the step: a zero update and a zero alpha (the norm, hence clip_coef, is NaN or
         # 0 then, and 0 * inf is NaN).
         flat.masked_fill_(found, 0.0)
-        params.scatter_add(flat, torch.where(found, torch.zeros(()), -LR * stats.clip_coef))
+        params.scatter_add(flat, torch.where(found, zero, -LR * stats.clip_coef))
         good_steps = torch.where(found, torch.zeros_like(good_steps), good_steps + 1)
         grow = good_steps >= GROWTH_INTERVAL
         scale = torch.where(found, scale * BACKOFF, torch.where(grow, scale * GROWTH, scale))
@@ -83,7 +88,7 @@ def run_reference(steps):
     scale, good_steps, skipped = 2.0 ** 12, 0, []
     for step in range(steps):
         backward(model, step, scale)
-        inv_scale = torch.tensor(1.0 / scale)
+        inv_scale = torch.tensor(1.0 / scale, device=DEVICE)
         grads = [p.grad * inv_scale for p in model.parameters()]
         found = not all(bool(torch.isfinite(g).all()) for g in grads)
         skipped.append(found)
@@ -104,7 +109,11 @@ def run_reference(steps):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=40)
-    steps = parser.parse_args().steps
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    steps = args.steps
     ours, ours_skipped = run_flatgather(steps)
     ref, ref_skipped = run_reference(steps)
     ok = True
