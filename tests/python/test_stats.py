@@ -197,3 +197,22 @@ def test_bad_statistics_arguments_name_the_problem():
     ints = flatgather.Plan([torch.arange(4)])
     with pytest.raises(RuntimeError, match="not floating point"):
         ints.gather(norm=True)
+
+
+def test_grad_scaler_example_checks_itself():
+    """examples/python/grad_scaler_step.py: a GradScaler-style step with fused statistics
+    against the per-parameter loop (same skipped steps, same parameters)."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+    root = pathlib.Path(__file__).resolve().parents[2]
+    example = root / "examples" / "python" / "grad_scaler_step.py"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(pathlib.Path(flatgather.__file__).resolve().parents[1])]
+        + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    done = subprocess.run([sys.executable, str(example), "--steps", "30"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "skipped steps: flatgather [7, 8, 21], reference [7, 8, 21]" in done.stdout
