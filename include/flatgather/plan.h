@@ -133,7 +133,8 @@ class Plan {
   /// gather with a scale and statistics computed in the same pass (one launch on CUDA, no
   /// allocation, no host sync; deterministic: NOTE: [gather statistics]). Throws when a
   /// statistic or a non-unit scale is asked of a plan with non-floating tensors, or for
-  /// d_clip_coef without max_norm > 0.
+  /// d_clip_coef without max_norm > 0. On CUDA the partial sums live in the plan's scratch,
+  /// so two gathers with statistics through one plan must not run at once (on two streams).
   void gather(void* flat, std::int64_t flat_numel, const GatherOptions& options,
               cudaStream_t stream = nullptr) const;
   /// Writes `flat` back into the tensors (cast to each tensor's dtype).
