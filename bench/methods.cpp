@@ -40,10 +40,13 @@ constexpr std::size_t kCheckedMinTensors = 1000;
 
 class FlatgatherMethod final : public Method {
  public:
-  FlatgatherMethod(Op op, Workload& w, const Suite& suite, bool check_tensors) : op_(op), w_(w) {
+  FlatgatherMethod(Op op, Workload& w, const Suite& suite, bool check_tensors,
+                   flatgather::CpuStreaming streaming = flatgather::CpuStreaming::Auto)
+      : op_(op), w_(w) {
     flatgather::torch::Options options;
     options.dtype = flatgather::torch::to_scalar_type(suite.flat_dtype);
     options.check_tensors = check_tensors;
+    options.cpu_streaming = streaming;
     for (BufferSet& set : w.sets) {
       plans_.push_back(flatgather::torch::Plan::from_tensors(set.tensors, w.names, options));
     }
@@ -245,6 +248,9 @@ Applies no() { return {Applies::No, ""}; }
 Applies unavailable(std::string reason) { return {Applies::Unavailable, std::move(reason)}; }
 Applies only_if(bool runs) { return runs ? yes() : no(); }
 
+// The streaming variants: gather and scatter on the CPU (scatter_add never streams).
+bool cpu_copy(Op op, Dev dev) { return dev == Dev::CPU && op != Op::ScatterAdd; }
+
 // The byte-copy peers: CUDA, gather and scatter, one dtype and contiguous tensors.
 Applies byte_copy_applies(Op op, Dev dev, const Suite& suite, const std::string& why_not) {
   if (op == Op::ScatterAdd || dev != Dev::CUDA) return no();
@@ -269,6 +275,19 @@ const std::vector<MethodSpec>& method_table() {
        [](Op, Dev, const Suite& s) { return only_if(s.tensors.size() >= kCheckedMinTensors); },
        [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
          return std::make_unique<FlatgatherMethod>(op, w, s, true);
+       }},
+      {"flatgather_stream_on", Role::Variant,
+       "ours with CpuStreaming::On: streaming stores on every\n"
+       "gather and scatter (cpu; A/B of the Auto threshold)",
+       false, [](Op op, Dev dev, const Suite&) { return only_if(cpu_copy(op, dev)); },
+       [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+         return std::make_unique<FlatgatherMethod>(op, w, s, false, flatgather::CpuStreaming::On);
+       }},
+      {"flatgather_stream_off", Role::Variant,
+       "ours with CpuStreaming::Off: normal stores only (cpu)", false,
+       [](Op op, Dev dev, const Suite&) { return only_if(cpu_copy(op, dev)); },
+       [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+         return std::make_unique<FlatgatherMethod>(op, w, s, false, flatgather::CpuStreaming::Off);
        }},
       {"torch_cat", Role::Peer,
        "at::cat_out of every t.reshape(-1) into the flat buffer (gather)", false,

@@ -33,6 +33,7 @@ enum class Role {
   OursChecked,  ///< the "checked" column
   Peer,         ///< a candidate for "best peer"
   Roofline,     ///< the "roof" of "ours/roof"
+  Variant,      ///< ours with one knob changed, for A/B in one run (rows only, no column)
 };
 
 /// Whether a method runs for one (op, device, suite).

@@ -188,6 +188,7 @@ RoundRow round_row(const Results& results, const std::string& base,
         break;
       case Role::OursChecked: row.checked = r.bytes_per_second; break;
       case Role::Roofline: row.roof = r.bytes_per_second; break;
+      case Role::Variant: break;
       case Role::Peer:
         if (r.bytes_per_second > row.best) {
           row.best = r.bytes_per_second;

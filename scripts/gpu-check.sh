@@ -1,44 +1,164 @@
 #!/usr/bin/env bash
-# The GPU check, on a machine with an NVIDIA GPU (by hand, in docker/Dockerfile, in GPU CI):
-#   1. configure against the PyTorch of `python3` (or the LibTorch in $FLATGATHER_LIBTORCH),
-#      with GoogleTest / Google Benchmark from the system or from .debs/ (dpkg -x);
-#   2. build everything with all cores into build-gpu/;
-#   3. run every CTest test, the `gpu` label included;
-#   4. run a small subset of the GPU tests under compute-sanitizer memcheck and racecheck;
-#   5. run flatgather-bench's CUDA suites (JSON) when the benchmark was built;
-# and write every log, the benchmark JSON and the kernels' ptxas resource lines to $OUT
-# (default build-gpu/gpu-check/). A summary table comes last. Budget: under 8 minutes on an
-# H200 with 16 cores.
+# shellcheck disable=SC2317 # the steps are functions that run_step calls indirectly
+# The GPU check: build, test, sanitize and benchmark the CUDA path on a machine with an NVIDIA
+# GPU, in at most 6 minutes on 16 cores. The same script runs by hand, in docker/Dockerfile,
+# in .github/workflows/gpu.yml and from the device tool (docs/perf.md "GPU results").
 #
-#   scripts/gpu-check.sh                         # PyTorch from python3
-#   FLATGATHER_LIBTORCH=/opt/libtorch OUT=/tmp/r scripts/gpu-check.sh
+#   scripts/gpu-deps.sh                 # first, on a networked machine: .debs into .deps/
+#   scripts/gpu-check.sh                # device mode: a GPU is required
+#   scripts/gpu-check.sh --rehearse     # no GPU: every step that needs none (CI, see
+#                                       # scripts/ci-gpu-rehearsal.sh); the rest "skipped"
 #
-# Variables: FLATGATHER_LIBTORCH (a LibTorch folder or its share/cmake), OUT, FLATGATHER_BUILD_DIR
-# (default build-gpu), FLATGATHER_CUDA_ARCHITECTURES (default 80;90), JOBS (default: all cores).
+# GoogleTest, Google Benchmark and nlohmann-json come ONLY from the .debs in .deps/ (the GPU
+# machine has none and no network): they are unpacked with `dpkg -x` into a private prefix
+# and CMake is pointed at it (GTest_DIR, benchmark_DIR, nlohmann_json_DIR). The step `deps`
+# then proves it: CMake's cache, every object's header dependencies (ninja -t deps) and the
+# benchmark's shared library must come from the prefix, never from /usr. The rehearsal also
+# hides the system copies in a mount namespace (unshare -m, as root), so a build that still
+# reaches for them fails to configure or compile.
+#
+# Steps and budgets (seconds). "limit" is each step's timeout in device mode, and every
+# limit is also cut to what is left of the 360 s total. The budgets are estimates for 16
+# cores: no H200 run has been made yet. "rehearsal" is what scripts/ci-gpu-rehearsal.sh
+# took on 2026-11-30 on the 2-core machine without GPU, shared with five other builds:
+# "cold" with ccache warm for the core library only, "warm" rerun with every object cached.
+# In a rehearsal the limits are 8x longer and the total is not enforced.
+#
+#   step              what                                          limit  rehearsal (2 cores)
+#   env               GPU, driver, CUDA, sanitizer, torch versions       5   3
+#   deps              unpack .deps/ into the prefix (rehearsal: hide     5   1-3
+#                     the system copies first)
+#   configure         sm_XX only (nvidia-smi compute_cap), no -Werror,  45   14
+#                     no examples, no install rules
+#   provenance-cmake  GTest/benchmark/nlohmann_json_DIR in the prefix    2   0
+#   build             libs, the `gpu`-labelled tests, the benchmark,   140   642-711 cold, 8-12 warm
+#                     all cores (kernel objects rebuilt: ptxas lines)
+#   provenance-build  headers (ninja -t deps), link lines, ldd of the    3   1
+#                     benchmark: the prefix's, never /usr's
+#   ctest             ctest -L gpu: test_cuda, test_errors, test_fuzz   35   10 (CUDA cases
+#                     (FLATGATHER_FUZZ_SECONDS=5)                           skip: no GPU)
+#   pytest            tests/python on every device present (cpu, cuda)  30   12 (cpu only)
+#   memcheck          compute-sanitizer memcheck, a subset of test_cuda 20   skipped (no GPU)
+#                     PYTORCH_NO_CUDA_MEMORY_CACHING=1 (no blocks to hide in)
+#   initcheck         the same subset, uninitialised device reads       15   skipped (no GPU)
+#   synccheck         the same subset, illegal barriers                 10   skipped (no GPU)
+#   bench             gpt2-small, many-tiny, mixed-cast, strided,       30   21 (cpu stand-in)
+#                     resnet50; 0.02 s min time (rehearsal: many-tiny on the CPU)
+#   bench-llama       llama-7b gather only (its own JSON, so a timeout  15   skipped (no GPU)
+#                     there loses nothing else)
+#   summary           summary.md, logs.tar.gz                            5   <1
+#   total                                                              360   654-772 cold, 50-67 warm
+# racecheck is left out: the kernels use no shared memory, so it has nothing to check.
+#
+# What comes back in $OUT (default build-gpu/gpu-check): summary.md (printed last on stdout
+# too), bench.json and bench-llama.json (the benchmark's JSON) and logs.tar.gz (every log,
+# ptxas.txt, env.txt).
+#
+# Variables: OUT; FLATGATHER_BUILD_DIR (default build-gpu); FLATGATHER_DEPS (the .debs, default
+# .deps); FLATGATHER_CUDA_ARCHITECTURES (default: the GPU's compute_cap; 90 in a rehearsal);
+# FLATGATHER_PYTHON (default: the first of python3, /usr/bin/python3 that imports torch);
+# FLATGATHER_LIBTORCH (a LibTorch folder instead of python's PyTorch); JOBS (default all cores).
+# Device mode exports FLATGATHER_REQUIRE_GPU=1 to every step: a CUDA test that would skip, the
+# fuzz test's CUDA branch and a benchmark with nothing to run then fail instead.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+mode=device
+case "${1:-}" in
+  "") ;;
+  --rehearse) mode=rehearse ;;
+  -h | --help) sed -n '3,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  *) echo "usage: scripts/gpu-check.sh [--rehearse]" >&2; exit 2 ;;
+esac
+
 build=${FLATGATHER_BUILD_DIR:-$root/build-gpu}
+# The rehearsal's system copies to hide (see hide_system_copies); globbed inside the namespace.
+hidden_globs=(
+  /usr/include/gtest /usr/include/gmock /usr/include/benchmark /usr/include/nlohmann
+  /usr/local/include/gtest /usr/local/include/gmock /usr/local/include/benchmark
+  /usr/local/include/nlohmann /usr/src/googletest /usr/src/gtest
+  '/usr/lib/*-linux-gnu/cmake/GTest' '/usr/lib/*-linux-gnu/cmake/benchmark'
+  '/usr/lib/*-linux-gnu/cmake/nlohmann_json' '/usr/share/cmake*/nlohmann_json'
+  '/usr/lib/cmake/GTest' '/usr/lib/cmake/benchmark' '/usr/lib/cmake/nlohmann_json'
+  '/usr/lib/*-linux-gnu/libgtest*' '/usr/lib/*-linux-gnu/libgmock*'
+  '/usr/lib/*-linux-gnu/libbenchmark*' '/usr/lib/*-linux-gnu/pkgconfig/gtest*'
+  '/usr/lib/*-linux-gnu/pkgconfig/gmock*' '/usr/lib/*-linux-gnu/pkgconfig/benchmark*'
+  '/usr/share/pkgconfig/nlohmann_json*'
+)
+
+# The rehearsal re-runs itself in a private mount namespace where the system copies are
+# hidden. FLATGATHER_REHEARSAL_HIDDEN: 1 inside it; 0 where unshare is refused (not root, a
+# container without CAP_SYS_ADMIN): then the `provenance` step alone guards the prefix.
+if [ "$mode" = rehearse ] && [ -z "${FLATGATHER_REHEARSAL_HIDDEN:-}" ]; then
+  if unshare -m --propagation private true 2>/dev/null; then
+    FLATGATHER_REHEARSAL_HIDDEN=1 exec unshare -m --propagation private \
+      bash "${BASH_SOURCE[0]}" --rehearse
+  fi
+  echo "gpu-check: unshare -m refused: system copies stay visible; the provenance step guards" >&2
+  export FLATGATHER_REHEARSAL_HIDDEN=0
+fi
+
+hide_system_copies() {  # bind-mounts an empty folder / empty file over each system copy
+  local empty_dir=$build/.hidden-dir empty_file=$build/.hidden-file glob path
+  mkdir -p "$empty_dir" && : >"$empty_file"
+  for glob in "${hidden_globs[@]}"; do
+    # shellcheck disable=SC2086 # globbed here, on purpose
+    for path in $glob; do
+      [ -e "$path" ] || continue
+      if [ -d "$path" ]; then
+        mount --bind "$empty_dir" "$path" || return 1
+      else
+        mount --bind "$empty_file" "$path" || return 1
+      fi
+      echo "hidden: $path"
+    done
+  done
+  [ ! -e /usr/include/gtest/gtest.h ] && [ ! -e /usr/include/nlohmann/json.hpp ]
+}
+
 out=${OUT:-$build/gpu-check}
+work=$build/gpu-check-work  # logs before they are packed into logs.tar.gz
+deps_dir=${FLATGATHER_DEPS:-$root/.deps}
+prefix=$build/deps-prefix
 jobs=${JOBS:-$(nproc)}
-archs=${FLATGATHER_CUDA_ARCHITECTURES:-80;90}
-# PyTorch's CMake config adds -gencode flags for every architecture it guesses when no GPU is
-# visible at configure time; keep it to ours (see docker/Dockerfile).
-export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-8.0;9.0}
-mkdir -p "$out" "$build"
+total_budget=360
+slow=1
+[ "$mode" = rehearse ] && slow=8
+rm -rf "$work"
+mkdir -p "$out" "$work" "$build"
 t0=$(date +%s)
 
-rows=()     # "step|result|seconds|detail"
+# Each step's budget in seconds in device mode: the header's table.
+declare -A budget=([env]=5 [deps]=5 [configure]=45 [provenance-cmake]=2 [build]=140
+  [provenance-build]=3 [ctest]=35 [pytest]=30 [memcheck]=20 [initcheck]=15 [synccheck]=10
+  [bench]=30 [bench-llama]=15)  # + 5 for the summary = 360
+rows=()  # "step|result|seconds|budget"
 failed=0
 
-# run_step NAME LOG TIMEOUT_S COMMAND...: runs a step with a time limit, records its row.
+# run_step NAME COMMAND...: runs a step with a time limit (its budget, cut to what is left of
+# the total in device mode), its output in $work/NAME.log; records its row. A shell function
+# (the short local steps: env, deps, provenance-*) runs in a subshell, untimed.
 run_step() {
-  local name=$1 log=$2 limit=$3
-  shift 3
-  local start rc result
+  local name=$1 log=$work/$1.log
+  shift
+  local step_budget=${budget[$name]} start rc result
+  local limit=$((step_budget * slow))
+  if [ "$mode" = device ]; then
+    local left=$((total_budget - 5 - ($(date +%s) - t0)))  # 5 s kept for the summary
+    [ "$left" -lt "$limit" ] && limit=$left
+    if [ "$limit" -lt 5 ]; then
+      rows+=("$name|TIMEOUT (no time left)|0|$step_budget")
+      failed=1
+      return 124
+    fi
+  fi
   start=$(date +%s)
-  printf '==== %s (log: %s)\n' "$name" "$log"
-  timeout --kill-after=10 "$limit" "$@" >"$log" 2>&1
+  printf '==== %s (limit %ss, log %s)\n' "$name" "$limit" "$(basename "$log")"
+  if declare -F "$1" >/dev/null; then
+    ("$@") >"$log" 2>&1
+  else
+    timeout --kill-after=10 "$limit" "$@" >"$log" 2>&1
+  fi
   rc=$?
   if [ "$rc" -eq 0 ]; then
     result=pass
@@ -49,146 +169,304 @@ run_step() {
     result="FAIL (rc $rc)"
     failed=1
   fi
-  rows+=("$name|$result|$(( $(date +%s) - start ))|$(basename "$log")")
+  rows+=("$name|$result|$(($(date +%s) - start))|$step_budget")
   tail -n 5 "$log"
   return "$rc"
 }
 
-skip_step() {
-  rows+=("$1|skipped|0|$2")
+skip_step() {  # skip_step NAME REASON
+  rows+=("$1|skipped: $2|0|${budget[$1]}")
   printf '==== %s: skipped (%s)\n' "$1" "$2"
 }
 
-# ---- environment --------------------------------------------------------------------------
-{
-  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "commit: ${FLATGATHER_GIT_COMMIT:-$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)}"
-  gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>/dev/null) ||
-    gpu="none (nvidia-smi failed or is missing)"
-  echo "gpu: $gpu"
-  nvcc --version 2>&1 | tail -n 1 | sed 's/^/nvcc: /'
-  python3 -c 'import torch; print("torch:", torch.__version__, "cuda", torch.version.cuda)' 2>&1
-  echo "cores: $(nproc), jobs: $jobs, architectures: $archs"
-} >"$out/env.txt" 2>&1
-cat "$out/env.txt"
-
-# ---- LibTorch -----------------------------------------------------------------------------
-prefix=()
-if [ -n "${FLATGATHER_LIBTORCH:-}" ]; then
-  if [ -d "$FLATGATHER_LIBTORCH/share/cmake" ]; then
-    prefix+=("$FLATGATHER_LIBTORCH/share/cmake")
-  else
-    prefix+=("$FLATGATHER_LIBTORCH")
-  fi
+# ---- env ------------------------------------------------------------------------------------
+if [ "$mode" = device ]; then
+  export FLATGATHER_REQUIRE_GPU=1
 else
-  torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>>"$out/env.txt") || torch_prefix=
-  if [ -n "$torch_prefix" ]; then
-    prefix+=("$torch_prefix")
-  else
-    echo "no PyTorch in python3 and no FLATGATHER_LIBTORCH: configuring with the system LibTorch" | tee -a "$out/env.txt"
-  fi
+  unset FLATGATHER_REQUIRE_GPU
 fi
+export FLATGATHER_FUZZ_SECONDS=${FLATGATHER_FUZZ_SECONDS:-5}
 
-# ---- GoogleTest / Google Benchmark: the system's, else the .debs/ carried with the tree ----
-have_cmake_package() {  # have_cmake_package GTest|benchmark
-  local d
-  for d in /usr/lib/x86_64-linux-gnu/cmake /usr/lib/aarch64-linux-gnu/cmake /usr/lib/cmake \
-           /usr/lib64/cmake /usr/local/lib/cmake /usr/local/lib64/cmake /usr/share/cmake; do
-    [ -f "$d/$1/$1Config.cmake" ] || [ -f "$d/$1/$(echo "$1" | tr '[:upper:]' '[:lower:]')-config.cmake" ] && return 0
+find_python() {  # the python that imports torch
+  local p
+  # shellcheck disable=SC2086 # a list of candidates
+  for p in ${FLATGATHER_PYTHON:-python3 /usr/bin/python3}; do
+    if "$p" -c 'import torch' >/dev/null 2>&1; then
+      echo "$p"
+      return 0
+    fi
   done
   return 1
 }
-deps=$build/deps
-cmake_extra=()
-if ! have_cmake_package GTest || ! have_cmake_package benchmark; then
-  if compgen -G "$root/.debs/*.deb" >/dev/null; then
-    mkdir -p "$deps"
-    for deb in "$root"/.debs/*.deb; do dpkg -x "$deb" "$deps"; done
-    libdir=$(dirname "$(find "$deps" -name 'GTestConfig.cmake' -print -quit)")
-    [ -n "$libdir" ] && [ "$libdir" != . ] && cmake_extra+=("-DGTest_DIR=$libdir")
-    libdir=$(dirname "$(find "$deps" -name 'benchmarkConfig.cmake' -print -quit)")
-    [ -n "$libdir" ] && [ "$libdir" != . ] && cmake_extra+=("-Dbenchmark_DIR=$libdir")
-    prefix+=("$deps/usr")
-    # libbenchmark1debian ships a shared library.
-    for l in "$deps"/usr/lib/*-linux-gnu; do
-      [ -d "$l" ] && export LD_LIBRARY_PATH="$l${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    done
-    echo "GoogleTest/Benchmark from .debs/: ${cmake_extra[*]}" | tee -a "$out/env.txt"
-  else
-    echo "GoogleTest or Google Benchmark missing and no .debs/ folder" | tee -a "$out/env.txt"
-  fi
-fi
+python=$(find_python) || python=
+sanitizer=$(command -v compute-sanitizer) || sanitizer=/usr/local/cuda/bin/compute-sanitizer
+[ -x "$sanitizer" ] || sanitizer=/usr/local/cuda/compute-sanitizer/compute-sanitizer
 
-# ---- configure, build ----------------------------------------------------------------------
-prefix_path=$(IFS=';'; echo "${prefix[*]:-}")
-if run_step configure "$out/configure.log" 300 \
-    cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-      -DFLATGATHER_CUDA=ON "-DFLATGATHER_CUDA_ARCHITECTURES=$archs" \
-      -DFLATGATHER_TESTS=ON -DFLATGATHER_BENCH=ON -DFLATGATHER_INSTALL=OFF \
-      "-DCMAKE_PREFIX_PATH=$prefix_path" "${cmake_extra[@]}"; then
-  # Recompile the kernels every time so that their ptxas resource lines are in the log.
-  rm -f "$build/CMakeFiles/flatgather.dir/kernels/gather_scatter.cu.o"
-  run_step build "$out/build.log" 420 cmake --build "$build" -j "$jobs"
-  built=$?
-  grep -E 'ptxas info *: (Compiling entry|Used)|spill' "$out/build.log" | grep -A2 'gather_scatter_kernel' \
-    >"$out/ptxas.txt" 2>/dev/null || true
+env_step() {
+  echo "mode: $mode"
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  local commit
+  commit=${FLATGATHER_GIT_COMMIT:-$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)}
+  echo "commit: $commit"
+  echo "cores: $(nproc), jobs: $jobs"
+  local gpu ok=0
+  if ! command -v nvidia-smi >/dev/null; then
+    echo "gpu: none (no nvidia-smi)"
+    [ "$mode" = device ] && ok=1
+  elif gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap \
+               --format=csv,noheader 2>&1); then
+    echo "gpu: $gpu"
+  else
+    echo "gpu: none (nvidia-smi: $(echo "$gpu" | head -n 1))"
+    [ "$mode" = device ] && ok=1
+  fi
+  echo "nvcc: $(nvcc --version 2>&1 | grep -m1 -o 'release [0-9.]*, V[0-9.]*' || echo missing)"
+  echo "compute-sanitizer: $("$sanitizer" --version 2>&1 | grep -m1 -o 'Version .*' ||
+    echo missing)"
+  echo "cmake: $(cmake --version | head -n 1)"
+  echo "c++: $(c++ --version 2>&1 | head -n 1)"
+  if [ -n "$python" ]; then
+    "$python" -c 'import sys, torch; print("python:", sys.executable, sys.version.split()[0])
+print("torch:", torch.__version__, "cuda", torch.version.cuda, "devices",
+      torch.cuda.device_count(), "cxx11 abi", torch._C._GLIBCXX_USE_CXX11_ABI)'
+  else
+    echo "python: no python3 imports torch"
+    ok=1
+  fi
+  return "$ok"
+}
+run_step env env_step
+cp "$work/env.log" "$work/env.txt"
+cat "$work/env.txt"
+
+# The architecture: the GPU's (compute_cap 9.0 -> 90), else 90 in a rehearsal.
+if [ -n "${FLATGATHER_CUDA_ARCHITECTURES:-}" ]; then
+  arch=$FLATGATHER_CUDA_ARCHITECTURES
+elif [ "$mode" = device ]; then
+  arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 |
+    tr -d ' .')
+  arch=${arch:-90}
 else
-  built=1
+  arch=90
 fi
+# LibTorch's CMake config adds -gencode flags for TORCH_CUDA_ARCH_LIST: the same one.
+TORCH_CUDA_ARCH_LIST=$(sed -E 's/([0-9]+)([0-9])/\1.\2/g' <<<"$arch")
+export TORCH_CUDA_ARCH_LIST
 
-if [ "$built" -eq 0 ]; then
-  # ---- tests ---------------------------------------------------------------------------------
-  run_step ctest "$out/ctest.log" 300 \
-    ctest --test-dir "$build" --output-on-failure -j 4 --no-tests=error --output-junit "$out/ctest.xml"
-  grep -E 'tests passed|tests failed|Total Test time|\*\*\*' "$out/ctest.log" | tail -n 20 >"$out/ctest-summary.txt" || true
-  # The GPU test binary once more, verbose, so its skips and timings are in the logs.
-  if [ -x "$build/tests/test_cuda" ]; then
-    run_step test_cuda "$out/test_cuda.log" 240 "$build/tests/test_cuda" --gtest_color=no
+# ---- deps: .deps/*.deb -> a private prefix ---------------------------------------------------
+deps_step() {
+  if [ "${FLATGATHER_REHEARSAL_HIDDEN:-}" = 1 ]; then
+    hide_system_copies || { echo "could not hide the system copies"; return 1; }
   fi
-
-  # ---- compute-sanitizer on a small subset -----------------------------------------------------
-  sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-  subset='CudaGatherScatter.OddAlignments:CudaGatherScatter.EmptyAndSingleTensors:CudaRebind.*:CudaGraph.*'
-  if [ -x "$sanitizer" ] && [ -x "$build/tests/test_cuda" ]; then
-    run_step memcheck "$out/memcheck.log" 240 "$sanitizer" --tool memcheck --error-exitcode 1 \
-      --leak-check no "$build/tests/test_cuda" "--gtest_filter=$subset"
-    run_step racecheck "$out/racecheck.log" 180 "$sanitizer" --tool racecheck --error-exitcode 1 \
-      "$build/tests/test_cuda" '--gtest_filter=CudaGatherScatter.OddAlignments:CudaStreams.*'
-  else
-    skip_step memcheck "no compute-sanitizer or no test_cuda"
-    skip_step racecheck "no compute-sanitizer or no test_cuda"
-  fi
-
-  # ---- benchmark -----------------------------------------------------------------------------
-  bench=$build/flatgather-bench
-  if [ -x "$bench" ]; then
-    remaining=$(( 470 - ($(date +%s) - t0) ))
-    if [ "$remaining" -gt 30 ]; then
-      run_step bench "$out/bench.log" "$remaining" "$bench" --device cuda \
-        --benchmark_format=json "--benchmark_out=$out/bench-cuda.json"
-    else
-      skip_step bench "no time left in the 8-minute budget"
+  compgen -G "$deps_dir/*.deb" >/dev/null || {
+    echo "no .debs in $deps_dir: run scripts/gpu-deps.sh first (and carry .deps)"
+    return 1
+  }
+  rm -rf "$prefix" && mkdir -p "$prefix"
+  local deb tmp
+  for deb in "$deps_dir"/*.deb; do
+    echo "unpack: $(basename "$deb")"
+    if command -v dpkg >/dev/null; then
+      dpkg -x "$deb" "$prefix" || return 1
+    else  # a .deb is an ar archive holding data.tar.{xz,zst,gz}
+      tmp=$(mktemp -d) && (cd "$tmp" && ar x "$deb") && tar -xf "$tmp"/data.tar.* -C "$prefix" ||
+        return 1
+      rm -rf "$tmp"
     fi
-  else
-    skip_step bench "build-gpu/flatgather-bench was not built"
+  done
+}
+run_step deps deps_step
+config_dir() { find "$prefix" -name "$1" -printf '%h\n' -quit 2>/dev/null; }
+gtest_dir=$(config_dir GTestConfig.cmake)
+benchmark_dir=$(config_dir benchmarkConfig.cmake)
+json_dir=$(config_dir nlohmann_jsonConfig.cmake)
+
+# ---- configure, build -----------------------------------------------------------------------
+cmake_prefix=()
+if [ -n "${FLATGATHER_LIBTORCH:-}" ]; then
+  cmake_prefix+=("$FLATGATHER_LIBTORCH")
+elif [ -n "$python" ]; then
+  torch_cmake=$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null)
+  [ -f "$torch_cmake/Torch/TorchConfig.cmake" ] && cmake_prefix+=("$torch_cmake")
+fi
+configure=(cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release
+  -DFLATGATHER_CUDA=ON "-DFLATGATHER_CUDA_ARCHITECTURES=$arch" -DFLATGATHER_WERROR=OFF
+  -DFLATGATHER_TESTS=ON -DFLATGATHER_BENCH=ON -DFLATGATHER_EXAMPLES=OFF -DFLATGATHER_INSTALL=OFF
+  "-DCMAKE_PREFIX_PATH=$(IFS=';'; echo "${cmake_prefix[*]:-}")"
+  "-DGTest_DIR=$gtest_dir" "-Dbenchmark_DIR=$benchmark_dir" "-Dnlohmann_json_DIR=$json_dir")
+# provenance_configure / provenance_build: the three packages came from the prefix only.
+provenance_configure() {
+  local var value bad=0
+  for var in GTest_DIR benchmark_DIR nlohmann_json_DIR; do
+    value=$(sed -n "s/^$var:[A-Z]*=//p" "$build/CMakeCache.txt")
+    echo "$var = $value"
+    case "$value" in "$prefix"/*) ;; *) echo "  ^ not in $prefix"; bad=1 ;; esac
+  done
+  return "$bad"
+}
+provenance_build() {
+  local deps bad=0 pkg ours
+  deps=$(cd "$build" && ninja -t deps) || return 1
+  ours="($prefix|${prefix#"$build"/})"  # ninja writes paths below the build folder relative
+  for pkg in gtest benchmark nlohmann; do
+    if grep -E "^ +/usr/(local/)?include/$pkg/" <<<"$deps" | sort -u | head -n 3 | grep .; then
+      echo "  ^ $pkg headers from the system"
+      bad=1
+    fi
+    if grep -q -E "^ +$ours/usr/include/$pkg/" <<<"$deps"; then
+      echo "$pkg headers: from $prefix"
+    else
+      echo "$pkg headers: none from $prefix"
+      bad=1
+    fi
+  done
+  if grep -E -o "(^|[ :=])/usr/(local/)?lib[^ ]*/lib(gtest|gmock|benchmark)[^ ]*" \
+       "$build/build.ninja" | sort -u; then
+    echo "  ^ linked from the system"
+    bad=1
   fi
+  local lib
+  lib=$(ldd "$build/flatgather-bench" | grep -m1 libbenchmark)
+  echo "flatgather-bench loads:$lib"
+  case "$lib" in *"$prefix"/*) ;; *) echo "  ^ not from $prefix"; bad=1 ;; esac
+  return "$bad"
+}
+
+built=1
+if run_step configure "${configure[@]}" && run_step provenance-cmake provenance_configure; then
+  # The targets the steps run: the libraries, the `gpu`-labelled tests' executables (from
+  # CTest, so no test name is written here) and the benchmark.
+  targets=(flatgather flatgather_torch flatgather-bench)
+  # A test whose name is a build target (fg_add_test) is a program of ours to build.
+  while read -r t; do
+    (cd "$build" && ninja -t query "$t") >/dev/null 2>&1 && targets+=("$t")
+  done < <(ctest --test-dir "$build" -L gpu --show-only=json-v1 |
+    python3 -c 'import json, sys
+print("\n".join(t["name"] for t in json.load(sys.stdin)["tests"]))')
+  echo "targets: ${targets[*]}" >>"$work/env.txt"
+  # Rebuild the kernels' objects every time, so their ptxas lines are in build.log.
+  find "$build/CMakeFiles/flatgather.dir" -name '*.cu.o' -delete 2>/dev/null
+  run_step build cmake --build "$build" -j "$jobs" --target "${targets[@]}" &&
+    run_step provenance-build provenance_build
+  built=$?
+  # ptxas lines of the library's kernels: the output ninja prints under each of its CUDA objects.
+  awk '/^\[[0-9]+\/[0-9]+\]/ { keep = /CUDA object CMakeFiles\/flatgather\.dir\// }
+       keep && /ptxas info/' "$work/build.log" >"$work/ptxas.txt"
 fi
 
-# ---- summary (last) ------------------------------------------------------------------------
-{
-  echo
-  echo "flatgather GPU check: $(grep -m1 '^gpu:' "$out/env.txt" | cut -c6-), $(grep -m1 '^commit:' "$out/env.txt")"
-  printf '%-10s | %-16s | %7s | %s\n' step result seconds log
-  printf -- '-----------+------------------+---------+-----------------\n'
-  for row in "${rows[@]}"; do
-    IFS='|' read -r name result secs log <<<"$row"
-    printf '%-10s | %-16s | %7s | %s\n' "$name" "$result" "$secs" "$log"
-  done
-  [ -s "$out/ctest-summary.txt" ] && grep -E 'tests passed|tests failed' "$out/ctest-summary.txt" | tail -n 1
-  if [ -s "$out/test_cuda.log" ]; then
-    echo "test_cuda: $(grep -E '^\[ +(PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$out/test_cuda.log" | tr -s ' ' | paste -sd ';' -)"
+# ---- tests ----------------------------------------------------------------------------------
+subset='CudaGatherScatter.OddAlignments:CudaGatherScatter.MixedDtypesOneLaunch'
+subset+=':CudaGatherScatter.EmptyAndSingleTensors:CudaRebind.*:CudaGraph.*'
+test_cuda=$build/tests/test_cuda
+pytest_env=(env "PYTHONPATH=$root/python" "FLATGATHER_LIBRARY=$build/libflatgather_torch.so"
+  FLATGATHER_REQUIRE_LIBRARY=1 PYTHONDONTWRITEBYTECODE=1)
+bench_json=$out/bench.json
+llama_json=$out/bench-llama.json
+rm -f "$bench_json" "$llama_json"
+if [ "$built" -eq 0 ]; then
+  run_step ctest ctest --test-dir "$build" -L gpu --output-on-failure --no-tests=error \
+    --output-junit "$work/ctest.xml"
+  if [ -n "$python" ]; then
+    run_step pytest "${pytest_env[@]}" "$python" -m pytest -q -p no:cacheprovider -rs \
+      "$root/tests/python"
+  else
+    skip_step pytest "no python imports torch"
   fi
-  [ -s "$out/ptxas.txt" ] && echo "kernel registers: $(grep -o 'Used [0-9]* registers' "$out/ptxas.txt" | awk '{print $2}' | paste -sd ' ' -)"
-  echo "total: $(( $(date +%s) - t0 )) s; logs and JSON in $out"
-} | tee "$out/summary.txt"
+  if [ "$mode" = rehearse ]; then
+    for s in memcheck initcheck synccheck; do skip_step "$s" "needs a GPU"; done
+  elif [ ! -x "$sanitizer" ]; then
+    for s in memcheck initcheck synccheck; do
+      run_step "$s" sh -c 'echo "no compute-sanitizer on PATH or in /usr/local/cuda"; exit 1'
+    done
+  else
+    sanitize=("$sanitizer" --error-exitcode 1 --print-limit 20)
+    run_step memcheck env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "${sanitize[@]}" --tool memcheck \
+      --leak-check no "$test_cuda" "--gtest_filter=$subset"
+    run_step initcheck env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "${sanitize[@]}" --tool initcheck \
+      "$test_cuda" "--gtest_filter=$subset"
+    run_step synccheck "${sanitize[@]}" --tool synccheck "$test_cuda" "--gtest_filter=$subset"
+  fi
+
+  # ---- benchmark ----------------------------------------------------------------------------
+  suites='(gpt2-small|many-tiny|mixed-cast|strided|resnet50)'
+  if [ "$mode" = device ]; then
+    run_step bench "$build/flatgather-bench" --device cuda \
+      "--benchmark_filter=^(gather|scatter|scatter_add)/cuda/$suites/" \
+      --benchmark_min_time=0.02 "--benchmark_out=$bench_json" --benchmark_out_format=json
+    run_step bench-llama "$build/flatgather-bench" --device cuda \
+      --benchmark_filter=^gather/cuda/llama-7b/ \
+      --benchmark_min_time=0.02 "--benchmark_out=$llama_json" --benchmark_out_format=json
+  else
+    # No GPU: the same binary and JSON path on the CPU's smallest suite, so the summary's
+    # tables are exercised too.
+    run_step bench "$build/flatgather-bench" --device cpu \
+      "--benchmark_filter=^(gather|scatter|scatter_add)/cpu/many-tiny/" \
+      --benchmark_min_time=0.01 --benchmark_repetitions=3 \
+      "--benchmark_out=$bench_json" --benchmark_out_format=json
+    skip_step bench-llama "needs a GPU (llama-7b is a GPU-only suite)"
+  fi
+else
+  for s in ctest pytest memcheck initcheck synccheck bench bench-llama; do
+    skip_step "$s" "no build"
+  done
+fi
+
+# ---- summary (last) -------------------------------------------------------------------------
+summary=$out/summary.md
+{
+  echo "# flatgather GPU check ($mode)"
+  echo
+  grep -E '^(gpu|commit|date|nvcc|torch|compute-sanitizer):' "$work/env.txt" | sed 's/^/- /'
+  echo "- architectures: $arch; jobs: $jobs;" \
+    "FLATGATHER_REQUIRE_GPU=${FLATGATHER_REQUIRE_GPU:-unset}"
+  case "${FLATGATHER_REHEARSAL_HIDDEN:-}" in
+    1) echo "- system GoogleTest/Benchmark/nlohmann-json hidden (mount namespace)" ;;
+    0) echo "- system copies NOT hidden (unshare refused): the provenance step guards" ;;
+  esac
+  echo
+  echo "| step | result | seconds | budget |"
+  echo "|---|---|---:|---:|"
+  for row in "${rows[@]}"; do
+    IFS='|' read -r name result secs budget <<<"$row"
+    echo "| $name | $result | $secs | $budget |"
+  done
+  verdict=pass
+  [ "$failed" -eq 0 ] || verdict=FAIL
+  echo "| total | $verdict | $(($(date +%s) - t0)) | $total_budget |"
+  echo
+  if [ -s "$work/ctest.log" ]; then
+    echo "ctest: $(grep -m1 -E 'tests passed' "$work/ctest.log" || echo 'no result line')"
+  fi
+  if [ -s "$work/pytest.log" ]; then
+    echo "pytest: $(grep -E '(passed|failed|error)' "$work/pytest.log" | tail -n 1)"
+  fi
+  if [ -s "$work/ptxas.txt" ]; then
+    registers=$(grep -o 'Used [0-9]* registers' "$work/ptxas.txt" | awk '{print $2}' |
+      paste -sd ' ' -)
+    spills=$(grep -o '[0-9]* bytes spill' "$work/ptxas.txt" | awk '{s += $1} END {print s + 0}')
+    echo "kernel registers (ptxas, sm_$arch): $registers; spill bytes: $spills"
+  fi
+  echo
+  jsons=()
+  for f in "$bench_json" "$llama_json"; do [ -s "$f" ] && jsons+=("$f"); done
+  if [ ${#jsons[@]} -gt 0 ]; then
+    python3 "$root/scripts/bench-summary.py" "${jsons[@]}" || echo "(bench-summary.py failed)"
+  else
+    echo "No benchmark JSON."
+  fi
+  # The end of each failed step's log, so one round trip tells what to fix.
+  for row in "${rows[@]}"; do
+    IFS='|' read -r name result _ _ <<<"$row"
+    case "$result" in FAIL* | TIMEOUT*) ;; *) continue ;; esac
+    echo
+    echo "### $name: $result (last lines of $name.log)"
+    echo '```'
+    grep -v '^ *$' "$work/$name.log" 2>/dev/null | tail -n 25
+    echo '```'
+  done
+} >"$summary" 2>&1
+cp "$summary" "$work/summary.md"
+tar -czf "$out/logs.tar.gz" -C "$work" . 2>/dev/null
+echo
+cat "$summary"
 exit "$failed"

@@ -82,6 +82,8 @@ stage asan scripts/sanitize.sh
 stage fuzz scripts/fuzz-manifest.sh 30
 # The installed package, as pip users get it; one CUDA architecture keeps the wheel's build short.
 stage py-package scripts/test-python-package.sh -C cmake.define.FLATGATHER_CUDA_ARCHITECTURES=90
+# The GPU check's rehearsal: its build against the carried packages only, its CPU steps.
+stage gpu-rehearsal scripts/ci-gpu-rehearsal.sh
 
 echo
 printf '%-10s %-9s %7s %7s %8s %7s  %s\n' stage result passed failed skipped time log

@@ -6,12 +6,31 @@
 // packed into a few tasks. A call runs the tasks with an OpenMP dynamic schedule, or on the
 // calling thread when the whole copy is small or when the caller is already inside an OpenMP
 // parallel region (LibTorch's intra-op pool), so threads are never oversubscribed.
+//
+// NOTE: [cpu streaming stores]
+// A normal store to a cache line that is not in cache first reads that line (read for
+// ownership), so a copy of N bytes costs up to 3N bytes of memory traffic; a streaming
+// (non-temporal) store writes whole lines without that read and without evicting the cache.
+// It pays when the destination would not stay in cache anyway: when one call writes more
+// than the last-level cache holds (glibc's memcpy switches at a similar size, which is what
+// the benchmark's roofline gets). So under CpuStreaming::Auto gather streams when the flat
+// buffer is larger than the LLC (src/cpu_cache.h), and scatter when the tensors are;
+// scatter_add never does (it reads every destination line first: there is no read to save).
+// Only contiguous copies stream, and they write the values the normal loops write, so the
+// bits never change. Streaming stores are weakly ordered: every task that streamed ends with
+// an sfence, so its stores are globally visible before the task (and so the call) is done.
 #include <omp.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 
+#include "cpu_cache.h"
 #include "cpu_loops.h"
 #include "cpu_stats_loops.h"
 #include "executor.h"
@@ -22,7 +41,8 @@ namespace detail {
 
 namespace {
 
-using CopyFn = void (*)(Op, const CopyDesc&, std::int64_t, std::int64_t, void*, DType, double);
+using CopyFn = void (*)(Op, const CopyDesc&, std::int64_t, std::int64_t, void*, DType, double,
+                        bool);
 
 // NOTE: [cpu isa dispatch]
 // The element loops are compiled twice (src/cpu_loops_*.cpp): for the baseline x86-64 and
@@ -69,6 +89,33 @@ const char* copy_fn_name() { return has_avx2_fma() ? "avx2+fma" : "baseline"; }
 
 constexpr std::int64_t kTaskBytes = 256 * 1024;
 
+// FLATGATHER_CPU_STREAMING (read once per process) in place of CpuStreaming::Auto.
+CpuStreaming resolve_streaming(CpuStreaming option) {
+  static const std::string env = [] {
+    const char* value = std::getenv("FLATGATHER_CPU_STREAMING");
+    return std::string(value ? value : "");
+  }();
+  if (option != CpuStreaming::Auto || env.empty() || env == "auto") return option;
+  FG_CHECK(env == "on" || env == "off",
+           "the environment variable FLATGATHER_CPU_STREAMING is '"
+               << env << "'; use auto, on or off (or leave it unset for auto)");
+  return env == "on" ? CpuStreaming::On : CpuStreaming::Off;
+}
+
+bool streams(CpuStreaming mode, std::int64_t destination_bytes) {
+  if (mode == CpuStreaming::Auto) {
+    return destination_bytes > static_cast<std::int64_t>(cpu_llc_bytes());
+  }
+  return mode == CpuStreaming::On;
+}
+
+// Makes this thread's streaming stores visible to every other thread (NOTE above).
+void streaming_fence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+
 // A piece of one copy: elements [begin, end) of copies[copy].
 struct Piece {
   std::int32_t copy;
@@ -81,6 +128,7 @@ class CpuExecutor final : public Executor {
   explicit CpuExecutor(ExecutorInput in) : in_(std::move(in)) {
     const std::int64_t flat_size = dtype_size(in_.flat_dtype);
     std::int64_t budget = kTaskBytes;
+    std::int64_t tensor_bytes = 0;
     task_begin_.push_back(0);
     for (std::size_t c = 0; c < in_.copies.size(); ++c) {
       const CopyDesc& d = in_.copies[c];
@@ -90,6 +138,7 @@ class CpuExecutor final : public Executor {
         copy_of_segment_[seg] = static_cast<std::int32_t>(c);
       }
       const std::int64_t per_elem = flat_size + (d.data ? dtype_size(d.dtype) : 0);
+      if (d.data) tensor_bytes += d.numel * dtype_size(d.dtype);
       std::int64_t begin = 0;
       while (begin < d.numel) {
         std::int64_t fit = std::max<std::int64_t>(1, budget / per_elem);
@@ -109,6 +158,9 @@ class CpuExecutor final : public Executor {
       }
     }
     if (task_begin_.back() != pieces_.size()) task_begin_.push_back(pieces_.size());
+    const CpuStreaming mode = resolve_streaming(in_.cpu_streaming);
+    stream_gather_ = streams(mode, in_.flat_numel * flat_size);
+    stream_scatter_ = streams(mode, tensor_bytes);
   }
 
   void gather(void* flat, cudaStream_t) const override { run(Op::Gather, flat, 1.0); }
@@ -159,7 +211,12 @@ class CpuExecutor final : public Executor {
   std::string describe() const override {
     std::ostringstream os;
     os << "cpu (threads=" << threads() << ", tasks=" << task_begin_.size() - 1
-       << ", task_bytes=" << kTaskBytes << ", loops=" << copy_fn_name() << ")";
+       << ", task_bytes=" << kTaskBytes << ", loops=" << copy_fn_name() << ", streaming="
+       << (stream_gather_ && stream_scatter_ ? "gather+scatter"
+           : stream_gather_                  ? "gather"
+           : stream_scatter_                 ? "scatter"
+                                             : "off")
+       << ")";
     return os.str();
   }
 
@@ -167,7 +224,10 @@ class CpuExecutor final : public Executor {
   int threads() const { return in_.num_threads > 0 ? in_.num_threads : omp_get_max_threads(); }
 
   void run(Op op, void* flat, double alpha) const {
-    for_each_task([&](std::int64_t t) { run_task(op, t, flat, alpha); });
+    const bool stream = op == Op::Gather    ? stream_gather_
+                        : op == Op::Scatter ? stream_scatter_
+                                            : false;
+    for_each_task([&](std::int64_t t) { run_task(op, t, flat, alpha, stream); });
   }
 
   // Runs f(task) for every task (NOTE: [cpu work split]).
@@ -183,16 +243,13 @@ class CpuExecutor final : public Executor {
     for (std::int64_t t = 0; t < tasks; ++t) f(t);
   }
 
-  void run_task(Op op, std::int64_t task, void* flat, double alpha) const {
+  void run_task(Op op, std::int64_t task, void* flat, double alpha, bool stream) const {
     for (std::size_t p = task_begin_[task]; p < task_begin_[task + 1]; ++p) {
       const Piece& piece = pieces_[p];
-      run_copy(op, in_.copies[piece.copy], piece.begin, piece.end, flat, alpha);
+      copy_fn_(op, in_.copies[piece.copy], piece.begin, piece.end, flat, in_.flat_dtype, alpha,
+               stream);
     }
-  }
-
-  void run_copy(Op op, const CopyDesc& d, std::int64_t begin, std::int64_t end, void* flat,
-                double alpha) const {
-    copy_fn_(op, d, begin, end, flat, in_.flat_dtype, alpha);
+    if (stream) streaming_fence();
   }
 
   ExecutorInput in_;
@@ -202,6 +259,8 @@ class CpuExecutor final : public Executor {
   std::vector<std::int32_t> copy_of_segment_;  // index into in_.copies, -1 for empty tensors
   std::vector<std::size_t> task_begin_;  // task t runs pieces_[task_begin_[t], task_begin_[t+1])
   std::int64_t total_bytes_ = 0;
+  bool stream_gather_ = false;   // NOTE: [cpu streaming stores]
+  bool stream_scatter_ = false;
 };
 
 }  // namespace

@@ -217,6 +217,7 @@ Plan Plan::build(std::vector<TensorRef> tensors, const PlanOptions& options) {
   input.device = tensors[0].device;
   input.num_threads = options.num_threads;
   input.num_segments = static_cast<std::int32_t>(segments.size());
+  input.cpu_streaming = options.cpu_streaming;
   std::int64_t end = 0;
   auto pad_to = [&](std::int64_t offset) {
     if (offset > end) {

@@ -5,7 +5,10 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "flatgather/torch.h"
 #include "torch_util.h"
@@ -429,6 +432,108 @@ TEST(Errors, FailingScatterWritesNothing) {
   EXPECT_THROW_MSG(fgt::scatter(at::ones({12}), {base.narrow(0, 0, 6), base.narrow(0, 4, 6)}),
                    "overlap");
   EXPECT_TRUE(bits_equal(base, base0));
+}
+
+// NOTE: [spelling] (src/torch/spelling.h): the same failures, spelled for a C++ caller (the
+// default) and for a Python caller (Options::spelling = Python, what the operators set). Each
+// message holds its own caller's spelling and none of the other's.
+TEST(Errors, MessagesSpellOptionsAsTheCallerWritesThem) {
+  struct Case {
+    const char* what;
+    std::function<void(const fgt::Options&)> call;
+    std::vector<const char*> cpp, python;
+  };
+  torch::manual_seed(9);
+  TwoLayer net;  // no backward yet: every gradient is undefined
+  fgt::Selection grads;
+  grads.grads = true;
+  fgt::Selection none;
+  none.include = {"nothing*"};
+  at::Tensor w = random_tensor({4}, at::kFloat);
+  const std::vector<Case> cases = {
+      {"missing gradient at build",
+       [&](const fgt::Options& o) { fgt::Plan::from_module(*net, grads, o); },
+       {"missing_grad = ZeroFill or Skip", "set_to_none=true"},
+       {"missing_grad='zero' or 'skip'", "set_to_none=True"}},
+      {"missing gradient at call, Error",
+       [&](const fgt::Options& o) {
+         TwoLayer trained;
+         backward_once(trained);
+         fgt::Plan p = fgt::Plan::from_module(*trained, grads, o);
+         trained->fc1->bias.mutable_grad() = at::Tensor();
+         p.gather();
+       },
+       {"build the plan with missing_grad = ZeroFill or Skip"},
+       {"build the plan with missing_grad='zero' or 'skip'"}},
+      {"missing gradient at call, Skip",
+       [&](const fgt::Options& o) {
+         TwoLayer trained;
+         backward_once(trained);
+         fgt::Selection skip = grads;
+         skip.missing_grad = fgt::MissingGrad::Skip;
+         fgt::Plan p = fgt::Plan::from_module(*trained, skip, o);
+         trained->fc1->bias.mutable_grad() = at::Tensor();
+         p.gather();
+       },
+       {"built with missing_grad = Skip,", "or use missing_grad = ZeroFill"},
+       {"built with missing_grad='skip',", "or use missing_grad='zero'"}},
+      {"empty selection",
+       [&](const fgt::Options& o) { fgt::Plan::from_module(*net, none, o); },
+       {"parameters=true, buffers=false, trainable_only=false"},
+       {"parameters=True, buffers=False, trainable_only=False"}},
+      {"unsupported flat dtype option",
+       [&](const fgt::Options& o) {
+         fgt::Options complex = o;
+         complex.dtype = at::kComplexFloat;
+         fgt::Plan::from_tensors({w}, {"w"}, complex);
+       },
+       {"the flat dtype option is ComplexFloat,"},
+       {"the flat dtype option is complex64,"}},
+      {"complex tensor",
+       [&](const fgt::Options& o) {
+         fgt::Plan::from_tensors({at::randn({3}, at::kComplexDouble)}, {"z"}, o);
+       },
+       {"'z' (shape [3], ComplexDouble, cpu) is complex"},
+       {"'z' (shape [3], complex128, cpu) is complex"}},
+      {"sparse tensor",
+       [&](const fgt::Options& o) { fgt::Plan::from_tensors({w.to_sparse()}, {"s"}, o); },
+       {"has layout Sparse;"},
+       {"has layout torch.sparse_coo;"}},
+      {"flat tensor of an unsupported dtype",
+       [&](const fgt::Options& o) {
+         fgt::Plan::from_tensors({w}, {"w"}, o).gather(at::empty({4}, at::kComplexFloat));
+       },
+       {"has dtype ComplexFloat but the layout is float32"},
+       {"has dtype complex64 but the layout is float32"}},
+  };
+  for (const Case& c : cases) {
+    for (const fgt::Spelling spelling : {fgt::Spelling::Cpp, fgt::Spelling::Python}) {
+      fgt::Options options;
+      options.spelling = spelling;
+      const bool py = spelling == fgt::Spelling::Python;
+      std::string message;
+      try {
+        c.call(options);
+      } catch (const flatgather::Error& e) {
+        message = e.what();
+      }
+      ASSERT_FALSE(message.empty()) << c.what << ": did not throw flatgather::Error";
+      for (const char* part : py ? c.python : c.cpp) {
+        EXPECT_NE(message.find(part), std::string::npos)
+            << c.what << ": \"" << message << "\" lacks \"" << part << "\"";
+      }
+      for (const char* part : py ? c.cpp : c.python) {
+        EXPECT_EQ(message.find(part), std::string::npos)
+            << c.what << ": \"" << message << "\" has the other caller's \"" << part << "\"";
+      }
+      for (const char* cpp_only : {"ZeroFill", "MissingGrad", "ComplexFloat", "=true"}) {
+        if (py) {
+          EXPECT_EQ(message.find(cpp_only), std::string::npos)
+              << c.what << ": \"" << message << "\" spells \"" << cpp_only << "\" for Python";
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

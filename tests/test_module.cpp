@@ -207,4 +207,63 @@ TEST(Module, PlanOutlivesItsModuleAndScattersIntoParameters) {
   EXPECT_TRUE(bits_equal(w.reshape(-1), at::arange(seg.offset, seg.offset + seg.numel, at::kFloat)));
 }
 
+// from_named selects from the caller's own walk (Python's, through the operators): the same
+// plans as from_module over the walk it would make, in the order of the list it is given.
+TEST(Module, FromNamedSelectsFromTheCallersWalk) {
+  torch::manual_seed(6);
+  Net net;
+  net->fc->weight.set_requires_grad(false);
+  net->forward(at::randn({2, 3, 4, 4})).sum().backward();
+  net->conv->bias.mutable_grad() = at::Tensor();  // a missing gradient for the grads cases
+  // A walk written out by hand: each submodule's parameters, then its buffers.
+  std::vector<fgt::NamedTensor> walk;
+  for (const auto& m : net->named_modules("", /*include_self=*/false)) {
+    for (const auto& p : m.value()->named_parameters(false))
+      walk.push_back({m.key() + "." + p.key(), p.value(), false});
+    for (const auto& b : m.value()->named_buffers(false))
+      walk.push_back({m.key() + "." + b.key(), b.value(), true});
+  }
+  std::vector<fgt::Selection> selections(6);
+  selections[1].buffers = true;
+  selections[1].exclude = {"*num_batches_tracked"};
+  selections[2].kind = fgt::Selection::Kind::Weights;
+  selections[2].trainable_only = true;
+  selections[3].parameters = false;
+  selections[3].buffers = true;
+  selections[3].include = {"re:bn\\.running_.*"};
+  selections[4].grads = true;
+  selections[4].missing_grad = fgt::MissingGrad::ZeroFill;
+  selections[5].grads = true;
+  selections[5].missing_grad = fgt::MissingGrad::Skip;
+  selections[5].include = {"conv.*", "fc.*"};
+  for (std::size_t i = 0; i < selections.size(); ++i) {
+    fgt::Plan named = fgt::Plan::from_named(walk, selections[i]);
+    fgt::Plan walked = fgt::Plan::from_module(*net, selections[i]);
+    EXPECT_EQ(named.names(), walked.names()) << "selection " << i;
+    at::Tensor a = at::full({named.numel()}, -7.0f), b = at::full({walked.numel()}, 7.0f);
+    named.gather(a);
+    walked.gather(b);
+    EXPECT_TRUE(bits_equal(a, b)) << "selection " << i;
+  }
+  // The hand-written reference for one of them: trainable weights.
+  auto leaf = [](const std::string& n) { return n.substr(n.rfind('.') + 1); };
+  EXPECT_TRUE(bits_equal(
+      fgt::Plan::from_named(walk, selections[2]).gather(),
+      reference_gather(hand_selected(*net, true, false,
+                                     [&](const std::string& n, const at::Tensor& t) {
+                                       return t.requires_grad() &&
+                                              leaf(n).find("weight") != std::string::npos;
+                                     }),
+                       at::kFloat)));
+  // The list's order is the plan's order; a name listed twice for one tensor is an alias.
+  std::vector<fgt::NamedTensor> reversed(walk.rbegin(), walk.rend());
+  reversed.push_back({"tied", net->head->weight, false});
+  fgt::Plan back = fgt::Plan::from_named(reversed);
+  const std::vector<std::string> order = {"head.weight", "fc.bias",  "fc.weight", "bn.bias",
+                                          "bn.weight",   "conv.bias", "conv.weight"};
+  EXPECT_EQ(back.names(), order);
+  EXPECT_EQ(back.layout().find("head.weight")->aliases, std::vector<std::string>{"tied"});
+  EXPECT_THROW_MSG(fgt::Plan::from_named({}), "empty selection", "parameters=true");
+}
+
 }  // namespace

@@ -20,6 +20,18 @@ typedef struct CUstream_st* cudaStream_t;
 
 namespace flatgather {
 
+/// Whether the CPU executor writes contiguous copies with streaming (non-temporal) stores,
+/// which skip the read of each destination cache line and leave the destination out of the
+/// cache. Never changes a result (NOTE: [cpu streaming stores] in src/cpu_executor.cpp).
+enum class CpuStreaming : std::uint8_t {
+  /// Stream an op whose destination (the flat buffer on gather, the tensors on scatter) is
+  /// larger than the last-level cache, which it would flush anyway. The environment variable
+  /// FLATGATHER_CPU_STREAMING=auto|on|off, read once per process, overrides Auto.
+  Auto,
+  On,   ///< always stream gather and scatter (never scatter_add, which reads its destination)
+  Off,  ///< never stream
+};
+
 /// Options of Plan::build.
 struct PlanOptions {
   /// dtype of the flat buffer. Unset: the common dtype of the tensors (mixed dtypes are an
@@ -34,6 +46,9 @@ struct PlanOptions {
   /// call made from inside another OpenMP parallel region, so LibTorch's own pool is never
   /// oversubscribed.
   int num_threads = 0;
+  /// Streaming stores on the CPU (ignored on CUDA). For benchmarks and tests; Auto is right
+  /// for almost everyone.
+  CpuStreaming cpu_streaming = CpuStreaming::Auto;
 };
 
 /// A multiplier for gather, scatter and scatter_add: a host number, or one float32 that the
@@ -162,7 +177,8 @@ class Plan {
   void rebind(const std::vector<std::pair<std::size_t, void*>>& changes,
               cudaStream_t stream = nullptr);
 
-  /// The executor's name and tuning, e.g. "cpu (threads=2, tasks=40, task_bytes=262144, loops=avx2+fma)".
+  /// The executor's name and tuning, e.g. "cpu (threads=2, tasks=40, task_bytes=262144, loops=avx2+fma,
+  /// streaming=off)".
   std::string describe() const;
 
  private:

@@ -51,6 +51,20 @@ struct Selection {
   MissingGrad missing_grad = MissingGrad::Error;
 };
 
+/// Whose spelling the adapter's error messages use for option values, unsupported dtypes and
+/// tensor layouts (see NOTE: [spelling] in src/torch/spelling.h).
+enum class Spelling {
+  Cpp,     ///< as C++ code writes them: `missing_grad = ZeroFill`, `ComplexFloat`, `Sparse`
+  Python,  ///< as Python code writes them: `missing_grad='zero'`, `complex64`, `torch.sparse_coo`
+};
+
+/// One tensor of a module as a module walk finds it (see Selection for the order).
+struct NamedTensor {
+  std::string name;        ///< dotted path, e.g. "encoder.0.weight"
+  at::Tensor tensor;       ///< the parameter or buffer itself (never its gradient)
+  bool is_buffer = false;  ///< a buffer (running_mean, ...) rather than a parameter
+};
+
 /// Options of the adapter's plans.
 struct Options {
   /// Flat dtype; unset: the common dtype of the tensors.
@@ -59,11 +73,16 @@ struct Options {
   std::int64_t align_bytes = 0;
   /// CPU threads (0: OpenMP's default).
   int num_threads = 0;
+  /// Streaming stores on the CPU (see flatgather::CpuStreaming); Auto is right for almost
+  /// everyone.
+  CpuStreaming cpu_streaming = CpuStreaming::Auto;
   /// Before every call, compare each tensor's data pointer, shape, strides, dtype and device
   /// with the plan's, rebinding gradients that were reallocated and throwing for anything
   /// else. Costs O(number of tensors) host time per call (see docs/perf.md); turn off in hot
   /// loops whose tensors are known not to move.
   bool check_tensors = true;
+  /// Spelling of the plan's error messages; the Python operators set Spelling::Python.
+  Spelling spelling = Spelling::Cpp;
 };
 
 /// A multiplier for gather, scatter and scatter_add: a number, or a one-element float32 tensor
@@ -112,6 +131,13 @@ class Plan {
   /// A plan over a module's selected parameters, buffers or gradients.
   static Plan from_module(const ::torch::nn::Module& module, const Selection& selection = {},
                           const Options& options = {});
+  /// A plan over the selected tensors of a module the caller walked itself (a Python module,
+  /// say): `named` lists every parameter and buffer under every path, in the order described
+  /// at Selection. `from_module(m, s, o)` is `from_named(<the walk of m>, s, o)`.
+  ///
+  ///   auto plan = Plan::from_named({{"fc.weight", w}, {"fc.bias", b}}, selection);
+  static Plan from_named(const std::vector<NamedTensor>& named, const Selection& selection = {},
+                         const Options& options = {});
 
   Plan();
   ~Plan();

@@ -91,7 +91,10 @@ def _walk_module(module, parameters, buffers):
     torch::nn::Module enumerates them: for each submodule in pre-order, its own parameters,
     then its own buffers. Tied tensors and shared submodules appear under every name; the
     library keeps the first and records the others as aliases (Python's named_parameters()
-    keeps the same first one)."""
+    keeps the same first one).
+
+    This is the module's only walk: the operator selects from this list itself
+    (flatgather::torch::Plan::from_named), as the C++ from_module does from its own walk."""
     names, tensors, is_buffer = [], [], []
     on_path = set()
 

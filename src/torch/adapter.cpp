@@ -1,12 +1,14 @@
-// The LibTorch adapter: at::Tensor and torch::nn::Module -> flatgather::Plan.
+// The LibTorch adapter: at::Tensor and torch::nn::Module -> flatgather::Plan; flat tensors,
+// views, the current stream, per-call checks. Which tensors of a module: selection.cpp; how
+// errors spell things for C++ and Python callers: spelling.cpp.
 #include "flatgather/torch.h"
 
 #include <mutex>
-#include <regex>
-#include <sstream>
 
 #include "flatgather/config.h"
 #include "flatgather/error.h"
+#include "selection.h"
+#include "spelling.h"
 
 #if defined(FLATGATHER_WITH_CUDA) && __has_include(<c10/cuda/CUDAStream.h>) && \
     __has_include(<c10/cuda/impl/cuda_cmake_macros.h>)
@@ -19,61 +21,35 @@ namespace torch {
 
 namespace {
 
-std::string shape_of(const at::Tensor& t) {
-  std::ostringstream os;
-  os << t.sizes();
-  return os.str();
-}
-
-bool supported(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: case at::kHalf: case at::kBFloat16: case at::kDouble: case at::kChar:
-    case at::kByte: case at::kShort: case at::kInt: case at::kLong: case at::kBool:
-      return true;
-    default: return false;
-  }
-}
-
-// The library's dtype names ("float32") where it supports the type, LibTorch's otherwise.
-std::string type_name(at::ScalarType t) {
-  return supported(t) ? dtype_name(to_dtype(t)) : c10::toString(t);
-}
-
-// How errors name a LibTorch tensor: 'name' (shape [2, 3], float32, cpu).
-std::string describe_tensor(const std::string& name, const at::Tensor& t) {
-  std::ostringstream os;
-  os << "'" << name << "'";
-  if (t.defined()) {
-    os << " (shape " << shape_of(t) << ", " << type_name(t.scalar_type()) << ", " << t.device() << ")";
-  } else {
-    os << " (undefined)";
-  }
-  return os.str();
-}
+using detail::describe_tensor;
+using detail::shape_of;
 
 Device to_device(const at::Tensor& t) {
   return t.is_cuda() ? Device::cuda(t.get_device()) : Device::cpu();
 }
 
 // Rejects what a flat copy cannot describe, naming the tensor.
-void check_supported(const std::string& name, const at::Tensor& t) {
+void check_supported(const std::string& name, const at::Tensor& t, Spelling spelling) {
   FG_CHECK(t.defined(), "tensor '" << name << "' is undefined; pass a defined tensor");
+  // Formatted only when a check fails: plans are built on every one-off gather.
+  auto tensor = [&] { return describe_tensor(name, t, spelling); };
   FG_CHECK(t.layout() == at::kStrided,
-           "tensor " << describe_tensor(name, t) << " has layout " << t.layout()
+           "tensor " << tensor() << " has layout " << detail::layout_spelling(t.layout(), spelling)
                      << "; only dense (strided) tensors can be flattened: call .to_dense()");
-  FG_CHECK(!t.is_quantized(), "tensor " << describe_tensor(name, t)
-                                        << " is quantized; dequantize it first");
-  FG_CHECK(!t.is_complex(), "tensor " << describe_tensor(name, t)
-                                      << " is complex; use torch.view_as_real first");
+  FG_CHECK(!t.is_quantized(), "tensor " << tensor() << " is quantized; dequantize it first");
+  FG_CHECK(!t.is_complex(), "tensor " << tensor() << " is complex; use torch.view_as_real first");
+  FG_CHECK(detail::supported(t.scalar_type()),
+           "tensor " << tensor() << " has a dtype the library does not support; supported: "
+                     << dtype_valid_names());
   FG_CHECK(t.device().is_cpu() || t.device().is_cuda(),
-           "tensor " << describe_tensor(name, t) << " is on " << t.device()
+           "tensor " << tensor() << " is on " << t.device()
                      << "; only cpu and cuda tensors are supported");
   FG_CHECK(t.numel() == 0 || t.has_storage(),
-           "tensor " << describe_tensor(name, t) << " has no storage; it cannot be flattened");
+           "tensor " << tensor() << " has no storage; it cannot be flattened");
 }
 
-TensorRef to_ref(const std::string& name, const at::Tensor& t) {
-  check_supported(name, t);
+TensorRef to_ref(const std::string& name, const at::Tensor& t, Spelling spelling) {
+  check_supported(name, t, spelling);
   TensorRef r;
   r.data = t.numel() > 0 ? t.data_ptr() : nullptr;
   r.dtype = to_dtype(t.scalar_type());
@@ -82,45 +58,6 @@ TensorRef to_ref(const std::string& name, const at::Tensor& t) {
   r.device = to_device(t);
   r.name = name;
   return r;
-}
-
-// Glob ("*", "?") or "re:<ECMAScript regex>", matched against the whole name.
-class Pattern {
- public:
-  explicit Pattern(const std::string& text) : text_(text) {
-    std::string re;
-    if (text.rfind("re:", 0) == 0) {
-      re = text.substr(3);
-    } else {
-      for (char c : text) {
-        if (c == '*') {
-          re += ".*";
-        } else if (c == '?') {
-          re += '.';
-        } else if (std::string("\\^$.|+()[]{}").find(c) != std::string::npos) {
-          re += '\\';
-          re += c;
-        } else {
-          re += c;
-        }
-      }
-    }
-    try {
-      regex_ = std::regex(re, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      FG_CHECK(false, "selection pattern '" << text << "' is not a valid regex: " << e.what());
-    }
-  }
-  bool matches(const std::string& name) const { return std::regex_match(name, regex_); }
-
- private:
-  std::string text_;
-  std::regex regex_;
-};
-
-std::string last_component(const std::string& name) {
-  const auto dot = name.rfind('.');
-  return dot == std::string::npos ? name : name.substr(dot + 1);
 }
 
 #ifdef FLATGATHER_TORCH_CUDA
@@ -192,15 +129,15 @@ struct Plan::State {
         if (!now.defined()) {
           // Under Skip the gradient was defined at build time (else it would have no segment).
           FG_CHECK(missing_grad == MissingGrad::ZeroFill,
-                   "the gradient of parameter '"
-                       << names[i]
-                       << "' is undefined (no backward yet, or zero_grad(set_to_none=true)); "
+                   detail::undefined_gradient("'" + names[i] + "'", options.spelling)
                        << (missing_grad == MissingGrad::Skip
-                               ? "it was defined when this plan was built with missing_grad = "
-                                 "Skip, so the plan has a segment for it: run backward first, "
-                                 "rebuild the plan, or use missing_grad = ZeroFill"
-                               : "run backward first, or build the plan with missing_grad = "
-                                 "ZeroFill or Skip"));
+                               ? "it was defined when this plan was built with " +
+                                     spell({MissingGrad::Skip}) +
+                                     ", so the plan has a segment for it: run backward first, "
+                                     "rebuild the plan, or use " +
+                                     spell({MissingGrad::ZeroFill})
+                               : "run backward first, or build the plan with " +
+                                     spell({MissingGrad::ZeroFill, MissingGrad::Skip})));
           if (core.tensors()[i].data != nullptr) changes.emplace_back(core.segment_of(i), nullptr);
           tensors[i] = at::Tensor();
           continue;
@@ -212,6 +149,10 @@ struct Plan::State {
     if (!changes.empty()) core.rebind(changes, stream);
   }
 
+  std::string spell(const std::vector<MissingGrad>& choices) const {
+    return detail::missing_grad_spelling(choices, options.spelling);
+  }
+
   // One tensor against its planned descriptor; a moved data pointer is queued for rebinding.
   void check_one(std::size_t i, std::vector<std::pair<std::size_t, void*>>& changes) const {
     const at::Tensor& now = tensors[i];
@@ -221,7 +162,7 @@ struct Plan::State {
                             now.scalar_type() == to_scalar_type(planned.dtype) &&
                             now.device().type() == (planned.device.is_cuda() ? at::kCUDA : at::kCPU) &&
                             (!now.is_cuda() || now.get_device() == planned.device.index);
-    FG_CHECK(same_shape, "tensor " << describe_tensor(names[i], now)
+    FG_CHECK(same_shape, "tensor " << describe_tensor(names[i], now, options.spelling)
                                    << " changed since the plan was built (planned as "
                                    << flatgather::describe(planned)
                                    << " with the same strides); rebuild the plan");
@@ -249,8 +190,9 @@ struct Plan::State {
                 << (flat.is_contiguous() ? "" : " (not contiguous)")
                 << "; use flat.contiguous().view(-1)");
     FG_CHECK(flat.scalar_type() == to_scalar_type(want),
-             op << ": the flat tensor has dtype " << type_name(flat.scalar_type()) << " but the layout is "
-                << dtype_name(want) << "; pass a " << dtype_name(want) << " tensor");
+             op << ": the flat tensor has dtype "
+                << detail::dtype_spelling(flat.scalar_type(), options.spelling)
+                << " but the layout is " << dtype_name(want) << "; pass a " << dtype_name(want) << " tensor");
     FG_CHECK(flat.device() == device, op << ": the flat tensor is on " << flat.device()
                                          << " but the plan's tensors are on " << device);
     FG_CHECK(flat.numel() == core.layout().numel(),
@@ -269,7 +211,9 @@ Plan Plan::from_tensors(const std::vector<at::Tensor>& tensors, std::vector<std:
   }
   std::vector<TensorRef> refs;
   refs.reserve(tensors.size());
-  for (std::size_t i = 0; i < tensors.size(); ++i) refs.push_back(to_ref(names[i], tensors[i]));
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    refs.push_back(to_ref(names[i], tensors[i], options.spelling));
+  }
   return make(std::move(refs), std::move(names), tensors, {}, MissingGrad::Error, options);
 }
 
@@ -278,8 +222,9 @@ Plan Plan::make(std::vector<TensorRef> refs, std::vector<std::string> names,
                 MissingGrad missing_grad, const Options& options) {
   PlanOptions core_options;
   if (options.dtype) {
-    FG_CHECK(supported(*options.dtype),
-             "the flat dtype option is " << c10::toString(*options.dtype)
+    FG_CHECK(detail::supported(*options.dtype),
+             "the flat dtype option is "
+                 << detail::dtype_spelling(*options.dtype, options.spelling)
                                          << ", which is not supported; use one of "
                                          << dtype_valid_names()
                                          << ", or leave it unset for the tensors' own dtype");
@@ -287,6 +232,7 @@ Plan Plan::make(std::vector<TensorRef> refs, std::vector<std::string> names,
   }
   core_options.align_bytes = options.align_bytes;
   core_options.num_threads = options.num_threads;
+  core_options.cpu_streaming = options.cpu_streaming;
   Plan plan;
   plan.state_ = std::make_shared<State>();
   State& s = *plan.state_;
@@ -305,92 +251,30 @@ Plan Plan::make(std::vector<TensorRef> refs, std::vector<std::string> names,
 
 Plan Plan::from_module(const ::torch::nn::Module& module, const Selection& selection,
                        const Options& options) {
-  FG_CHECK(!(selection.grads && selection.buffers),
-           "selection: buffers have no gradients; select grads with parameters only");
-  FG_CHECK(selection.parameters || selection.buffers,
-           "selection: neither parameters nor buffers are selected");
-  std::vector<Pattern> include, exclude;
-  for (const auto& p : selection.include) include.emplace_back(p);
-  for (const auto& p : selection.exclude) exclude.emplace_back(p);
+  return from_named(detail::walk_module(module, selection.parameters, selection.buffers),
+                    selection, options);
+}
 
-  auto selected = [&](const std::string& name) {
-    const std::string leaf = last_component(name);
-    if (selection.kind == Selection::Kind::Weights && leaf.find("weight") == std::string::npos)
-      return false;
-    if (selection.kind == Selection::Kind::Biases && leaf.find("bias") == std::string::npos)
-      return false;
-    if (!include.empty() &&
-        std::none_of(include.begin(), include.end(), [&](const Pattern& p) { return p.matches(name); }))
-      return false;
-    return std::none_of(exclude.begin(), exclude.end(),
-                        [&](const Pattern& p) { return p.matches(name); });
-  };
-
-  std::vector<std::string> names;
-  std::vector<at::Tensor> values, params;
-  std::vector<bool> missing;
-  module.apply(
-      [&](const std::string& prefix, const ::torch::nn::Module& m) {
-        const std::string dot = prefix.empty() ? "" : prefix + ".";
-        if (selection.parameters) {
-          for (const auto& item : m.named_parameters(/*recurse=*/false)) {
-            const at::Tensor& p = item.value();
-            const std::string name = dot + item.key();
-            if (!p.defined() || !selected(name)) continue;
-            if (selection.trainable_only && !p.requires_grad()) continue;
-            if (selection.grads) {
-              const at::Tensor g = p.grad();
-              if (!g.defined()) {
-                FG_CHECK(selection.missing_grad != MissingGrad::Error,
-                         "the gradient of parameter " << describe_tensor(name, p)
-                                                      << " is undefined (no backward yet, or "
-                                                         "zero_grad(set_to_none=true)); run "
-                                                         "backward first, or select with "
-                                                         "missing_grad = ZeroFill or Skip");
-                if (selection.missing_grad == MissingGrad::Skip) continue;
-              }
-              names.push_back(name);
-              values.push_back(g);
-              params.push_back(p);
-            } else {
-              names.push_back(name);
-              values.push_back(p);
-            }
-          }
-        }
-        if (selection.buffers) {
-          for (const auto& item : m.named_buffers(/*recurse=*/false)) {
-            const std::string name = dot + item.key();
-            if (!item.value().defined() || !selected(name)) continue;
-            names.push_back(name);
-            values.push_back(item.value());
-          }
-        }
-      },
-      std::string());
-  FG_CHECK(!values.empty(),
-           "empty selection: no " << (selection.grads ? "gradient" : "tensor")
-                                  << " of the module matches the selection (parameters="
-                                  << selection.parameters << ", buffers=" << selection.buffers
-                                  << ", trainable_only=" << selection.trainable_only
-                                  << ", include/exclude patterns: " << selection.include.size()
-                                  << "/" << selection.exclude.size() << ")");
-  if (!selection.grads) return from_tensors(values, std::move(names), options);
+Plan Plan::from_named(const std::vector<NamedTensor>& named, const Selection& selection,
+                      const Options& options) {
+  detail::Selected selected = detail::select(named, selection, options.spelling);
+  if (!selection.grads) return from_tensors(selected.tensors, std::move(selected.names), options);
 
   // Gradients: undefined ones (ZeroFill) become zero-fill placeholders shaped like the param.
   std::vector<TensorRef> refs;
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    if (values[i].defined()) {
-      refs.push_back(to_ref(names[i], values[i]));
+  for (std::size_t i = 0; i < selected.tensors.size(); ++i) {
+    const std::string& name = selected.names[i];
+    if (selected.tensors[i].defined()) {
+      refs.push_back(to_ref(name, selected.tensors[i], options.spelling));
     } else {
-      TensorRef r = to_ref(names[i], params[i]);
+      TensorRef r = to_ref(name, selected.params[i], options.spelling);
       r.data = nullptr;
       r.zero_fill = true;
       refs.push_back(std::move(r));
     }
   }
-  return make(std::move(refs), std::move(names), std::move(values), std::move(params),
-              selection.missing_grad, options);
+  return make(std::move(refs), std::move(selected.names), std::move(selected.tensors),
+              std::move(selected.params), selection.missing_grad, options);
 }
 
 Plan::Plan() = default;

@@ -20,11 +20,12 @@
 // NOTE: [errors across the boundary]
 // flatgather::Error (and any other std::exception) is rethrown as c10::Error with the same text,
 // so Python always sees a RuntimeError carrying the library's message, whether the call came
-// through torch.ops, a TorchScript class method or TorchScript code.
+// through torch.ops, a TorchScript class method or TorchScript code. Every plan made here has
+// Options::spelling = Python, so those messages name options as Python code writes them
+// (NOTE: [spelling] in src/torch/spelling.h).
 
 #include <cstdint>
 #include <exception>
-#include <map>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -38,7 +39,6 @@
 #include <c10/util/Exception.h>
 #include <torch/custom_class.h>
 #include <torch/library.h>
-#include <torch/nn/module.h>
 #include <torch/version.h>
 
 #include "flatgather/config.h"
@@ -75,17 +75,15 @@ fgt::Options make_options(c10::optional<at::ScalarType> dtype, std::int64_t alig
   options.align_bytes = align_bytes;
   options.num_threads = static_cast<int>(num_threads);
   options.check_tensors = check_tensors;
+  options.spelling = fgt::Spelling::Python;  // NOTE: [errors across the boundary]
   return options;
 }
 
-/// The TorchScript class `torch.classes.flatgather.Plan`: one adapter plan, plus, for plans
-/// built from a Python module, the C++ mirror of that module (see plan_from_module).
+/// The TorchScript class `torch.classes.flatgather.Plan`: one adapter plan.
 struct ScriptPlan : torch::CustomClassHolder {
-  explicit ScriptPlan(fgt::Plan p, std::shared_ptr<torch::nn::Module> m = nullptr)
-      : plan(std::move(p)), mirror(std::move(m)) {}
+  explicit ScriptPlan(fgt::Plan p) : plan(std::move(p)) {}
 
   fgt::Plan plan;
-  std::shared_ptr<torch::nn::Module> mirror;
 
   /// `field(segment)` for every segment, in flat order.
   template <class F>
@@ -226,61 +224,22 @@ fgt::MissingGrad parse_missing_grad(const std::string& policy) {
   throw_invalid("missing_grad='" + policy + "' is not valid; use 'error', 'zero' or 'skip'");
 }
 
-/// Rebuilds a Python module's tree as a torch::nn::Module, sharing every tensor (the same
-/// TensorImpl, so gradients set later in Python are seen here), and returns its root.
-///
-/// `names` are the dotted names of a walk that visits, for each submodule in pre-order, its own
-/// parameters and then its own buffers, every path included (a tied tensor appears under each of
-/// its names). That is the order in which torch::nn::Module enumerates them, so the adapter sees
-/// the tensors in the order Python's state_dict() would list them.
-std::shared_ptr<torch::nn::Module> mirror_module(const std::vector<std::string>& names,
-                                                 const std::vector<at::Tensor>& tensors,
-                                                 const c10::List<bool>& is_buffer) {
+/// The walk of a Python module (python/flatgather/_plan.py, _walk_module) as the adapter's
+/// NamedTensor list: `names[i]`, `tensors[i]` and `is_buffer[i]` describe one tensor.
+std::vector<fgt::NamedTensor> named_tensors(std::vector<std::string> names,
+                                            const std::vector<at::Tensor>& tensors,
+                                            const c10::List<bool>& is_buffer) {
   if (names.size() != tensors.size() || names.size() != is_buffer.size()) {
     std::ostringstream os;
     os << "plan_from_module: got " << names.size() << " names, " << tensors.size()
        << " tensors and " << is_buffer.size() << " buffer flags; they must have one entry each";
     throw_invalid(os.str());
   }
-  auto root = std::make_shared<torch::nn::Module>();
-  std::map<std::string, std::shared_ptr<torch::nn::Module>> by_path{{"", root}};
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    const std::string& name = names[i];
-    if (name.empty() || name.front() == '.' || name.back() == '.' ||
-        name.find("..") != std::string::npos) {
-      throw_invalid("plan_from_module: tensor name '" + name + "' is not a dotted module path");
-    }
-    const std::size_t dot = name.rfind('.');
-    const std::string path = dot == std::string::npos ? "" : name.substr(0, dot);
-    const std::string leaf = dot == std::string::npos ? name : name.substr(dot + 1);
-    // Create the submodules on the way down, in first-seen order.
-    std::shared_ptr<torch::nn::Module> parent = root;
-    std::string prefix;
-    std::size_t start = 0;
-    while (start < path.size()) {
-      std::size_t end = path.find('.', start);
-      if (end == std::string::npos) end = path.size();
-      const std::string component = path.substr(start, end - start);
-      prefix = prefix.empty() ? component : prefix + "." + component;
-      auto it = by_path.find(prefix);
-      if (it == by_path.end()) {
-        auto child = std::make_shared<torch::nn::Module>();
-        parent->register_module(component, child);
-        it = by_path.emplace(prefix, std::move(child)).first;
-      }
-      parent = it->second;
-      start = end + 1;
-    }
-    const at::Tensor& t = tensors[i];
-    if (is_buffer.get(i)) {
-      parent->register_buffer(leaf, t);
-    } else {
-      // register_parameter sets requires_grad to its argument: pass the tensor's own flag so
-      // the Python parameter is left exactly as it was.
-      parent->register_parameter(leaf, t, t.defined() && t.requires_grad());
-    }
-  }
-  return root;
+  std::vector<fgt::NamedTensor> out;
+  out.reserve(names.size());
+  for (std::size_t i = 0; i < names.size(); ++i)
+    out.push_back({std::move(names[i]), tensors[i], is_buffer.get(i)});
+  return out;
 }
 
 c10::intrusive_ptr<ScriptPlan> plan_from_module(
@@ -300,10 +259,11 @@ c10::intrusive_ptr<ScriptPlan> plan_from_module(
     selection.include = std::move(include);
     selection.exclude = std::move(exclude);
     selection.missing_grad = parse_missing_grad(missing_grad);
-    std::shared_ptr<torch::nn::Module> mirror = mirror_module(names, tensors, is_buffer);
-    fgt::Plan plan = fgt::Plan::from_module(
-        *mirror, selection, make_options(dtype, align_bytes, num_threads, check_tensors));
-    return c10::make_intrusive<ScriptPlan>(std::move(plan), std::move(mirror));
+    // The Python walk is the only one: the adapter selects from its list directly.
+    fgt::Plan plan = fgt::Plan::from_named(
+        named_tensors(std::move(names), tensors, is_buffer), selection,
+        make_options(dtype, align_bytes, num_threads, check_tensors));
+    return c10::make_intrusive<ScriptPlan>(std::move(plan));
   });
 }
 

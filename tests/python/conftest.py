@@ -56,3 +56,22 @@ if _MISSING is not None:
         # Every module skipped counts as "no tests collected" (exit code 5): report success.
         if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
             session.exitstatus = pytest.ExitCode.OK
+
+
+# Devices the suites run on: the CPU, and CUDA where torch sees a device.
+# FLATGATHER_REQUIRE_GPU=1 (scripts/gpu-check.sh on a GPU machine) makes a missing device an
+# error instead of a CPU-only run.
+import torch  # noqa: E402
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def pytest_configure(config):
+    if os.environ.get("FLATGATHER_REQUIRE_GPU") == "1" and "cuda" not in DEVICES:
+        raise pytest.UsageError("FLATGATHER_REQUIRE_GPU=1 but torch.cuda.is_available() is False")
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """Each device present, in turn ('cpu', then 'cuda' where available)."""
+    return torch.device(request.param)

@@ -9,19 +9,19 @@ import flatgather
 from fg_helpers import assert_bitwise
 
 
-def _inputs(dtype=torch.float64):
+def _inputs(dtype=torch.float64, device="cpu"):
     gen = torch.Generator().manual_seed(77)
-    base = torch.randn(6, 5, generator=gen, dtype=dtype)
-    return [torch.randn(3, 4, generator=gen, dtype=dtype).requires_grad_(),
-            torch.randn((), generator=gen, dtype=dtype).requires_grad_(),
+    base = torch.randn(6, 5, generator=gen, dtype=dtype).to(device)
+    return [torch.randn(3, 4, generator=gen, dtype=dtype).to(device).requires_grad_(),
+            torch.randn((), generator=gen, dtype=dtype).to(device).requires_grad_(),
             base.t().requires_grad_(),  # non-contiguous leaf
-            torch.randn(2, 3, 2, 2, generator=gen, dtype=dtype)
+            torch.randn(2, 3, 2, 2, generator=gen, dtype=dtype).to(device)
             .to(memory_format=torch.channels_last).requires_grad_()]
 
 
 @pytest.mark.parametrize("align", [None, 64])
-def test_gradcheck_and_gradgradcheck(align):
-    tensors = _inputs()
+def test_gradcheck_and_gradgradcheck(align, device):
+    tensors = _inputs(device=device)
     plan = flatgather.Plan(tensors, align_bytes=align)
 
     def f(*ts):
@@ -33,13 +33,13 @@ def test_gradcheck_and_gradgradcheck(align):
     assert gradgradcheck(f, tensors)
 
 
-def test_backward_hands_each_tensor_its_slice():
-    tensors = _inputs(torch.float32)
+def test_backward_hands_each_tensor_its_slice(device):
+    tensors = _inputs(torch.float32, device)
     plan = flatgather.Plan(tensors, align_bytes=32)
     flat = plan.gather()
     assert flat.requires_grad and flat.grad_fn is not None
     gen = torch.Generator().manual_seed(5)
-    g = torch.randn(plan.numel, generator=gen)
+    g = torch.randn(plan.numel, generator=gen).to(device)
     flat.backward(g)
     for t, off in zip(tensors, plan.offsets):
         assert t.grad.shape == t.shape

@@ -123,3 +123,55 @@ def test_mixed_devices(ab):
     a, b = ab
     with pytest.raises(RuntimeError, match="device"):
         flatgather.gather([a, b.cuda()])
+
+
+# NOTE: [spelling] (src/torch/spelling.h): messages name options, unsupported dtypes and
+# layouts as Python code writes them, never as the C++ enumerators a Python user cannot type.
+_CPP_ONLY = ("ZeroFill", "MissingGrad", "Skip", "ComplexFloat", "ComplexDouble", "Sparse",
+             "=true", "=false", "=1", "=0")
+
+
+def _message(call):
+    with pytest.raises(RuntimeError) as info:
+        call()
+    message = str(info.value)
+    for cpp in _CPP_ONLY:
+        assert cpp not in message, (cpp, message)
+    return message
+
+
+def test_messages_use_python_spellings(ab):
+    a, _ = ab
+    torch.manual_seed(8)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Tanh(), torch.nn.Linear(2, 1))
+
+    message = _message(lambda: flatgather.Plan.from_module(model, grads=True))
+    assert "missing_grad='zero' or 'skip'" in message
+    assert "zero_grad(set_to_none=True)" in message
+
+    model(torch.randn(4, 3)).sum().backward()
+    strict = flatgather.Plan.from_module(model, grads=True)
+    skip = flatgather.Plan.from_module(model, grads=True, missing_grad="skip")
+    model[2].bias.grad = None
+    assert "build the plan with missing_grad='zero' or 'skip'" in _message(strict.gather)
+    message = _message(skip.gather)
+    assert "built with missing_grad='skip'," in message
+    assert "or use missing_grad='zero'" in message
+
+    assert ("(parameters=True, buffers=False, trainable_only=True, include/exclude patterns: "
+            "1/0)") in _message(lambda: flatgather.Plan.from_module(
+                model, include="nothing*", trainable_only=True))
+    assert "the flat dtype option is complex64," in _message(
+        lambda: flatgather.Plan([a], dtype=torch.complex64))
+    assert "'tensor[0]' (shape [2], complex128, cpu) is complex" in _message(
+        lambda: flatgather.Plan([torch.randn(2, dtype=torch.complex128)]))
+    assert "has layout torch.sparse_coo;" in _message(
+        lambda: flatgather.Plan([a.to_sparse()]))
+    assert "has dtype complex64 but the layout is float32" in _message(
+        lambda: flatgather.Plan([a]).gather(out=torch.empty(12, dtype=torch.complex64)))
+
+
+def test_module_walk_lists_must_match():
+    a = torch.randn(3)
+    with pytest.raises(RuntimeError, match="got 1 names, 2 tensors and 1 buffer flags"):
+        torch.ops.flatgather.plan_from_module(["w"], [a, a], [False], [], [])

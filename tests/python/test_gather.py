@@ -1,5 +1,7 @@
 """gather == parameters_to_vector / torch.cat of reshape(-1), bit for bit; casts == .to()."""
 
+import copy
+
 import pytest
 import torch
 from torch.nn.utils import parameters_to_vector
@@ -12,8 +14,9 @@ MODEL_IDS = [name for name, _, _ in MODELS]
 
 
 @pytest.fixture(params=MODELS, ids=MODEL_IDS)
-def model_case(request):
+def model_case(request, device):
     name, model, x = request.param
+    model, x = copy.deepcopy(model).to(device), x.to(device)  # the shared model stays as it is
     if name not in ("half", "bfloat16"):
         train_step(model, x)  # non-trivial weights, running stats and gradients
     return name, model
@@ -43,7 +46,7 @@ def test_gather_equals_parameters_to_vector(model_case):
 def test_gather_into_poisoned_out(model_case):
     _, model = model_case
     plan = flatgather.Plan.from_module(model)
-    out = poisoned(plan.numel, plan.dtype)
+    out = poisoned(plan.numel, plan.dtype, plan.device)
     result = plan.gather(out=out)
     assert result is out
     assert not torch.isnan(out).any()

@@ -134,3 +134,18 @@ def test_plan_keeps_tensors_alive_after_module_is_gone():
     del model
     with torch.no_grad():
         assert_bitwise(plan.gather(), expected)
+
+
+def test_operator_selects_from_the_walk_it_is_given():
+    """The operator selects from the (name, tensor, is_buffer) list of Python's walk itself;
+    no module is rebuilt, so any list the walk could produce works, in its order."""
+    torch.manual_seed(7)
+    w, b, mean = torch.randn(3, 2), torch.randn(3), torch.randn(3)
+    ops = torch.ops.flatgather
+    names, tensors, is_buffer = ["blk.w", "blk.b", "blk.mean"], [w, b, mean], [False, False, True]
+    plan = ops.plan_from_module(names, tensors, is_buffer, [], ["*.b"], buffers=True)
+    assert list(plan.names()) == ["blk.w", "blk.mean"]
+    assert_bitwise(plan.gather(), reference_flat([w, mean]))
+    params_only = ops.plan_from_module(names[::-1], tensors[::-1], is_buffer[::-1], [], [])
+    assert list(params_only.names()) == ["blk.b", "blk.w"]
+    assert_bitwise(params_only.gather(), reference_flat([b, w]))

@@ -1,5 +1,7 @@
 """scatter round trips into the tensors' own storage; scatter_add == the L-BFGS _add_grad loop."""
 
+import copy
+
 import pytest
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
@@ -16,13 +18,13 @@ def _snapshot(params):
 
 
 @pytest.mark.parametrize("case", MODELS, ids=MODEL_IDS)
-def test_scatter_round_trip_in_place(case):
-    _, model, _ = case
+def test_scatter_round_trip_in_place(case, device):
+    model = copy.deepcopy(case[1]).to(device)
     params = list(model.parameters())
     plan = flatgather.Plan.from_module(model)
     before = _snapshot(params)
     gen = torch.Generator().manual_seed(99)
-    new = torch.randn(plan.numel, generator=gen).to(plan.dtype)
+    new = torch.randn(plan.numel, generator=gen).to(plan.dtype).to(device)
     plan.scatter(new)
     off = 0
     for p, (ptr, stride, version) in zip(params, before):
