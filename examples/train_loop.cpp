@@ -1,13 +1,15 @@
 // A LibTorch training loop that uses flat buffers for what users do with them:
 //   - global gradient-norm clipping from one flat gradient (a plan over the gradients, built
-//     once; each step: gather, norm, scale, scatter),
+//     once; each step: one gather that also computes the norm and the clip coefficient on the
+//     device, one scatter scaled by that coefficient: no host sync needed),
 //   - an EMA of the weights kept as one flat buffer (gather the weights, one fused update,
 //     scatter into an EMA copy of the model),
 //   - a checkpoint of the flat weights plus the manifest that reloads into a fresh model bit
 //     for bit (check_manifest, then scatter).
 //
 // It checks itself against the same loop written with per-parameter LibTorch calls:
-//   1. per-parameter clipping (norm accumulated in float64, as the flat path does) and a
+//   1. per-parameter clipping (norm accumulated in float64 and rounded to float32, as the
+//      fused statistics do, NOTE: [gather statistics] in src/stats.h) and a
 //      per-parameter EMA: every loss, parameter and EMA value must be bit-identical;
 //   2. torch::nn::utils::clip_grad_norm_ (float32 norms of norms): its norm must agree with
 //      the flat norm within a relative 1e-5 on the same gradients at every step. Its whole run
@@ -118,12 +120,13 @@ struct Run {
   std::vector<double> norms;          // total gradient norm before clipping
   std::vector<double> torch_norms;    // Flat only: clip_grad_norm_'s norm of the same grads
   int clipped = 0;
+  int coef_mismatches = 0;  // Flat only: fused clip_coef != the formula on the fused norm
 };
 
-// The clip coefficient, rounded once to the gradients' dtype: both bitwise-compared runs
-// derive it from a float64 norm, so they scale by the same float.
-float clip_coefficient(double norm) {
-  return static_cast<float>(std::min(1.0, kMaxNorm / (norm + 1e-6)));
+// clip_grad_norm_'s coefficient in float32, as the fused gather statistics compute it: both
+// bitwise-compared runs derive it from a float64 sum of squares rounded to a float32 norm.
+float clip_coefficient(float norm) {
+  return std::min(1.0f, static_cast<float>(kMaxNorm) / (norm + 1e-6f));
 }
 
 Run train(Method method, const Data& data, int steps, bool verbose) {
@@ -174,13 +177,15 @@ Run train(Method method, const Data& data, int steps, bool verbose) {
         // clip_grad_norm_ with infinite max_norm only measures (it scales by 1.0).
         run.torch_norms.push_back(torch::nn::utils::clip_grad_norm_(
             run.model->parameters(), std::numeric_limits<double>::infinity()));
-        grad_plan.gather(grad_flat);
-        norm = std::sqrt(grad_flat.to(torch::kDouble).square().sum().item<double>());
-        const float coef = clip_coefficient(norm);
-        if (coef < 1.0f) {
-          grad_flat.mul_(coef);
-          grad_plan.scatter(grad_flat);
-        }
+        fg::StatsOptions want;
+        want.norm = true;
+        want.max_norm = kMaxNorm;
+        const fg::GatherStats stats = grad_plan.gather(grad_flat, want);
+        // The clipped gradients go back scaled by the coefficient read on the device.
+        grad_plan.scatter(grad_flat, stats.clip_coef);
+        norm = stats.norm.item<float>();  // for the record only: the step does not need it
+        run.coef_mismatches +=
+            stats.clip_coef.item<float>() == clip_coefficient(static_cast<float>(norm)) ? 0 : 1;
         break;
       }
       case Method::PerParameter: {
@@ -188,8 +193,8 @@ Run train(Method method, const Data& data, int steps, bool verbose) {
         for (const auto& p : run.model->parameters()) {
           sum_sq += p.grad().to(torch::kDouble).square().sum().item<double>();
         }
-        norm = std::sqrt(sum_sq);
-        const float coef = clip_coefficient(norm);
+        norm = static_cast<float>(std::sqrt(sum_sq));
+        const float coef = clip_coefficient(static_cast<float>(norm));
         if (coef < 1.0f) {
           for (auto& p : run.model->parameters()) p.grad().mul_(coef);
         }
@@ -334,6 +339,8 @@ int main(int argc, char** argv) {
   }
 
   std::cout << "== checks against " << method_name(Method::PerParameter) << " (bitwise)\n";
+  expect(flat.coef_mismatches == 0,
+         "the fused clip coefficient is clip_grad_norm_'s formula in float32 at every step");
   bool same_losses = flat.losses.size() == per_param.losses.size();
   for (std::size_t i = 0; same_losses && i < flat.losses.size(); ++i) {
     same_losses = std::memcmp(&flat.losses[i], &per_param.losses[i], sizeof(float)) == 0;

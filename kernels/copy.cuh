@@ -316,7 +316,8 @@ FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCo
       const Side<T> tensor{data, strided};
       const Side<F> flat_side{flat, nullptr};
       if constexpr (kOp == Op::ScatterAdd) {
-        copy_piece<Streaming, F, T>(flat_side, tensor, first, count, AddOp{a.alpha}, lane);
+        const double alpha = a.d_alpha ? static_cast<double>(*a.d_alpha) : a.alpha;
+        copy_piece<Streaming, F, T>(flat_side, tensor, first, count, AddOp{alpha}, lane);
       } else if constexpr (!std::is_same_v<T, F>) {  // equal types went the raw way above
         if constexpr (kOp == Op::Gather) {
           copy_piece<Streaming, T, F>(tensor, flat_side, first, count, CopyOp{}, lane);

@@ -47,7 +47,8 @@ struct KernelArgs {
   std::int32_t num_copies = 0;
   DType flat_dtype = DType::Float32;
   void* d_flat = nullptr;  ///< written by gather, only read by scatter and scatter_add
-  double alpha = 1.0;                 ///< scatter_add's factor
+  double alpha = 1.0;                 ///< scatter_add's factor, when d_alpha is null
+  const float* d_alpha = nullptr;     ///< scatter_add's factor read on the device (plan.h Factor)
 };
 
 /// The device table's copies, strided descriptors and tiles, as built on the host.

@@ -23,13 +23,9 @@ namespace detail {
 template <Op kOp, bool Streaming>
 __global__ void __launch_bounds__(kMaxBlockThreads, kMinBlocksPerSm)
     gather_scatter_kernel(const KernelArgs args) {
-  constexpr int kWarp = CopyPolicy::kWarpThreads;
-  const int lane = static_cast<int>(threadIdx.x) % kWarp;
-  const std::int64_t thread = static_cast<std::int64_t>(blockIdx.x) * blockDim.x +
-                              static_cast<std::int64_t>(threadIdx.x);
-  const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * blockDim.x / kWarp;
-  const PieceFn<kOp, Streaming> piece{args, lane};
-  for (std::int64_t t = thread / kWarp; t < args.num_tiles; t += warps) {
+  const WarpPlace w = warp_place();
+  const PieceFn<kOp, Streaming> piece{args, w.lane};
+  for (std::int64_t t = w.warp; t < args.num_tiles; t += w.warps) {
     for_each_piece(args.d_tiles, t, args.d_copies, args.num_copies, piece);
   }
 }

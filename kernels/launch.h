@@ -11,6 +11,7 @@
 
 #include "device_table.h"
 #include "op.h"
+#include "stats.h"
 #include "tuning.h"
 
 namespace flatgather {
@@ -35,6 +36,25 @@ extern template struct OpKernels<Op::ScatterAdd>;
 /// that launch's own result (NOTE: [launch errors] in kernels/kernel.cuh).
 cudaError_t launch_kernel(Op op, bool streaming, const KernelArgs& args, int grid,
                           int block_threads, cudaStream_t stream);
+
+/// The per-plan scratch of a gather with statistics (NOTE: [gather statistics], NOTE: [cuda
+/// stats scratch] in kernels/gather_stats.cu): allocated and initialised at plan build.
+struct StatsArgs {
+  StatsRequest request;
+  const std::int64_t* d_piece_begin = nullptr;  ///< tile t's first partial; num_tiles + 1
+  StatsPartial* d_parts = nullptr;              ///< one per (tile, copy) piece
+  double* d_tensor_sums = nullptr;              ///< num_segments, scratch of the last block
+  unsigned int* d_counter = nullptr;            ///< blocks done; back to 0 after each launch
+};
+
+/// Launches the scaled scatter kernel (kernels/gather_stats.cu): tensor = cast(flat * scale),
+/// the scale in args.alpha, or read from args.d_alpha when set.
+cudaError_t launch_scatter_scaled(const KernelArgs& args, int grid, int block_threads,
+                                  cudaStream_t stream);
+
+/// Launches the gather-with-statistics kernel (kernels/gather_stats.cu) on `stream`.
+cudaError_t launch_gather_stats(const KernelArgs& args, const StatsArgs& stats, int grid,
+                                int block_threads, cudaStream_t stream);
 
 }  // namespace detail
 }  // namespace flatgather

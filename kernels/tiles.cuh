@@ -105,6 +105,23 @@ FG_HOST_DEVICE FG_FORCE_INLINE void for_each_piece(const Tile* tiles, std::int64
   }
 }
 
+#if defined(__CUDACC__)
+/// The calling thread's place in a grid whose warps stride over the tiles (NOTE: [tiles]):
+/// warp `warp` takes tiles warp, warp + warps, ...
+struct WarpPlace {
+  int lane;
+  std::int64_t warp;
+  std::int64_t warps;
+};
+__device__ __forceinline__ WarpPlace warp_place() {
+  constexpr int kWarp = CopyPolicy::kWarpThreads;
+  const std::int64_t thread = static_cast<std::int64_t>(blockIdx.x) * blockDim.x +
+                              static_cast<std::int64_t>(threadIdx.x);
+  return {static_cast<int>(threadIdx.x) % kWarp, thread / kWarp,
+          static_cast<std::int64_t>(gridDim.x) * blockDim.x / kWarp};
+}
+#endif
+
 /// Walks a strided copy's elements in logical order without a division per element: the
 /// offset of logical index i, and i's index in the innermost dimension.
 struct StridedCursor {

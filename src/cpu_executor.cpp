@@ -39,6 +39,7 @@
 
 #include "cpu_cache.h"
 #include "cpu_loops.h"
+#include "cpu_stats_loops.h"
 #include "executor.h"
 #include "check.h"
 
@@ -76,6 +77,26 @@ CopyFn select_copy_fn() {
 #endif
   return &cpu_baseline::run_copy;
 }
+
+using GatherStatsFn = void (*)(const CopyDesc&, std::int64_t, std::int64_t, void*, DType, double,
+                               bool, bool, StatsPartial&);
+using ScatterScaledFn = void (*)(const CopyDesc&, std::int64_t, std::int64_t, const void*, DType,
+                                 double);
+
+struct StatsFns {
+  GatherStatsFn gather;
+  ScatterScaledFn scatter;
+};
+
+StatsFns select_stats_fns() {
+#if FLATGATHER_CPU_AVX2
+  if (has_avx2_fma()) return {&cpu_avx2::gather_stats_copy, &cpu_avx2::scatter_scaled_copy};
+#endif
+  return {&cpu_baseline::gather_stats_copy, &cpu_baseline::scatter_scaled_copy};
+}
+
+// A CPU plan's Factor lives in host memory: read it when the call runs.
+double resolve(const Factor& f) { return f.d_value ? static_cast<double>(*f.d_value) : f.value; }
 
 const char* copy_fn_name() { return has_avx2_fma() ? "avx2+fma" : "baseline"; }
 
@@ -156,11 +177,40 @@ class CpuExecutor final : public Executor {
   }
 
   void gather(void* flat, cudaStream_t) const override { run(Op::Gather, flat, 1.0); }
-  void scatter(const void* flat, cudaStream_t) const override {
-    run(Op::Scatter, const_cast<void*>(flat), 1.0);
+  void scatter(const void* flat, const Factor& scale, cudaStream_t) const override {
+    const double s = resolve(scale);
+    if (scale.d_value == nullptr && s == 1.0) return run(Op::Scatter, const_cast<void*>(flat), 1.0);
+    for_each_task([&](std::int64_t task) {
+      for (std::size_t p = task_begin_[task]; p < task_begin_[task + 1]; ++p) {
+        const Piece& piece = pieces_[p];
+        stats_fns_.scatter(in_.copies[piece.copy], piece.begin, piece.end, flat, in_.flat_dtype, s);
+      }
+    });
   }
-  void scatter_add(const void* flat, double alpha, cudaStream_t) const override {
-    run(Op::ScatterAdd, const_cast<void*>(flat), alpha);
+  void scatter_add(const void* flat, const Factor& alpha, cudaStream_t) const override {
+    run(Op::ScatterAdd, const_cast<void*>(flat), resolve(alpha));
+  }
+
+  // One StatsPartial per piece, combined in piece order (NOTE: [gather statistics]). The
+  // partials are a host vector per call: a CPU gather may run on several threads at once.
+  void gather_stats(void* flat, const StatsRequest& r, cudaStream_t) const override {
+    const double scale = r.d_scale ? static_cast<double>(*r.d_scale) : r.scale;
+    const bool sumsq = r.wants_sumsq();
+    const bool check = r.d_found_inf != nullptr;
+    std::vector<StatsPartial> parts(pieces_.size());
+    for_each_task([&](std::int64_t task) {
+      for (std::size_t p = task_begin_[task]; p < task_begin_[task + 1]; ++p) {
+        const Piece& piece = pieces_[p];
+        const CopyDesc& d = in_.copies[piece.copy];
+        parts[p].segment = d.segment;
+        stats_fns_.gather(d, piece.begin, piece.end, flat, in_.flat_dtype, scale, sumsq, check,
+                          parts[p]);
+      }
+    });
+    std::vector<double> tensor_sums(r.d_tensor_norms ? r.num_segments : 0);
+    finish_stats(
+        r, [&](std::int64_t p) { return parts[static_cast<std::size_t>(p)]; },
+        static_cast<std::int64_t>(parts.size()), tensor_sums.data());
   }
 
   void rebind(const std::vector<std::pair<int, void*>>& changes, cudaStream_t) override {
@@ -190,14 +240,20 @@ class CpuExecutor final : public Executor {
     const bool stream = op == Op::Gather    ? stream_gather_
                         : op == Op::Scatter ? stream_scatter_
                                             : false;
+    for_each_task([&](std::int64_t t) { run_task(op, t, flat, alpha, stream); });
+  }
+
+  // Runs f(task) for every task (NOTE: [cpu work split]).
+  template <class F>
+  void for_each_task(F&& f) const {
     const std::int64_t tasks = static_cast<std::int64_t>(task_begin_.size()) - 1;
     const int nthreads = static_cast<int>(std::min<std::int64_t>(threads(), tasks));
     if (nthreads <= 1 || total_bytes_ < kTaskBytes || omp_in_parallel()) {
-      for (std::int64_t t = 0; t < tasks; ++t) run_task(op, t, flat, alpha, stream);
+      for (std::int64_t t = 0; t < tasks; ++t) f(t);
       return;
     }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
-    for (std::int64_t t = 0; t < tasks; ++t) run_task(op, t, flat, alpha, stream);
+    for (std::int64_t t = 0; t < tasks; ++t) f(t);
   }
 
   void run_task(Op op, std::int64_t task, void* flat, double alpha, bool stream) const {
@@ -211,6 +267,7 @@ class CpuExecutor final : public Executor {
 
   ExecutorInput in_;
   CopyFn copy_fn_ = select_copy_fn();
+  StatsFns stats_fns_ = select_stats_fns();
   std::vector<Piece> pieces_;
   std::vector<std::int32_t> copy_of_segment_;  // index into in_.copies, -1 for empty tensors
   std::vector<std::size_t> task_begin_;  // task t runs pieces_[task_begin_[t], task_begin_[t+1])

@@ -215,7 +215,10 @@ class CudaExecutor final : public Executor {
             static_cast<std::int64_t>(sm_count_) * blocks_per_sm, useful_blocks);
         grid_[op] = static_cast<int>(std::max<std::int64_t>(grid, 1));
       }
+      num_segments_ = in.num_segments;
+      build_stats_scratch(in.copies, host.tiles, upload.get());
     } catch (...) {
+      FG_CUDA_CHECK_NOEXCEPT(cudaFree(d_stats_));
       FG_CUDA_CHECK_NOEXCEPT(cudaFree(d_table_));
       throw;
     }
@@ -225,17 +228,38 @@ class CudaExecutor final : public Executor {
     if (!d_table_) return;
     DeviceGuard guard(device_, std::nothrow);
     RelaxedCaptureMode relaxed;  // NOTE: [capture mode]
+    FG_CUDA_CHECK_NOEXCEPT(cudaFree(d_stats_));
     FG_CUDA_CHECK_NOEXCEPT(cudaFree(d_table_));
   }
 
   CudaExecutor(const CudaExecutor&) = delete;
   CudaExecutor& operator=(const CudaExecutor&) = delete;
 
-  void gather(void* flat, cudaStream_t stream) const override { launch(Op::Gather, flat, 1.0, stream); }
-  void scatter(const void* flat, cudaStream_t stream) const override {
-    launch(Op::Scatter, const_cast<void*>(flat), 1.0, stream);  // the kernel only reads it
+  void gather(void* flat, cudaStream_t stream) const override { launch(Op::Gather, flat, {}, stream); }
+  // One launch, the statistics combined on the device (NOTE: [cuda stats scratch]).
+  void gather_stats(void* flat, const StatsRequest& r, cudaStream_t stream) const override {
+    assert(r.num_segments <= num_segments_);
+    DeviceGuard guard(device_);
+    KernelArgs args = args_;
+    args.d_flat = flat;
+    StatsArgs stats = stats_args_;
+    stats.request = r;
+    FG_CUDA_CHECK(launch_gather_stats(args, stats, grid_[0], tuning_.block_threads, stream));
   }
-  void scatter_add(const void* flat, double alpha, cudaStream_t stream) const override {
+  void scatter(const void* flat, const Factor& scale, cudaStream_t stream) const override {
+    if (scale.d_value == nullptr && scale.value == 1.0) {
+      launch(Op::Scatter, const_cast<void*>(flat), {}, stream);  // the kernel only reads it
+      return;
+    }
+    if (num_tiles_ == 0) return;
+    DeviceGuard guard(device_);
+    KernelArgs args = args_;
+    args.d_flat = const_cast<void*>(flat);
+    args.alpha = scale.value;
+    args.d_alpha = scale.d_value;
+    FG_CUDA_CHECK(launch_scatter_scaled(args, grid_[1], tuning_.block_threads, stream));
+  }
+  void scatter_add(const void* flat, const Factor& alpha, cudaStream_t stream) const override {
     launch(Op::ScatterAdd, const_cast<void*>(flat), alpha, stream);
   }
 
@@ -280,6 +304,46 @@ class CudaExecutor final : public Executor {
     FG_CUDA_CHECK(cudaMemcpyAsync(d_table_ + offset, copies_.data() + first, bytes, cudaMemcpyHostToDevice, stream));
   }
 
+  // The scratch of gather with statistics (NOTE: [cuda stats scratch] in
+  // kernels/gather_stats.cu): piece offsets per tile, one partial per piece (its segment
+  // filled in here), per-segment sums and the block counter, in one allocation, uploaded on
+  // `upload` and landed before the plan is returned (NOTE: [device table]).
+  void build_stats_scratch(const std::vector<CopyDesc>& copies, const std::vector<Tile>& tiles,
+                           cudaStream_t upload) {
+    std::vector<std::int64_t> piece_begin(tiles.size(), 0);
+    std::vector<StatsPartial> parts;
+    const std::int32_t num_copies = static_cast<std::int32_t>(copies.size());
+    for (std::int64_t t = 0; t + 1 < static_cast<std::int64_t>(tiles.size()); ++t) {
+      piece_begin[static_cast<std::size_t>(t)] = static_cast<std::int64_t>(parts.size());
+      for_each_piece(tiles.data(), t, copies.data(), num_copies,
+                     [&](std::int32_t c, std::int64_t, std::int64_t) {
+                       StatsPartial p;
+                       p.segment = copies[static_cast<std::size_t>(c)].segment;
+                       parts.push_back(p);
+                     });
+    }
+    piece_begin.back() = static_cast<std::int64_t>(parts.size());
+    const std::size_t parts_offset = TableLayout::align_up(piece_begin.size() * sizeof(std::int64_t));
+    const std::size_t sums_offset = parts_offset + TableLayout::align_up(parts.size() * sizeof(StatsPartial));
+    const std::size_t counter_offset =
+        sums_offset + TableLayout::align_up(static_cast<std::size_t>(num_segments_) * sizeof(double));
+    const std::size_t bytes = counter_offset + sizeof(unsigned int);
+    std::vector<unsigned char> image(bytes, 0);
+    std::memcpy(image.data(), piece_begin.data(), piece_begin.size() * sizeof(std::int64_t));
+    if (!parts.empty()) {
+      std::memcpy(image.data() + parts_offset, parts.data(), parts.size() * sizeof(StatsPartial));
+    }
+    void* d_stats = nullptr;
+    FG_CUDA_CHECK(cudaMalloc(&d_stats, bytes));
+    d_stats_ = static_cast<unsigned char*>(d_stats);
+    FG_CUDA_CHECK(cudaMemcpyAsync(d_stats_, image.data(), bytes, cudaMemcpyHostToDevice, upload));
+    FG_CUDA_CHECK(cudaStreamSynchronize(upload));
+    stats_args_.d_piece_begin = reinterpret_cast<const std::int64_t*>(d_stats_);
+    stats_args_.d_parts = reinterpret_cast<StatsPartial*>(d_stats_ + parts_offset);
+    stats_args_.d_tensor_sums = reinterpret_cast<double*>(d_stats_ + sums_offset);
+    stats_args_.d_counter = reinterpret_cast<unsigned int*>(d_stats_ + counter_offset);
+  }
+
   std::string describe() const override {
     std::ostringstream os;
     os << "cuda:" << device_ << " (sm_" << major_ << minor_ << ", " << sm_count_ << " SMs, copies=" << copies_.size()
@@ -290,13 +354,14 @@ class CudaExecutor final : public Executor {
   }
 
  private:
-  void launch(Op op, void* d_flat, double alpha, cudaStream_t stream) const {
+  void launch(Op op, void* d_flat, const Factor& alpha, cudaStream_t stream) const {
     if (num_tiles_ == 0) return;  // nothing to move (every tensor is empty)
     assert(aligned_to(d_flat, dtype_size(flat_dtype_)));  // Plan::check_flat
     DeviceGuard guard(device_);
     KernelArgs args = args_;
     args.d_flat = d_flat;
-    args.alpha = alpha;
+    args.alpha = alpha.value;
+    args.d_alpha = alpha.d_value;
     FG_CUDA_CHECK(launch_kernel(op, streaming_, args, grid_[static_cast<int>(op)], tuning_.block_threads, stream));
   }
 
@@ -308,6 +373,9 @@ class CudaExecutor final : public Executor {
   int sm_count_ = 0;
   Tuning tuning_;
   bool streaming_ = false;
+  unsigned char* d_stats_ = nullptr;  // NOTE: [cuda stats scratch]
+  StatsArgs stats_args_;
+  std::int32_t num_segments_ = 0;
   std::vector<DeviceCopy> copies_;  // host mirror of the table's copies (rebind writes both)
   std::vector<std::vector<std::int32_t>> copies_of_segment_;
   std::size_t num_strided_ = 0;

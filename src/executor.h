@@ -9,6 +9,7 @@
 
 #include "copy_desc.h"
 #include "flatgather/plan.h"
+#include "stats.h"
 
 namespace flatgather {
 namespace detail {
@@ -21,6 +22,7 @@ struct ExecutorInput {
   std::int64_t flat_numel = 0;
   Device device;
   int num_threads = 0;
+  std::int32_t num_segments = 0;  ///< Layout::segments().size() (empty tensors included)
   CpuStreaming cpu_streaming = CpuStreaming::Auto;
 };
 
@@ -30,8 +32,12 @@ class Executor {
  public:
   virtual ~Executor() = default;
   virtual void gather(void* flat, cudaStream_t stream) const = 0;
-  virtual void scatter(const void* flat, cudaStream_t stream) const = 0;
-  virtual void scatter_add(const void* flat, double alpha, cudaStream_t stream) const = 0;
+  /// gather plus the statistics of `request` (NOTE: [gather statistics] in src/stats.h).
+  virtual void gather_stats(void* flat, const StatsRequest& request,
+                            cudaStream_t stream) const = 0;
+  /// `scale` is a host value or a float32 on the plan's device (plan.h Factor).
+  virtual void scatter(const void* flat, const Factor& scale, cudaStream_t stream) const = 0;
+  virtual void scatter_add(const void* flat, const Factor& alpha, cudaStream_t stream) const = 0;
   /// For each (segment, data) pair, changes the data pointer of every copy whose `segment`
   /// equals it (null: a zero-filled placeholder). All changes land together (on CUDA: one
   /// upload ordered on `stream`), or none when it throws.

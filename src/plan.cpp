@@ -1,6 +1,7 @@
 #include "flatgather/plan.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <sstream>
 
@@ -142,6 +143,7 @@ Plan Plan::build(std::vector<TensorRef> tensors, const PlanOptions& options) {
   input.flat_numel = built.layout.numel();
   input.device = tensors[0].device;
   input.num_threads = options.num_threads;
+  input.num_segments = static_cast<std::int32_t>(built.layout.segments().size());
   input.cpu_streaming = options.cpu_streaming;
 
   // Overlaps: within one tensor, and between distinct segments.
@@ -199,16 +201,81 @@ void Plan::gather(void* flat, std::int64_t flat_numel, cudaStream_t stream) cons
   if (flat_numel > 0) s.executor->gather(flat, stream);
 }
 
+namespace {
+
+// A float32 the caller hands to a call (a Factor's value, a statistic's output): 4-byte
+// aligned, and on a CUDA plan memory of its device.
+void check_scalar_memory(const void* p, Device device, const char* op, const char* what) {
+  if (p == nullptr) return;
+  FG_CHECK(is_aligned(p, DType::Float32),
+           op << ": " << what << " " << p << " is not aligned to 4 bytes (float32)");
+  if (!device.is_cuda()) return;
+  const std::string problem = detail::cuda_pointer_problem(p, device.index);
+  FG_CHECK(problem.empty(), op << ": " << what << " " << p << " " << problem << "; a plan on "
+                               << to_string(device)
+                               << " needs float32 memory of that device (a CUDA tensor)");
+}
+
+}  // namespace
+
+void Plan::gather(void* flat, std::int64_t flat_numel, const GatherOptions& options,
+                  cudaStream_t stream) const {
+  const State& s = state();
+  const bool scaled = options.scale.d_value != nullptr || options.scale.value != 1.0;
+  if (!options.wants_stats() && !scaled) return gather(flat, flat_numel, stream);
+  FG_CHECK(s.not_floating.empty(),
+           "gather: tensor " << s.not_floating
+                             << " is not floating point; a scale and gradient statistics need "
+                                "float32, float16, bfloat16 or float64 tensors");
+  FG_CHECK(options.d_clip_coef == nullptr ||
+               (options.max_norm > 0 && std::isfinite(options.max_norm)),
+           "gather: clip_coef needs max_norm > 0 (clip_grad_norm_'s max_norm); got "
+               << options.max_norm);
+  check_scalar_memory(options.scale.d_value, s.device, "gather", "the scale");
+  check_scalar_memory(options.d_norm, s.device, "gather", "the norm output");
+  check_scalar_memory(options.d_tensor_norms, s.device, "gather", "the tensor_norms output");
+  check_scalar_memory(options.d_found_inf, s.device, "gather", "the found_inf output");
+  check_scalar_memory(options.d_clip_coef, s.device, "gather", "the clip_coef output");
+  s.check_flat(flat, flat_numel, "gather");
+  detail::StatsRequest r;
+  r.scale = options.scale.value;
+  r.d_scale = options.scale.d_value;
+  r.d_norm = options.d_norm;
+  r.d_tensor_norms = options.d_tensor_norms;
+  r.d_found_inf = options.d_found_inf;
+  r.d_clip_coef = options.d_clip_coef;
+  r.max_norm = options.max_norm;
+  r.num_segments = static_cast<std::int32_t>(s.layout.segments().size());
+  // Runs even when the flat buffer is empty: the statistics are still written (zeros).
+  s.executor->gather_stats(flat, r, stream);
+}
+
 void Plan::scatter(const void* flat, std::int64_t flat_numel, cudaStream_t stream) const {
+  scatter(flat, flat_numel, Factor(), stream);
+}
+
+void Plan::scatter(const void* flat, std::int64_t flat_numel, const Factor& scale,
+                   cudaStream_t stream) const {
   const State& s = state();
   FG_CHECK(s.overlap.empty(), "scatter: " << s.overlap
                                           << "; scatter would write the same bytes twice. "
                                              "Plan such tensors separately or gather only");
+  const bool scaled = scale.d_value != nullptr || scale.value != 1.0;
+  FG_CHECK(!scaled || s.not_floating.empty(),
+           "scatter: tensor " << s.not_floating
+                              << " is not floating point; a scale needs float32, float16, "
+                                 "bfloat16 or float64 tensors");
+  check_scalar_memory(scale.d_value, s.device, "scatter", "the scale");
   s.check_flat(flat, flat_numel, "scatter");
-  if (flat_numel > 0) s.executor->scatter(flat, stream);
+  if (flat_numel > 0) s.executor->scatter(flat, scale, stream);
 }
 
 void Plan::scatter_add(const void* flat, std::int64_t flat_numel, double alpha,
+                       cudaStream_t stream) const {
+  scatter_add(flat, flat_numel, Factor(alpha), stream);
+}
+
+void Plan::scatter_add(const void* flat, std::int64_t flat_numel, const Factor& alpha,
                        cudaStream_t stream) const {
   const State& s = state();
   FG_CHECK(s.overlap.empty(), "scatter_add: " << s.overlap
@@ -222,6 +289,7 @@ void Plan::scatter_add(const void* flat, std::int64_t flat_numel, double alpha,
            "scatter_add: tensor " << s.not_floating
                                   << " is not floating point; scatter_add needs float32, "
                                      "float16, bfloat16 or float64 tensors");
+  check_scalar_memory(alpha.d_value, s.device, "scatter_add", "alpha");
   s.check_flat(flat, flat_numel, "scatter_add");
   if (flat_numel > 0) s.executor->scatter_add(flat, alpha, stream);
 }

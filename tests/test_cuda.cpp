@@ -500,6 +500,192 @@ TEST(CudaGraph, CaptureGatherScatterScatterAdd) {
   CUDA_OK(cudaStreamDestroy(stream));
 }
 
+// ---- gradient statistics in the gather pass (NOTE: [gather statistics]) ----------------------
+
+/// sample_tensors without the specials (so that the norms are finite).
+std::vector<Pair> finite_tensors(at::ScalarType dtype, std::uint64_t seed) {
+  std::vector<Pair> p = sample_tensors(dtype, seed);
+  const at::Tensor v = fgtest::random_tensor({1000}, dtype);
+  p[4].cpu.copy_(v);
+  p[4].gpu.copy_(v.to(kCuda));
+  return p;
+}
+
+struct StatsOut {
+  at::Tensor norm, tensor_norms, found_inf, clip_coef;
+};
+
+/// Asks for every statistic through the core API, outputs as tensors on `device`.
+fg::GatherOptions ask_all(StatsOut& o, std::size_t segments, at::Device device, double max_norm) {
+  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
+  o.norm = at::full({}, -1.0f, f32);
+  o.tensor_norms = at::full({static_cast<int64_t>(segments)}, -1.0f, f32);
+  o.found_inf = at::full({}, -1.0f, f32);
+  o.clip_coef = at::full({}, -1.0f, f32);
+  fg::GatherOptions g;
+  g.d_norm = o.norm.data_ptr<float>();
+  g.d_tensor_norms = o.tensor_norms.data_ptr<float>();
+  g.d_found_inf = o.found_inf.data_ptr<float>();
+  g.d_clip_coef = o.clip_coef.data_ptr<float>();
+  g.max_norm = max_norm;
+  return g;
+}
+
+TEST(CudaStats, MatchCpuAndFloat64EveryDtypeSameBitsEveryCall) {
+  SKIP_WITHOUT_CUDA();
+  for (at::ScalarType src : {at::kFloat, at::kHalf, at::kBFloat16, at::kDouble}) {
+    SCOPED_TRACE(std::string("source ") + c10::toString(src));
+    std::vector<Pair> tensors = finite_tensors(src, 31);
+    fgt::Options opt;
+    opt.dtype = at::kFloat;
+    opt.align_bytes = 64;
+    fgt::Plan gpu = fgt::Plan::from_tensors(gpus(tensors), {}, opt);
+    fgt::Plan cpu = fgt::Plan::from_tensors(cpus(tensors), {}, opt);
+    const std::size_t segs = gpu.layout().segments().size();
+    const at::Tensor scale = at::full({}, 0.375f, at::TensorOptions().device(kCuda));
+    const float scale_host = 0.375f;
+    StatsOut g1, g2, c;
+    fg::GatherOptions og = ask_all(g1, segs, kCuda, 0.5);
+    og.scale = fg::Factor::device(scale.data_ptr<float>());
+    fg::GatherOptions oc = ask_all(c, segs, at::kCPU, 0.5);
+    oc.scale = fg::Factor::device(&scale_host);
+    at::Tensor flat = poisoned_gpu(gpu.numel(), at::kFloat);
+    at::Tensor cpu_flat = cpu.empty_flat();
+    gpu.core().gather(flat.data_ptr(), gpu.numel(), og, nullptr);
+    cpu.core().gather(cpu_flat.data_ptr(), cpu.numel(), oc, nullptr);
+    device_sync();
+    EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), cpu_flat));
+    const double ref = cpu_flat.to(at::kDouble).norm().item<double>();
+    EXPECT_NEAR(g1.norm.item<float>(), ref, 2e-7 * ref);
+    EXPECT_NEAR(g1.norm.item<float>(), c.norm.item<float>(), 2e-7 * ref);
+    EXPECT_TRUE(at::allclose(g1.tensor_norms.cpu(), c.tensor_norms, 2e-7, 0));
+    EXPECT_EQ(g1.found_inf.item<float>(), 0.0f);
+    EXPECT_EQ(g1.clip_coef.item<float>(), std::min(1.0f, 0.5f / (g1.norm.item<float>() + 1e-6f)));
+    // The same bits on a second call (the block counter was reset by the first).
+    fg::GatherOptions og2 = ask_all(g2, segs, kCuda, 0.5);
+    og2.scale = og.scale;
+    gpu.core().gather(flat.data_ptr(), gpu.numel(), og2, nullptr);
+    device_sync();
+    EXPECT_TRUE(fgtest::bits_equal(g1.norm.cpu(), g2.norm.cpu()));
+    EXPECT_TRUE(fgtest::bits_equal(g1.tensor_norms.cpu(), g2.tensor_norms.cpu()));
+    EXPECT_TRUE(fgtest::bits_equal(g1.clip_coef.cpu(), g2.clip_coef.cpu()));
+  }
+}
+
+TEST(CudaStats, FoundInfAndScaledScatterAndDeviceAlpha) {
+  SKIP_WITHOUT_CUDA();
+  for (at::ScalarType src : {at::kFloat, at::kHalf, at::kBFloat16}) {
+    SCOPED_TRACE(std::string("source ") + c10::toString(src));
+    std::vector<Pair> tensors = sample_tensors(src, 37);  // with NaN and infinities
+    fgt::Plan gpu = fgt::Plan::from_tensors(gpus(tensors));
+    fgt::Plan cpu = fgt::Plan::from_tensors(cpus(tensors));
+    fgt::StatsOptions want;
+    want.check_finite = true;
+    at::Tensor flat = gpu.empty_flat();
+    fgt::GatherStats st = gpu.gather(flat, want);
+    EXPECT_EQ(st.found_inf.item<float>(), 1.0f);
+    tensors[4].gpu.nan_to_num_(0.0, 0.0, 0.0);
+    st = gpu.gather(flat, want);
+    EXPECT_EQ(st.found_inf.item<float>(), 0.0f);
+    tensors[4].cpu.copy_(tensors[4].gpu.cpu());
+    // scatter with a device scale and scatter_add with a device alpha == the CPU path.
+    const at::Tensor source = fgtest::random_tensor({gpu.numel()}, src);
+    at::Tensor factor = at::full({}, -0.75f, at::TensorOptions().device(kCuda));
+    gpu.scatter(source.to(kCuda), factor);
+    cpu.scatter(source, fgt::Factor(-0.75));
+    gpu.scatter_add(source.to(kCuda), factor);
+    cpu.scatter_add(source, fgt::Factor(-0.75));
+    device_sync();
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      EXPECT_TRUE(fgtest::bits_equal(tensors[i].gpu.cpu(), tensors[i].cpu)) << "tensor " << i;
+    }
+  }
+}
+
+TEST(CudaStats, EmptyPlanAndHundredThousandTensors) {
+  SKIP_WITHOUT_CUDA();
+  {
+    fgt::Plan empty = fgt::Plan::from_tensors({at::empty({0}, at::TensorOptions().device(kCuda))});
+    fgt::StatsOptions want;
+    want.norm = want.tensor_norms = want.check_finite = true;
+    want.max_norm = 1.0;
+    fgt::GatherStats st = empty.gather(empty.empty_flat(), want);
+    EXPECT_EQ(st.norm.item<float>(), 0.0f);
+    EXPECT_EQ(st.found_inf.item<float>(), 0.0f);
+    EXPECT_EQ(st.clip_coef.item<float>(), 1.0f);
+    EXPECT_EQ(st.tensor_norms.cpu().item<float>(), 0.0f);
+  }
+  std::vector<at::Tensor> cpu_tensors;
+  for (int i = 0; i < 100000; ++i) cpu_tensors.push_back(fgtest::random_tensor({1 + i % 5}, at::kFloat));
+  std::vector<at::Tensor> gpu_tensors;
+  for (const at::Tensor& t : cpu_tensors) gpu_tensors.push_back(t.to(kCuda));
+  fgt::Plan gpu = fgt::Plan::from_tensors(gpu_tensors);
+  fgt::StatsOptions want;
+  want.norm = want.tensor_norms = true;
+  fgt::GatherStats st = gpu.gather(gpu.empty_flat(), want);
+  at::Tensor ref = at::stack(at::_foreach_norm(cpu_tensors));
+  EXPECT_TRUE(at::allclose(st.tensor_norms.cpu(), ref, 1e-6, 0));
+  const double total = at::cat(cpu_tensors).to(at::kDouble).norm().item<double>();
+  EXPECT_NEAR(st.norm.item<float>(), total, 2e-7 * total);
+}
+
+// A gather with statistics and a scatter_add whose alpha is the clip coefficient, captured
+// into one graph and replayed with new gradients: two kernel nodes, no host sync.
+TEST(CudaGraph, GatherWithStatsAndScatterAddReplayed) {
+  SKIP_WITHOUT_CUDA();
+  std::vector<Pair> grads = finite_tensors(at::kFloat, 41);
+  std::vector<Pair> params = finite_tensors(at::kFloat, 43);
+  fgt::Plan grad_plan = fgt::Plan::from_tensors(gpus(grads));
+  fgt::Plan param_plan = fgt::Plan::from_tensors(gpus(params));
+  fgt::Plan cpu_grad_plan = fgt::Plan::from_tensors(cpus(grads));
+  fgt::Plan cpu_param_plan = fgt::Plan::from_tensors(cpus(params));
+  const int64_t n = grad_plan.numel();
+  at::Tensor flat = poisoned_gpu(n, at::kFloat);
+  StatsOut out;
+  fg::GatherOptions o = ask_all(out, grad_plan.layout().segments().size(), kCuda, 0.25);
+  device_sync();
+  cudaStream_t stream = nullptr;
+  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  cudaGraph_t graph = nullptr;
+  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  grad_plan.core().gather(flat.data_ptr(), n, o, stream);
+  param_plan.core().scatter_add(flat.data_ptr(), n, fg::Factor::device(o.d_clip_coef), stream);
+  CUDA_OK(cudaStreamEndCapture(stream, &graph));
+  size_t count = 0;
+  CUDA_OK(cudaGraphGetNodes(graph, nullptr, &count));
+  EXPECT_EQ(count, 2u) << "one kernel per call";
+  cudaGraphExec_t exec = nullptr;
+  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  CUDA_OK(cudaGraphDestroy(graph));
+  for (int replay = 0; replay < 3; ++replay) {
+    SCOPED_TRACE("replay " + std::to_string(replay));
+    for (const Pair& p : grads) {
+      if (p.cpu.numel() == 0) continue;
+      const at::Tensor v = fgtest::random_tensor(p.cpu.sizes(), at::kFloat) * (replay + 1);
+      p.cpu.copy_(v);
+      p.gpu.copy_(v.to(kCuda));
+    }
+    device_sync();
+    CUDA_OK(cudaGraphLaunch(exec, stream));
+    CUDA_OK(cudaStreamSynchronize(stream));
+    fgt::StatsOptions want;
+    want.norm = true;
+    want.max_norm = 0.25;
+    at::Tensor cpu_flat = cpu_grad_plan.empty_flat();
+    fgt::GatherStats ref = cpu_grad_plan.gather(cpu_flat, want);
+    EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), cpu_flat));
+    const float ref_norm = ref.norm.item<float>();
+    EXPECT_NEAR(out.norm.item<float>(), ref_norm, 2e-7 * ref_norm);
+    // The parameters moved by the GPU's own coefficient: apply that on the CPU too.
+    cpu_param_plan.scatter_add(cpu_flat, fgt::Factor(out.clip_coef.cpu()));
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      EXPECT_TRUE(fgtest::bits_equal(params[i].gpu.cpu(), params[i].cpu)) << "param " << i;
+    }
+  }
+  CUDA_OK(cudaGraphExecDestroy(exec));
+  CUDA_OK(cudaStreamDestroy(stream));
+}
+
 // One plan used from two streams at once, and work ordered across them with an event.
 TEST(CudaStreams, TwoStreams) {
   SKIP_WITHOUT_CUDA();

@@ -54,6 +54,51 @@ struct PlanOptions {
   CpuStreaming cpu_streaming = CpuStreaming::Auto;
 };
 
+/// A multiplier for gather, scatter and scatter_add: a host number, or one float32 that the
+/// call reads from memory on the plan's device when it runs (a 0-dim tensor such as
+/// `1 / loss_scale` or `-lr * clip_coef`), so nothing waits for the host.
+///
+///   plan.scatter_add(flat, n, flatgather::Factor::device(d_alpha));
+struct Factor {
+  double value = 1.0;               ///< used when `d_value` is null
+  const float* d_value = nullptr;   ///< one float32 on the plan's device (host memory on CPU)
+
+  Factor() = default;
+  Factor(double v) : value(v) {}  // NOLINT(google-explicit-constructor): a number is a Factor
+  static Factor device(const float* d_value) {
+    Factor f;
+    f.d_value = d_value;
+    return f;
+  }
+};
+
+/// What a gather computes in the same pass (NOTE: [gather statistics] in src/stats.h). Every
+/// pointer is memory of the plan's device (host memory for a CPU plan), float32, 4-byte
+/// aligned, and written by the call on its stream: nothing is copied to the host. A null
+/// pointer means "not asked for".
+///
+///   GatherOptions o; o.d_norm = d_norm; o.d_clip_coef = d_coef; o.max_norm = 1.0;
+struct GatherOptions {
+  /// Every written value is `cast_to_flat(source * scale)` (unscaling by 1 / loss_scale).
+  Factor scale;
+  /// The L2 norm of the values as written to the flat buffer (after the scale and the cast to
+  /// the flat dtype; padding adds nothing).
+  float* d_norm = nullptr;
+  /// One L2 norm per segment (layout().segments() order: aliases counted once; empty and
+  /// missing tensors give 0), layout().segments().size() floats.
+  float* d_tensor_norms = nullptr;
+  /// 1.0 when any SOURCE value (before the scale) is NaN or infinite, else 0.0 (GradScaler's
+  /// found_inf convention).
+  float* d_found_inf = nullptr;
+  /// `min(1, max_norm / (norm + 1e-6))` in float32 (clip_grad_norm_'s formula); needs
+  /// max_norm > 0.
+  float* d_clip_coef = nullptr;
+  double max_norm = 0.0;
+
+  /// True when any statistic is asked for.
+  bool wants_stats() const { return d_norm || d_tensor_norms || d_found_inf || d_clip_coef; }
+};
+
 namespace detail {
 class Executor;
 }
@@ -103,12 +148,26 @@ class Plan {
   /// layout().flat_dtype() on device(); it must equal layout().numel() and must not overlap
   /// any source tensor.
   void gather(void* flat, std::int64_t flat_numel, cudaStream_t stream = nullptr) const;
+  /// gather with a scale and statistics computed in the same pass (one launch on CUDA, no
+  /// allocation, no host sync; deterministic: NOTE: [gather statistics]). Throws when a
+  /// statistic or a non-unit scale is asked of a plan with non-floating tensors, or for
+  /// d_clip_coef without max_norm > 0. On CUDA the partial sums live in the plan's scratch,
+  /// so two gathers with statistics through one plan must not run at once (on two streams).
+  void gather(void* flat, std::int64_t flat_numel, const GatherOptions& options,
+              cudaStream_t stream = nullptr) const;
   /// Writes `flat` back into the tensors (cast to each tensor's dtype).
   void scatter(const void* flat, std::int64_t flat_numel, cudaStream_t stream = nullptr) const;
+  /// Writes `scale * flat` back into the tensors, computed in float32 (float64 when either
+  /// side is float64), then rounded to each tensor's dtype.
+  void scatter(const void* flat, std::int64_t flat_numel, const Factor& scale,
+               cudaStream_t stream = nullptr) const;
   /// `t += alpha * segment` for every tensor, computed in float32 (float64 when either side
   /// is float64) with one fused multiply-add, then rounded to the tensor's dtype. Refused for
   /// a byte buffer (flat dtype uint8).
   void scatter_add(const void* flat, std::int64_t flat_numel, double alpha,
+                   cudaStream_t stream = nullptr) const;
+  /// scatter_add whose alpha may be read from device memory when the call runs.
+  void scatter_add(const void* flat, std::int64_t flat_numel, const Factor& alpha,
                    cudaStream_t stream = nullptr) const;
 
   /// Points segment `segment_index` at new memory of the same dtype, sizes and strides (a

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -84,6 +85,38 @@ struct Options {
   Spelling spelling = Spelling::Cpp;
 };
 
+/// A multiplier for gather, scatter and scatter_add: a number, or a one-element float32 tensor
+/// on the plan's device read by the call when it runs (no host sync): `1 / loss_scale`,
+/// `-lr * clip_coef`.
+struct Factor {
+  double value = 1.0;
+  at::Tensor tensor;  ///< used instead of `value` when defined
+
+  Factor() = default;
+  Factor(double v) : value(v) {}                   // NOLINT(google-explicit-constructor)
+  Factor(at::Tensor t) : tensor(std::move(t)) {}   // NOLINT(google-explicit-constructor)
+};
+
+/// What Plan::gather computes in the same pass (NOTE: [gather statistics] in src/stats.h).
+///
+///   StatsOptions o; o.scale = inv_scale; o.check_finite = true; o.max_norm = 1.0;
+struct StatsOptions {
+  Factor scale;                   ///< written values are cast(source * scale)
+  bool norm = false;              ///< L2 norm of the written values
+  bool tensor_norms = false;      ///< one L2 norm per segment (names() order)
+  bool check_finite = false;      ///< found_inf: 1.0 when any source value is NaN or inf
+  std::optional<double> max_norm; ///< clip_coef = min(1, max_norm / (norm + 1e-6))
+};
+
+/// Results of a gather with statistics: float32 tensors on the plan's device, written on its
+/// current stream (nothing waits for them); undefined when not asked for.
+struct GatherStats {
+  at::Tensor norm;          ///< 0-dim
+  at::Tensor tensor_norms;  ///< 1-D, one per segment
+  at::Tensor found_inf;     ///< 0-dim, 1.0 or 0.0 (GradScaler's convention)
+  at::Tensor clip_coef;     ///< 0-dim
+};
+
 /// A plan over LibTorch tensors. Keeps every tensor (and, for gradients, every parameter)
 /// alive, so it stays valid after its module is destroyed.
 ///
@@ -132,6 +165,15 @@ class Plan {
   void scatter(const at::Tensor& flat) const;
   /// `t += alpha * segment` for every tensor.
   void scatter_add(const at::Tensor& flat, double alpha = 1.0) const;
+  /// scatter_add with alpha a number or a one-element float32 tensor on the plan's device.
+  void scatter_add(const at::Tensor& flat, const Factor& alpha) const;
+  /// Writes `scale * flat` back into the tensors (float32 maths, float64 when either side is).
+  void scatter(const at::Tensor& flat, const Factor& scale) const;
+  /// Gathers into `out` (as gather(out)) and computes `options`' statistics in the same pass,
+  /// deterministically (the same bits on every call).
+  ///
+  ///   auto stats = plan.gather(flat, {inv_scale, true, false, true, 1.0});
+  GatherStats gather(const at::Tensor& out, const StatsOptions& options) const;
   /// Views into `flat`, one per segment, each shaped like its tensor. Requires the flat
   /// dtype to equal every tensor's dtype, or to be uint8 (a byte buffer: views of each
   /// tensor's own dtype).
@@ -150,6 +192,10 @@ class Plan {
   static Plan make(std::vector<TensorRef> refs, std::vector<std::string> names,
                    std::vector<at::Tensor> tensors, std::vector<at::Tensor> params,
                    MissingGrad missing_grad, const Options& options);
+  // For src/torch/stats.cpp: checks `flat` for `op`, rebinds moved tensors and returns the
+  // stream to run on; after_write bumps the written tensors' version counters.
+  cudaStream_t prepare_call(const at::Tensor& flat, const char* op) const;
+  void after_write() const;
   std::shared_ptr<State> state_;
 };
 

@@ -22,8 +22,9 @@ load_library()
 from ._plan import Plan, gather, scatter  # noqa: E402  (needs the operators loaded)
 from ._adopt import Adopted, adopt  # noqa: E402
 from ._safetensors import load_safetensors, save_safetensors  # noqa: E402
+from ._stats import GatherStats  # noqa: E402
 
-__all__ = ["Plan", "gather", "scatter", "adopt", "Adopted", "save_safetensors",
+__all__ = ["Plan", "GatherStats", "gather", "scatter", "adopt", "Adopted", "save_safetensors",
            "load_safetensors", "build_info", "cuda_available", "library_path", "find_library",
            "load_library", "LibraryNotFoundError", "TorchVersionMismatchError", "LIBRARY_ENV",
            "__version__"]

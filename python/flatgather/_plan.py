@@ -10,6 +10,8 @@ import json
 
 import torch
 
+from ._stats import factor, gather_with_stats
+
 __all__ = ["Plan", "gather", "scatter"]
 
 _KINDS = ("all", "weights", "biases")
@@ -259,14 +261,29 @@ class Plan:
         return tuple(grads)
 
     # ---- data movement ------------------------------------------------------------------
-    def gather(self, out=None):
+    def gather(self, out=None, *, scale=None, norm=False, tensor_norms=False,
+               check_finite=False, max_norm=None):
         """The flat tensor (a new one, or `out`: 1-D, contiguous, numel elements of dtype on
         device, not overlapping any source).
+
+        With `scale` (a number or a one-element float32 tensor on the plan's device, e.g.
+        1 / loss_scale) every value is written as cast(value * scale). Asking for `norm`,
+        `tensor_norms`, `check_finite` or `max_norm` computes them in the same pass and returns
+        `(flat, stats)` (a GatherStats of device tensors; nothing waits for the host), with the
+        same bits on every call. A gather with a scale or statistics records no autograd.
 
         Without `out`, the result is differentiable when grad mode is on and a tensor requires
         grad: its backward hands each tensor its slice of the incoming gradient, cast to the
         tensor's dtype (create_graph=True works). Under torch.no_grad() nothing is recorded.
         `out=` is written like a copy under no_grad: it never records autograd history."""
+        if norm or tensor_norms or check_finite or max_norm is not None:
+            if out is None:
+                out = self._script.empty_flat()
+            return gather_with_stats(self._script, out, scale, norm, tensor_norms,
+                                     check_finite, max_norm)
+        if scale is not None:
+            flat = self._script.empty_flat() if out is None else out
+            return gather_with_stats(self._script, flat, scale, False, False, False, None)[0]
         if out is not None:
             if out.requires_grad and torch.is_grad_enabled():
                 raise RuntimeError(
@@ -281,17 +298,26 @@ class Plan:
                 return _GatherFunction.apply(self, *inputs)
         return self._script.gather()
 
-    def scatter(self, flat):
-        """Copies `flat` back into the tensors' own storage (cast to each tensor's dtype).
+    def scatter(self, flat, scale=None):
+        """Copies `flat` (times `scale`, a number or a one-element float32 tensor on the plan's
+        device, when given) back into the tensors' own storage (cast to each tensor's dtype).
         Unlike torch.nn.utils.vector_to_parameters it never rebinds `.data`: tensors keep
         their storage, so optimizers, hooks and CUDA graphs holding them keep working. Each
         written tensor's version counter is bumped, as by an in-place copy_."""
-        self._script.scatter(flat)
+        if scale is None:
+            self._script.scatter(flat)
+        else:
+            self._script.scatter_scaled(flat, *factor(scale, "scale"))
 
     def scatter_add(self, flat, alpha=1.0):
         """`t += alpha * segment` for every tensor (the L-BFGS `_add_grad` update), computed in
-        float32 (float64 when the tensor or the flat buffer is float64), rounded once."""
-        self._script.scatter_add(flat, float(alpha))
+        float32 (float64 when the tensor or the flat buffer is float64), rounded once. `alpha`
+        is a number or a one-element float32 tensor on the plan's device (read when the call
+        runs: `-lr * stats.clip_coef` needs no host sync)."""
+        if isinstance(alpha, torch.Tensor):
+            self._script.scatter_add_factor(flat, *factor(alpha, "alpha"))
+        else:
+            self._script.scatter_add(flat, float(alpha))
 
     def views(self, flat):
         """One view into `flat` per segment, shaped like its tensor. The flat dtype must equal

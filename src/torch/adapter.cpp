@@ -343,6 +343,16 @@ void Plan::scatter_add(const at::Tensor& flat, double alpha) const {
   s.bump_versions();
 }
 
+cudaStream_t Plan::prepare_call(const at::Tensor& flat, const char* op) const {
+  State& s = checked(state_);
+  s.check_flat(flat, op);
+  const cudaStream_t stream = current_stream(s.device);
+  s.sync(stream);
+  return stream;
+}
+
+void Plan::after_write() const { checked(state_).bump_versions(); }
+
 std::vector<at::Tensor> Plan::views(const at::Tensor& flat) const {
   State& s = checked(state_);
   s.check_flat(flat, "views");

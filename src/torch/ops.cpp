@@ -98,6 +98,38 @@ struct ScriptPlan : torch::CustomClassHolder {
       plan.scatter_add(flat, alpha);
     });
   }
+  // gather with statistics (src/torch/stats.cpp): `scale_tensor`, when given, replaces `scale`;
+  // returns (norm, tensor_norms, found_inf, clip_coef), None where not asked for.
+  using Stats = std::tuple<c10::optional<at::Tensor>, c10::optional<at::Tensor>,
+                           c10::optional<at::Tensor>, c10::optional<at::Tensor>>;
+  Stats gather_stats(const at::Tensor& out, double scale,
+                     const c10::optional<at::Tensor>& scale_tensor, bool norm, bool tensor_norms,
+                     bool check_finite, c10::optional<double> max_norm) const {
+    return translate_errors([&] {
+      fgt::StatsOptions o;
+      o.scale = factor(scale, scale_tensor);
+      o.norm = norm;
+      o.tensor_norms = tensor_norms;
+      o.check_finite = check_finite;
+      if (max_norm.has_value()) o.max_norm = *max_norm;
+      const fgt::GatherStats st = plan.gather(out, o);
+      auto opt = [](const at::Tensor& t) {
+        return t.defined() ? c10::optional<at::Tensor>(t) : c10::nullopt;
+      };
+      return Stats{opt(st.norm), opt(st.tensor_norms), opt(st.found_inf), opt(st.clip_coef)};
+    });
+  }
+  void scatter_scaled(const at::Tensor& flat, double scale,
+                      const c10::optional<at::Tensor>& scale_tensor) const {
+    translate_errors([&] { plan.scatter(flat, factor(scale, scale_tensor)); });
+  }
+  void scatter_add_factor(const at::Tensor& flat, double alpha,
+                          const c10::optional<at::Tensor>& alpha_tensor) const {
+    translate_errors([&] { plan.scatter_add(flat, factor(alpha, alpha_tensor)); });
+  }
+  static fgt::Factor factor(double value, const c10::optional<at::Tensor>& tensor) {
+    return tensor.has_value() ? fgt::Factor(*tensor) : fgt::Factor(value);
+  }
   std::vector<at::Tensor> views(const at::Tensor& flat) const {
     return translate_errors([&] { return plan.views(flat); });
   }
@@ -268,6 +300,9 @@ TORCH_LIBRARY(flatgather, m) {
       .def("gather_into", &ScriptPlan::gather_into)
       .def("scatter", &ScriptPlan::scatter)
       .def("scatter_add", &ScriptPlan::scatter_add)
+      .def("gather_stats", &ScriptPlan::gather_stats)
+      .def("scatter_scaled", &ScriptPlan::scatter_scaled)
+      .def("scatter_add_factor", &ScriptPlan::scatter_add_factor)
       .def("views", &ScriptPlan::views)
       .def("empty_flat", &ScriptPlan::empty_flat)
       .def("tensors", &ScriptPlan::tensors)
