@@ -127,6 +127,7 @@ at::Tensor gather_poisoned(const Plan& plan) {
   at::Tensor out = poison_(at::empty({plan.numel()}, at::TensorOptions(plan.dtype()).device(plan.device())));
   plan.gather(out);
   return out;
+}
 
 /// The bytes of `t` in its logical element order.
 inline at::Tensor bytes_of(const at::Tensor& t) { return t.contiguous().reshape(-1).view(at::kByte); }
