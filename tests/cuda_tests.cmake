@@ -5,6 +5,11 @@
 if(FLATGATHER_TORCH)
   fg_add_test(test_tiles SOURCES test_tiles.cpp torch_reference.cpp TORCH)
   target_include_directories(test_tiles PRIVATE ${PROJECT_SOURCE_DIR}/kernels ${PROJECT_SOURCE_DIR}/src)
+  if(NOT FLATGATHER_CUDA)
+    # Without the CUDA executor nothing in the adapter refers to the tuning parser, so the
+    # linker leaves kernels/tuning.cpp out of libflatgather_torch.so: the test compiles it.
+    target_sources(test_tiles PRIVATE ${PROJECT_SOURCE_DIR}/kernels/tuning.cpp)
+  endif()
 endif()
 
 # test_cuda: the kernels on a GPU against the CPU path and LibTorch; skips without a device.
