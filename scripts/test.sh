@@ -89,7 +89,8 @@ stage fuzz scripts/fuzz-manifest.sh 30
 # The core alone (no LibTorch, no CUDA): configures, builds and passes its tests.
 stage core-only scripts/test-core-only.sh
 # The installed package, as pip users get it; one CUDA architecture keeps the wheel's build short.
-stage py-package scripts/test-python-package.sh -C cmake.define.FLATGATHER_CUDA_ARCHITECTURES=90
+stage py-package scripts/test-python-package.sh \
+  --config-settings=cmake.define.FLATGATHER_CUDA_ARCHITECTURES=90
 # The GPU check's rehearsal: its build against the carried packages only, its CPU steps.
 stage gpu-rehearsal scripts/ci-gpu-rehearsal.sh
 
