@@ -31,7 +31,7 @@ at::Tensor wrap(const void* p, std::int64_t n, flatgather::DType t) {
   return at::from_blob(const_cast<void*>(p), {n}, scalar_type(t));
 }
 
-std::vector<char> bytes_of(const at::Tensor& t) {
+std::vector<char> raw_bytes(const at::Tensor& t) {
   const at::Tensor c = t.contiguous();
   std::vector<char> out(static_cast<std::size_t>(c.numel()) * c.element_size());
   if (!out.empty()) std::memcpy(out.data(), c.data_ptr(), out.size());
@@ -42,12 +42,12 @@ std::vector<char> bytes_of(const at::Tensor& t) {
 
 std::vector<char> torch_cast(const void* src, std::int64_t n, flatgather::DType from,
                              flatgather::DType to) {
-  return bytes_of(wrap(src, n, from).to(scalar_type(to)));
+  return raw_bytes(wrap(src, n, from).to(scalar_type(to)));
 }
 
 std::vector<char> torch_add_scaled(const void* t, flatgather::DType t_dtype, const void* v,
                                    flatgather::DType v_dtype, std::int64_t n, double alpha) {
-  return bytes_of(reference_add_scaled(wrap(t, n, t_dtype), wrap(v, n, v_dtype), alpha));
+  return raw_bytes(reference_add_scaled(wrap(t, n, t_dtype), wrap(v, n, v_dtype), alpha));
 }
 
 }  // namespace fgtest
