@@ -31,7 +31,9 @@ start=$(date +%s)
 counts() {
   awk '
     /tests passed, [0-9]+ tests? failed out of [0-9]+/ {
-      kind = "ctest"; failed = $4; total = $NF; skipped = 0; next
+      # Fields counted from the match, so a prefix ("ctest: 100% tests passed, ...") is fine.
+      line = $0; sub(/.*tests passed, /, "", line); n = split(line, w, " ")
+      kind = "ctest"; failed = w[1]; total = w[n]; skipped = 0; next
     }
     kind == "ctest" && /\(Skipped\)$/ { skipped++; next }
     /^(=+ )?[0-9]+ (passed|failed|skipped|error)/ && ($0 ~ / in [0-9.]+s/ || $0 ~ /passed, [0-9]+ failed/) {
