@@ -426,7 +426,8 @@ namespace {
 // segment uses refuses scatter and scatter_add with the build-time message, gather still runs,
 // and moving it away again makes the plan writable.
 TEST(PlanRebind, OverlapCreatedByRebindRefusesScatter) {
-  std::vector<float> a = random_floats(6, 31), b = random_floats(6, 32), c = random_floats(8, 33);
+  // `a` holds 8 floats: "first" is a[0..6), and "second" rebound to a + 2 reads a[2..8).
+  std::vector<float> a = random_floats(8, 31), b = random_floats(6, 32), c = random_floats(8, 33);
   Plan plan = Plan::build({ref(a.data(), DType::Float32, {6}, "first"),
                            ref(b.data(), DType::Float32, {6}, "second")});
   ASSERT_TRUE(plan.writable());
@@ -441,7 +442,7 @@ TEST(PlanRebind, OverlapCreatedByRebindRefusesScatter) {
   }
   ASSERT_FALSE(build_message.empty());
 
-  c.assign(a.begin(), a.end());
+  c.assign(a.begin(), a.begin() + 6);
   c.resize(8, 7.0f);
   plan.rebind(1, a.data() + 2);  // "second" now shares a[2..6) with "first"
   EXPECT_FALSE(plan.writable());
