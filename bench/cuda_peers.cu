@@ -31,15 +31,17 @@ namespace {
   throw std::runtime_error(os.str());
 }
 
-#define FGBENCH_CUDA(call)                                              \
-  do {                                                                  \
-    const cudaError_t fgbench_err_ = (call);                            \
-    if (fgbench_err_ != cudaSuccess) {                                  \
-      throw_cuda(fgbench_err_, #call, __FILE__, __LINE__);              \
-    }                                                                   \
+#define FGBENCH_CUDA(call)                                 \
+  do {                                                     \
+    const cudaError_t fgbench_err_ = (call);               \
+    if (fgbench_err_ != cudaSuccess) {                     \
+      throw_cuda(fgbench_err_, #call, __FILE__, __LINE__); \
+    }                                                      \
   } while (false)
 
-cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+cudaStream_t as_stream(void* s) {
+  return static_cast<cudaStream_t>(s);
+}
 
 // Device-side copy lists for the byte-copy peers: uploaded once, freed with the peer.
 struct DeviceLists {
@@ -118,13 +120,14 @@ class MemcpyBatch final : public BatchedCopy {
                                       &attrs_, &attr_index, 1, stream_));
 #else
     std::size_t fail_index = 0;
-    FGBENCH_CUDA(cudaMemcpyBatchAsync(const_cast<void**>(dsts_.data()),
-                                      const_cast<void**>(srcs_.data()), sizes_.data(),
-                                      sizes_.size(), &attrs_, &attr_index, 1, &fail_index,
-                                      stream_));
+    FGBENCH_CUDA(cudaMemcpyBatchAsync(
+        const_cast<void**>(dsts_.data()), const_cast<void**>(srcs_.data()), sizes_.data(),
+        sizes_.size(), &attrs_, &attr_index, 1, &fail_index, stream_));
 #endif
   }
-  void* stream() const override { return stream_; }
+  void* stream() const override {
+    return stream_;
+  }
 
  private:
   std::vector<const void*> srcs_;
@@ -137,7 +140,9 @@ class MemcpyBatch final : public BatchedCopy {
 
 }  // namespace
 
-bool compiled() { return true; }
+bool compiled() {
+  return true;
+}
 
 std::size_t l2_bytes() {
   int device = 0, bytes = 0;
@@ -154,7 +159,9 @@ std::string device_name() {
   return prop.name;
 }
 
-void synchronize() { FGBENCH_CUDA(cudaDeviceSynchronize()); }
+void synchronize() {
+  FGBENCH_CUDA(cudaDeviceSynchronize());
+}
 
 struct Timer::Impl {
   cudaStream_t stream = nullptr;
@@ -173,7 +180,9 @@ Timer::~Timer() {
   cudaEventDestroy(impl_->stop);
 }
 
-void Timer::start() { FGBENCH_CUDA(cudaEventRecord(impl_->start, impl_->stream)); }
+void Timer::start() {
+  FGBENCH_CUDA(cudaEventRecord(impl_->start, impl_->stream));
+}
 
 double Timer::stop() {
   FGBENCH_CUDA(cudaEventRecord(impl_->stop, impl_->stream));

@@ -11,7 +11,9 @@
 
 namespace fgbench {
 
-const char* dev_name(Dev dev) { return dev == Dev::CPU ? "cpu" : "cuda"; }
+const char* dev_name(Dev dev) {
+  return dev == Dev::CPU ? "cpu" : "cuda";
+}
 
 std::size_t cache_bytes(Dev dev) {
   if (dev == Dev::CPU) return flatgather::detail::cpu_llc_bytes();

@@ -196,8 +196,8 @@ void register_all(const std::vector<Entry>& entries, const std::string& filter,
   for (const Entry& e : entries) {
     std::string progress = e.name;
     if (filter_selects(filter, e.name)) {
-      progress = "[" + round + std::to_string(++index) + "/" + std::to_string(selected) + "] " +
-                 e.name;
+      progress =
+          "[" + round + std::to_string(++index) + "/" + std::to_string(selected) + "] " + e.name;
     }
     benchmark::RegisterBenchmark(e.name.c_str(), [e, progress](benchmark::State& state) {
       run_benchmark(state, e.op, e.dev, *e.suite, *e.method, progress);
@@ -217,8 +217,8 @@ int main(int argc, char** argv) {
   using namespace fgbench;
   std::vector<Suite> suites = builtin_suites();
   // Smallest first, so progress is visible early; the GPU-only one last.
-  const std::vector<std::string> order = {"many-tiny", "resnet50", "strided", "mixed-cast",
-                                          "gpt2-small", "llama-7b"};
+  const std::vector<std::string> order = {"many-tiny",  "resnet50",   "strided",
+                                          "mixed-cast", "gpt2-small", "llama-7b"};
   std::stable_sort(suites.begin(), suites.end(), [&](const Suite& a, const Suite& b) {
     return std::find(order.begin(), order.end(), a.name) <
            std::find(order.begin(), order.end(), b.name);
@@ -327,12 +327,12 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "flatgather-bench: --runs writes --benchmark_out as JSON only\n");
       return 2;
     }
-    rest.erase(std::remove_if(rest.begin() + 1, rest.end(),
-                              [](char* a) {
-                                const std::string s = a;
-                                return s.rfind("--benchmark_out=", 0) == 0 ||
-                                       s.rfind("--benchmark_out_format=", 0) == 0;
-                              }),
+    rest.erase(std::remove_if(
+                   rest.begin() + 1, rest.end(),
+                   [](char* a) {
+      const std::string s = a;
+      return s.rfind("--benchmark_out=", 0) == 0 || s.rfind("--benchmark_out_format=", 0) == 0;
+                   }),
                rest.end());
   }
 

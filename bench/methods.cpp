@@ -225,7 +225,9 @@ class RooflineMethod final : public Method {
       if (end > begin) std::memcpy(d + begin, s + begin, static_cast<std::size_t>(end - begin));
     }
   }
-  int threads() const override { return w_.dev == Dev::CPU ? omp_get_max_threads() : 0; }
+  int threads() const override {
+    return w_.dev == Dev::CPU ? omp_get_max_threads() : 0;
+  }
   // Poisons set 0's destination, copies, and compares with the source.
   std::optional<std::string> self_check() override {
     const auto& [src, dst] = buffers_[0];
@@ -243,13 +245,23 @@ class RooflineMethod final : public Method {
 
 // ---- when each applies ------------------------------------------------------------------------
 
-Applies yes() { return {}; }
-Applies no() { return {Applies::No, ""}; }
-Applies unavailable(std::string reason) { return {Applies::Unavailable, std::move(reason)}; }
-Applies only_if(bool runs) { return runs ? yes() : no(); }
+Applies yes() {
+  return {};
+}
+Applies no() {
+  return {Applies::No, ""};
+}
+Applies unavailable(std::string reason) {
+  return {Applies::Unavailable, std::move(reason)};
+}
+Applies only_if(bool runs) {
+  return runs ? yes() : no();
+}
 
 // The streaming variants: gather and scatter on the CPU (scatter_add never streams).
-bool cpu_copy(Op op, Dev dev) { return dev == Dev::CPU && op != Op::ScatterAdd; }
+bool cpu_copy(Op op, Dev dev) {
+  return dev == Dev::CPU && op != Op::ScatterAdd;
+}
 
 // The byte-copy peers: CUDA, gather and scatter, one dtype and contiguous tensors.
 Applies byte_copy_applies(Op op, Dev dev, const Suite& suite, const std::string& why_not) {
@@ -262,80 +274,85 @@ Applies byte_copy_applies(Op op, Dev dev, const Suite& suite, const std::string&
 }  // namespace
 
 const std::vector<MethodSpec>& method_table() {
-  static const std::vector<MethodSpec> table = {
-      {"flatgather", Role::Ours, "ours, Options::check_tensors = false (hot-loop setting)", false,
-       [](Op, Dev, const Suite&) { return yes(); },
-       [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-         return std::make_unique<FlatgatherMethod>(op, w, s, false);
-       }},
-      {"flatgather_checked", Role::OursChecked,
-       "ours, check_tensors = true (the default: O(tensors) host\n"
-       "work per call); on suites of 1,000 tensors or more",
-       false,
-       [](Op, Dev, const Suite& s) { return only_if(s.tensors.size() >= kCheckedMinTensors); },
-       [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-         return std::make_unique<FlatgatherMethod>(op, w, s, true);
-       }},
-      {"flatgather_stream_on", Role::Variant,
-       "ours with CpuStreaming::On: streaming stores on every\n"
-       "gather and scatter (cpu; A/B of the Auto threshold)",
-       false, [](Op op, Dev dev, const Suite&) { return only_if(cpu_copy(op, dev)); },
-       [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-         return std::make_unique<FlatgatherMethod>(op, w, s, false, flatgather::CpuStreaming::On);
-       }},
-      {"flatgather_stream_off", Role::Variant,
-       "ours with CpuStreaming::Off: normal stores only (cpu)", false,
-       [](Op op, Dev dev, const Suite&) { return only_if(cpu_copy(op, dev)); },
-       [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-         return std::make_unique<FlatgatherMethod>(op, w, s, false, flatgather::CpuStreaming::Off);
-       }},
-      {"torch_cat", Role::Peer,
-       "at::cat_out of every t.reshape(-1) into the flat buffer (gather)", false,
-       [](Op op, Dev, const Suite&) { return only_if(op == Op::Gather); },
-       [](Op, Workload& w, const Suite&) -> std::unique_ptr<Method> {
-         return std::make_unique<TorchCatMethod>(w);
-       }},
-      {"copy_loop", Role::Peer, "one copy_ per tensor (add_ for scatter_add)", false,
-       [](Op, Dev, const Suite&) { return yes(); },
-       [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-         return std::make_unique<CopyLoopMethod>(op, w, s);
-       }},
-      {"foreach_copy", Role::Peer, "at::_foreach_copy_ (cuda, LibTorch >= 2.1)", true,
-       [](Op op, Dev, const Suite&) {
-         if (op == Op::ScatterAdd) return no();
-         if (!FGBENCH_HAVE_FOREACH_COPY) {
-           return unavailable("at::_foreach_copy_ is not in LibTorch " TORCH_VERSION);
-         }
-         return yes();
-       },
-       [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-         return std::make_unique<ForeachMethod>(op, w, s);
-       }},
-      {"foreach_add", Role::Peer, "at::_foreach_add_ (cuda, scatter_add)", true,
-       [](Op op, Dev, const Suite&) { return only_if(op == Op::ScatterAdd); },
-       [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-         return std::make_unique<ForeachMethod>(op, w, s);
-       }},
-      {"split_with_sizes_copy", Role::Peer,
-       "at::split_with_sizes_copy_out (cuda, scatter, plain suites)", true,
-       [](Op op, Dev, const Suite& s) {
-         if (op != Op::Scatter) return no();
-         return s.plain() ? yes() : unavailable("one dtype, contiguous tensors only");
-       },
-       [](Op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-         return std::make_unique<SplitWithSizesCopyMethod>(w, s);
-       }},
-      {"cub_batched", Role::Peer,
-       "cub::DeviceMemcpy::Batched, metadata prepared untimed (cuda)", true,
+  static const std::vector<MethodSpec> table =
+      {
+          {"flatgather", Role::Ours, "ours, Options::check_tensors = false (hot-loop setting)",
+           false, [](Op, Dev, const Suite&) { return yes(); },
+           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+             return std::make_unique<FlatgatherMethod>(op, w, s, false);
+           }},
+          {"flatgather_checked", Role::OursChecked,
+           "ours, check_tensors = true (the default: O(tensors) host\n"
+           "work per call); on suites of 1,000 tensors or more",
+           false,
+           [](Op, Dev, const Suite& s) { return only_if(s.tensors.size() >= kCheckedMinTensors); },
+           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+             return std::make_unique<FlatgatherMethod>(op, w, s, true);
+           }},
+          {"flatgather_stream_on", Role::Variant,
+           "ours with CpuStreaming::On: streaming stores on every\n"
+           "gather and scatter (cpu; A/B of the Auto threshold)",
+           false, [](Op op, Dev dev, const Suite&) { return only_if(cpu_copy(op, dev)); },
+           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+             return std::make_unique<FlatgatherMethod>(op, w, s, false,
+                                                       flatgather::CpuStreaming::On);
+           }},
+          {"flatgather_stream_off", Role::Variant,
+           "ours with CpuStreaming::Off: normal stores only (cpu)", false,
+           [](Op op, Dev dev, const Suite&) { return only_if(cpu_copy(op, dev)); },
+           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+             return std::make_unique<FlatgatherMethod>(op, w, s, false,
+                                                       flatgather::CpuStreaming::Off);
+           }},
+          {"torch_cat", Role::Peer,
+           "at::cat_out of every t.reshape(-1) into the flat buffer (gather)", false,
+           [](Op op, Dev, const Suite&) { return only_if(op == Op::Gather); },
+           [](Op, Workload& w, const Suite&) -> std::unique_ptr<Method> {
+             return std::make_unique<TorchCatMethod>(w);
+           }},
+          {"copy_loop", Role::Peer, "one copy_ per tensor (add_ for scatter_add)", false,
+           [](Op, Dev, const Suite&) { return yes(); },
+           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+             return std::make_unique<CopyLoopMethod>(op, w, s);
+           }},
+          {"foreach_copy", Role::Peer, "at::_foreach_copy_ (cuda, LibTorch >= 2.1)", true,
+           [](Op op, Dev, const Suite&) {
+    if (op == Op::ScatterAdd) return no();
+    if (!FGBENCH_HAVE_FOREACH_COPY) {
+      return unavailable("at::_foreach_copy_ is not in LibTorch " TORCH_VERSION);
+    }
+    return yes();
+           },
+           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+             return std::make_unique<ForeachMethod>(op, w, s);
+           }},
+          {"foreach_add", Role::Peer, "at::_foreach_add_ (cuda, scatter_add)", true,
+           [](Op op, Dev, const Suite&) { return only_if(op == Op::ScatterAdd); },
+           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+             return std::make_unique<ForeachMethod>(op, w, s);
+           }},
+          {"split_with_sizes_copy", Role::Peer,
+           "at::split_with_sizes_copy_out (cuda, scatter, plain suites)", true,
+           [](Op op, Dev, const Suite& s) {
+    if (op != Op::Scatter) return no();
+    return s.plain() ? yes() : unavailable("one dtype, contiguous tensors only");
+           },
+           [](Op, Workload& w,
+              const Suite& s) -> std::
+                                  unique_ptr<Method> {
+    return std::make_unique<SplitWithSizesCopyMethod>(w, s);
+          }},
+      {"cub_batched", Role::Peer, "cub::DeviceMemcpy::Batched, metadata prepared untimed (cuda)",
+       true,
        [](Op op, Dev dev, const Suite& s) {
-         return byte_copy_applies(op, dev, s, cuda::cub_batched_unavailable());
+    return byte_copy_applies(op, dev, s, cuda::cub_batched_unavailable());
        },
        [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
          return std::make_unique<BatchedCopyMethod>(op, w, s, true);
        }},
       {"memcpy_batch", Role::Peer, "cudaMemcpyBatchAsync, CUDA >= 12.8 (cuda)", true,
        [](Op op, Dev dev, const Suite& s) {
-         return byte_copy_applies(op, dev, s, cuda::memcpy_batch_unavailable());
+    return byte_copy_applies(op, dev, s, cuda::memcpy_batch_unavailable());
        },
        [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
          return std::make_unique<BatchedCopyMethod>(op, w, s, false);
@@ -347,7 +364,7 @@ const std::vector<MethodSpec>& method_table() {
        [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
          return std::make_unique<RooflineMethod>(op, w, s);
        }},
-  };
+      };
   return table;
 }
 

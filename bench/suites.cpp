@@ -13,8 +13,8 @@ namespace {
 
 using flatgather::DType;
 
-void add(Suite& s, std::string name, std::vector<std::int64_t> shape,
-         DType dtype = DType::Float32, Storage storage = Storage::Contiguous) {
+void add(Suite& s, std::string name, std::vector<std::int64_t> shape, DType dtype = DType::Float32,
+         Storage storage = Storage::Contiguous) {
   s.tensors.push_back({std::move(name), std::move(shape), dtype, storage});
 }
 
@@ -83,7 +83,8 @@ Suite llama_7b() {
 // `conv_only` keeps only the convolution weights (for the strided suite).
 void add_resnet50(Suite& s, bool conv_only, Storage conv_storage) {
   auto conv = [&](const std::string& name, std::int64_t out, std::int64_t in, std::int64_t k) {
-    add(s, name + ".weight", {out, in, k, k}, DType::Float32, k > 1 ? conv_storage : Storage::Contiguous);
+    add(s, name + ".weight", {out, in, k, k}, DType::Float32,
+        k > 1 ? conv_storage : Storage::Contiguous);
   };
   auto bn = [&](const std::string& name, std::int64_t c) {
     if (conv_only) return;
@@ -334,13 +335,15 @@ Suite load_manifest(const std::string& path) {
     const DType first = s.tensors.front().dtype;
     for (std::size_t i = 0; i < s.tensors.size(); ++i) {
       const TensorSpec& t = s.tensors[i];
-      if (t.dtype != first && !(flatgather::dtype_is_floating(t.dtype) && flatgather::dtype_is_floating(first))) {
+      if (t.dtype != first &&
+          !(flatgather::dtype_is_floating(t.dtype) && flatgather::dtype_is_floating(first))) {
         throw std::runtime_error(
             path + ":" + std::to_string(i < lines.size() ? lines[i] : 1) + ": element " +
             std::to_string(i) + " ('" + t.name + "', " + flatgather::dtype_name(t.dtype) +
             ") cannot share a flat buffer with the " + flatgather::dtype_name(first) +
             " tensors before it: only floating types are cast into one another. Leave it out "
-            "(dump named_parameters() rather than state_dict()) or put it in a manifest of its own");
+            "(dump named_parameters() rather than state_dict()) or put it in a manifest of its "
+            "own");
       }
     }
   }

@@ -27,20 +27,21 @@ std::string debug_warning_note() {
   if (type == "Release" || type == "RelWithDebInfo" || type == "MinSizeRel") {
     ours = "flatgather-bench itself is a " + type + " build";
   } else if (type.empty()) {
-    ours = "flatgather-bench itself was built without a CMAKE_BUILD_TYPE (no optimisation "
-           "flags): configure with -DCMAKE_BUILD_TYPE=Release for meaningful timings";
+    ours =
+        "flatgather-bench itself was built without a CMAKE_BUILD_TYPE (no optimisation "
+        "flags): configure with -DCMAKE_BUILD_TYPE=Release for meaningful timings";
   } else {
     ours = "flatgather-bench itself is a " + type +
            " build: configure with -DCMAKE_BUILD_TYPE=Release for meaningful timings";
   }
   return "(flatgather-bench: that warning is about Debian's Google Benchmark package "
-         "(libbenchmark), built without NDEBUG; " + ours + ".)\n";
+         "(libbenchmark), built without NDEBUG; " +
+         ours + ".)\n";
 }
 
 }  // namespace
 
-SummaryReporter::SummaryReporter(std::unique_ptr<benchmark::BenchmarkReporter> display,
-                                 bool quiet)
+SummaryReporter::SummaryReporter(std::unique_ptr<benchmark::BenchmarkReporter> display, bool quiet)
     : display_(std::move(display)), quiet_(quiet), rounds_(1) {}
 
 bool SummaryReporter::ReportContext(const Context& context) {
@@ -73,9 +74,13 @@ void SummaryReporter::ReportRuns(const std::vector<Run>& runs) {
   if (!quiet_) display_->ReportRuns(runs);
 }
 
-void SummaryReporter::Finalize() { display_->Finalize(); }
+void SummaryReporter::Finalize() {
+  display_->Finalize();
+}
 
-void SummaryReporter::begin_round() { rounds_.emplace_back(); }
+void SummaryReporter::begin_round() {
+  rounds_.emplace_back();
+}
 
 void SummaryReporter::collect(const Run& run) {
   const std::string name = run.run_name.str();
@@ -275,8 +280,8 @@ Summary::Summary(const std::vector<Results>& rounds, const std::vector<Dev>& dev
         table.rows.push_back(std::move(row));
       }
       if (table.rows.empty()) continue;
-      table.heading = std::string(op_name(op)) + " on " + dev_name(dev) + " (" +
-                      device_description(dev);
+      table.heading =
+          std::string(op_name(op)) + " on " + dev_name(dev) + " (" + device_description(dev);
       if (dev == Dev::CPU && threads > 0) {
         table.heading += ", " + std::to_string(static_cast<int>(threads)) +
                          (threads == 1 ? " thread" : " threads");
@@ -332,10 +337,10 @@ void Summary::print_text(std::ostream& out) const {
     std::snprintf(line, sizeof line, " %9s", "ours/roof");
     out << line << (multi ? "     range" : "") << "\n";
     for (const SummaryRow& row : table.rows) {
-      std::snprintf(line, sizeof line, "%-12s %8zu %10.2f %10s %10s  %-28s %9s",
-                    row.suite.c_str(), row.tensors, row.mb,
-                    row.ours > 0 ? gbps(row.ours).c_str() : "error", gbps(row.checked).c_str(),
-                    peer_cell(row).c_str(), ratio(row.ours_peer.median).c_str());
+      std::snprintf(line, sizeof line, "%-12s %8zu %10.2f %10s %10s  %-28s %9s", row.suite.c_str(),
+                    row.tensors, row.mb, row.ours > 0 ? gbps(row.ours).c_str() : "error",
+                    gbps(row.checked).c_str(), peer_cell(row).c_str(),
+                    ratio(row.ours_peer.median).c_str());
       out << line;
       if (multi) {
         std::snprintf(line, sizeof line, " %9s", range(row.ours_peer).c_str());
@@ -371,9 +376,8 @@ void Summary::print_markdown(std::ostream& out) const {
       out << "| " << row.suite << " | " << row.tensors << " | " << mb << " | "
           << (row.ours > 0 ? gbps(row.ours) : "error") << " | " << gbps(row.checked) << " | "
           << peer_cell(row) << " | " << ratio(row.ours_peer.median) << " |"
-          << (multi ? " " + range(row.ours_peer) + " |" : "") << " "
-          << ratio(row.ours_roof.median) << " |"
-          << (multi ? " " + range(row.ours_roof) + " |" : "") << "\n";
+          << (multi ? " " + range(row.ours_peer) + " |" : "") << " " << ratio(row.ours_roof.median)
+          << " |" << (multi ? " " + range(row.ours_roof) + " |" : "") << "\n";
     }
     if (!table.notes.empty()) out << "\n";
     for (const std::string& note : table.notes) out << "- " << note << "\n";

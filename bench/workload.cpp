@@ -83,9 +83,8 @@ Workload& workload_for(Dev dev, const Suite& suite) {
                format_bytes(suite.tensor_bytes()).c_str(), nsets, nsets > 1 ? "s" : "");
   at::manual_seed(1234);
   const at::Device device = to_device(dev);
-  const auto flat_options = at::TensorOptions()
-                                .dtype(flatgather::torch::to_scalar_type(suite.flat_dtype))
-                                .device(device);
+  const auto flat_options =
+      at::TensorOptions().dtype(flatgather::torch::to_scalar_type(suite.flat_dtype)).device(device);
   for (int s = 0; s < nsets; ++s) {
     BufferSet set;
     set.tensors.reserve(suite.tensors.size());
@@ -104,9 +103,13 @@ Workload& workload_for(Dev dev, const Suite& suite) {
   return *g_workload;
 }
 
-Workload* resident_workload() { return g_workload.get(); }
+Workload* resident_workload() {
+  return g_workload.get();
+}
 
-void release_workload() { g_workload.reset(); }
+void release_workload() {
+  g_workload.reset();
+}
 
 std::vector<at::Tensor> flat_views(const Workload& w, const Suite& suite, const at::Tensor& flat) {
   std::vector<at::Tensor> views;

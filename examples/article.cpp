@@ -17,8 +17,8 @@ struct SimpleModelImpl : torch::nn::Module {
 TORCH_MODULE(SimpleModel);
 
 struct ConvModelImpl : torch::nn::Module {
-  torch::nn::Conv2d conv1{register_module(
-      "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 16, 3).padding(1)))};
+  torch::nn::Conv2d conv1{
+      register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 16, 3).padding(1)))};
   torch::nn::Linear linear1{register_module("linear1", torch::nn::Linear(16 * 28 * 28, 10))};
 };
 TORCH_MODULE(ConvModel);
@@ -29,8 +29,8 @@ int failures = 0;
 void check(const char* what, const at::Tensor& ours, const at::Tensor& article) {
   const bool same = ours.sizes() == article.sizes() && ours.dtype() == article.dtype() &&
                     at::equal(ours.view(at::kInt), article.view(at::kInt));
-  std::cout << what << ": shape " << ours.sizes() << (same ? "  (bit-identical to the article's code)" : "  MISMATCH")
-            << "\n";
+  std::cout << what << ": shape " << ours.sizes()
+            << (same ? "  (bit-identical to the article's code)" : "  MISMATCH") << "\n";
   failures += same ? 0 : 1;
 }
 }  // namespace
@@ -44,7 +44,8 @@ int main() {
     fg::Selection only;
     only.include = {"linear1.weight"};
     const at::Tensor ours = fg::Plan::from_module(*model, only).gather();
-    check("linear1.weight flattened", ours, model->named_parameters()["linear1.weight"].reshape(-1));
+    check("linear1.weight flattened", ours,
+          model->named_parameters()["linear1.weight"].reshape(-1));
   }
 
   // (2) Every tensor whose name contains "weight", concatenated (state_dict order).

@@ -125,26 +125,41 @@ Args parse(int argc, char** argv) {
     const std::string k = argv[i];
     if (i + 1 >= argc) usage("missing value after " + k);
     const std::string v = argv[++i];
-    if (k == "--launch") a.launch = std::stoi(v);
-    else if (k == "--rank") a.rank = std::stoi(v);
-    else if (k == "--world-size") a.world_size = std::stoi(v);
-    else if (k == "--host") a.host = v;
-    else if (k == "--port") a.port = std::stoi(v);
-    else if (k == "--out") a.out = v;
-    else if (k == "--serve-store") a.serve_store = v == "1";
-    else if (k == "--steps") a.steps = std::stoi(v);
-    else if (k == "--bucket-bytes") a.bucket_bytes = std::stoll(v);
-    else if (k == "--deadline") a.deadline_s = std::stoi(v);
-    else if (k == "--die-rank") a.die_rank = std::stoi(v);
-    else if (k == "--die-step") a.die_step = std::stoi(v);
-    else if (k == "--device") a.device = v;
-    else usage("unknown option " + k);
+    if (k == "--launch")
+      a.launch = std::stoi(v);
+    else if (k == "--rank")
+      a.rank = std::stoi(v);
+    else if (k == "--world-size")
+      a.world_size = std::stoi(v);
+    else if (k == "--host")
+      a.host = v;
+    else if (k == "--port")
+      a.port = std::stoi(v);
+    else if (k == "--out")
+      a.out = v;
+    else if (k == "--serve-store")
+      a.serve_store = v == "1";
+    else if (k == "--steps")
+      a.steps = std::stoi(v);
+    else if (k == "--bucket-bytes")
+      a.bucket_bytes = std::stoll(v);
+    else if (k == "--deadline")
+      a.deadline_s = std::stoi(v);
+    else if (k == "--die-rank")
+      a.die_rank = std::stoi(v);
+    else if (k == "--die-step")
+      a.die_step = std::stoi(v);
+    else if (k == "--device")
+      a.device = v;
+    else
+      usage("unknown option " + k);
   }
   if (a.launch <= 0 && a.rank < 0) usage("give --launch N or --rank R");
   if (a.rank >= 0 && (a.world_size < 1 || a.rank >= a.world_size || a.port <= 0 || a.out.empty()))
     usage("a rank needs 0 <= --rank < --world-size, --port and --out");
   if (kGlobalBatch % std::max(1, std::max(a.launch, a.world_size)) != 0)
-    usage("the global batch (" + std::to_string(kGlobalBatch) + ") must split evenly over the ranks");
+    usage("the global batch (" + std::to_string(kGlobalBatch) +
+          ") must split evenly over the ranks");
   if (a.device != "cpu" && a.device != "cuda") usage("--device is cpu or cuda");
   return a;
 }
@@ -241,7 +256,7 @@ std::vector<Bucket> make_grad_buckets(const torch::nn::Module& model, const Comm
     fg::Selection s;
     s.grads = true;
     s.missing_grad = fg::MissingGrad::ZeroFill;  // built before the first backward
-    s.include = names;                            // exact names are globs that match themselves
+    s.include = names;                           // exact names are globs that match themselves
     fg::Options o;
     o.align_bytes = comm.align_bytes;
     Bucket b;
@@ -269,9 +284,10 @@ int run_rank(const Args& a) {
   so.timeout = kStoreTimeout;
   auto store = c10::make_intrusive<c10d::TCPStore>(a.host, so);
   Comm comm = make_comm(store, a);
-  const torch::Device device = a.device == "cuda"
-                                   ? torch::Device(torch::kCUDA, a.rank % std::max<int>(1, torch::cuda::device_count()))
-                                   : torch::Device(torch::kCPU);
+  const torch::Device device =
+      a.device == "cuda"
+          ? torch::Device(torch::kCUDA, a.rank % std::max<int>(1, torch::cuda::device_count()))
+          : torch::Device(torch::kCPU);
 
   // Deliberately different initial weights per rank; one flat broadcast from rank 0 makes
   // them equal, as a real job would after loading a checkpoint on rank 0.
@@ -326,7 +342,8 @@ int run_rank(const Args& a) {
       std::fflush(stdout);
     }
   }
-  torch::save(weights.gather().cpu(), (fs::path(a.out) / ("rank" + std::to_string(a.rank) + ".pt")).string());
+  torch::save(weights.gather().cpu(),
+              (fs::path(a.out) / ("rank" + std::to_string(a.rank) + ".pt")).string());
   return 0;
 }
 
@@ -340,7 +357,8 @@ torch::Tensor reference_weights(int steps) {
   const std::int64_t batches = kSamples / kGlobalBatch;
   for (int step = 0; step < steps; ++step) {
     const std::int64_t first = (step % batches) * kGlobalBatch;
-    train_step_loss(model, data.x.narrow(0, first, kGlobalBatch), data.y.narrow(0, first, kGlobalBatch));
+    train_step_loss(model, data.x.narrow(0, first, kGlobalBatch),
+                    data.y.narrow(0, first, kGlobalBatch));
     opt.step();
   }
   return fg::Plan::from_module(*model).gather();
@@ -349,7 +367,8 @@ torch::Tensor reference_weights(int steps) {
 // ---- the launcher ------------------------------------------------------------------------
 std::string describe_status(int status) {
   if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return std::string("was killed by signal ") + strsignal(WTERMSIG(status));
+  if (WIFSIGNALED(status))
+    return std::string("was killed by signal ") + strsignal(WTERMSIG(status));
   return "stopped";
 }
 
@@ -392,12 +411,25 @@ int launch(const Args& a, const char* self) {
     }
   };
   for (int r = 0; r < a.launch; ++r) {
-    std::vector<std::string> args = {self, "--rank", std::to_string(r), "--world-size",
-                                     std::to_string(a.launch), "--port", std::to_string(port),
-                                     "--out", out.string(), "--steps", std::to_string(a.steps),
-                                     "--bucket-bytes", std::to_string(a.bucket_bytes),
-                                     "--die-rank", std::to_string(a.die_rank), "--die-step",
-                                     std::to_string(a.die_step), "--device", a.device};
+    std::vector<std::string> args = {self,
+                                     "--rank",
+                                     std::to_string(r),
+                                     "--world-size",
+                                     std::to_string(a.launch),
+                                     "--port",
+                                     std::to_string(port),
+                                     "--out",
+                                     out.string(),
+                                     "--steps",
+                                     std::to_string(a.steps),
+                                     "--bucket-bytes",
+                                     std::to_string(a.bucket_bytes),
+                                     "--die-rank",
+                                     std::to_string(a.die_rank),
+                                     "--die-step",
+                                     std::to_string(a.die_step),
+                                     "--device",
+                                     a.device};
     std::vector<char*> argv;
     for (auto& s : args) argv.push_back(s.data());
     argv.push_back(nullptr);
@@ -422,7 +454,8 @@ int launch(const Args& a, const char* self) {
       done[r] = true;
       --remaining;
       if (got < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        std::cerr << "launcher: FAIL: rank " << r << " died: it " << describe_status(status) << "\n";
+        std::cerr << "launcher: FAIL: rank " << r << " died: it " << describe_status(status)
+                  << "\n";
         failed = true;
       }
     }
@@ -447,10 +480,12 @@ int launch(const Args& a, const char* self) {
   // Every rank finished: compare them with each other and with one process.
   int failures = 0;
   std::vector<torch::Tensor> finals(a.launch);
-  for (int r = 0; r < a.launch; ++r) torch::load(finals[r], (out / ("rank" + std::to_string(r) + ".pt")).string());
+  for (int r = 0; r < a.launch; ++r)
+    torch::load(finals[r], (out / ("rank" + std::to_string(r) + ".pt")).string());
   for (int r = 1; r < a.launch; ++r) {
     const bool same = torch::equal(finals[r].view(torch::kInt), finals[0].view(torch::kInt));
-    std::cout << (same ? "ok    " : "FAIL  ") << "rank " << r << " holds bit-identical parameters to rank 0\n";
+    std::cout << (same ? "ok    " : "FAIL  ") << "rank " << r
+              << " holds bit-identical parameters to rank 0\n";
     failures += same ? 0 : 1;
   }
   const torch::Tensor ref = reference_weights(a.steps);

@@ -18,6 +18,8 @@ int main() {
     grads_before.push_back(p.grad().clone());
   }
 
+  // The block keeps the README's hand-aligned comments.
+  // clang-format off
   // README-BEGIN
   namespace fg = flatgather::torch;
 
@@ -38,6 +40,7 @@ int main() {
   weight_plan.scatter_add(flat, -lr);  // p += alpha * segment: an SGD step
   std::string manifest = grad_plan.manifest();  // names, shapes, dtypes, offsets (JSON)
   // README-END
+  // clang-format on
 
   int failures = 0;
   const auto params = model->parameters();

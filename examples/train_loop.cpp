@@ -54,8 +54,10 @@ constexpr double kEmaDecay = 0.9;  // EMA: ema = d * ema + (1 - d) * w
 // The embedded default model: a small convnet on 16x16 single-channel images.
 struct NetImpl : torch::nn::Module {
   explicit NetImpl(std::int64_t hidden = 32)
-      : conv1(register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 8, 3).padding(1)))),
-        conv2(register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(8, 16, 3).padding(1)))),
+      : conv1(register_module("conv1",
+                              torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 8, 3).padding(1)))),
+        conv2(register_module("conv2",
+                              torch::nn::Conv2d(torch::nn::Conv2dOptions(8, 16, 3).padding(1)))),
         fc1(register_module("fc1", torch::nn::Linear(16 * 4 * 4, hidden))),
         fc2(register_module("fc2", torch::nn::Linear(hidden, kClasses))) {}
 
@@ -117,8 +119,8 @@ struct Run {
   Net model{nullptr};
   Net ema{nullptr};
   std::vector<float> losses;
-  std::vector<double> norms;          // total gradient norm before clipping
-  std::vector<double> torch_norms;    // Flat only: clip_grad_norm_'s norm of the same grads
+  std::vector<double> norms;        // total gradient norm before clipping
+  std::vector<double> torch_norms;  // Flat only: clip_grad_norm_'s norm of the same grads
   int clipped = 0;
   int coef_mismatches = 0;  // Flat only: fused clip_coef != the formula on the fused norm
 };
@@ -292,8 +294,7 @@ void checkpoint_round_trip(Net& trained) {
   torch::Tensor flat;
   torch::load(flat, (dir / "weights.pt").string());
   plan.scatter(flat);
-  std::cout << "checkpoint: " << flat.numel() << " weights + manifest in " << dir.string()
-            << "\n";
+  std::cout << "checkpoint: " << flat.numel() << " weights + manifest in " << dir.string() << "\n";
   expect(same_parameters(fresh, trained, 0, 0),
          "checkpoint reloads into a fresh model bit for bit");
 
@@ -348,10 +349,11 @@ int main(int argc, char** argv) {
   expect(same_losses, "every step's loss is bit-identical");
   double worst_norm = 0;
   for (std::size_t i = 0; i < flat.norms.size(); ++i) {
-    worst_norm = std::max(worst_norm, std::abs(flat.norms[i] - per_param.norms[i]) / per_param.norms[i]);
+    worst_norm =
+        std::max(worst_norm, std::abs(flat.norms[i] - per_param.norms[i]) / per_param.norms[i]);
   }
-  expect(worst_norm <= 1e-12, "float64 gradient norms agree within 1e-12 (worst " +
-                                  sci(worst_norm) + ")");
+  expect(worst_norm <= 1e-12,
+         "float64 gradient norms agree within 1e-12 (worst " + sci(worst_norm) + ")");
   expect(same_parameters(flat.model, per_param.model, 0, 0), "final weights are bit-identical");
   expect(same_parameters(flat.ema, per_param.ema, 0, 0), "final EMA weights are bit-identical");
   expect(flat.clipped > 0 && flat.clipped == per_param.clipped,
@@ -360,11 +362,13 @@ int main(int argc, char** argv) {
   std::cout << "== checks against " << method_name(Method::ClipGradNorm) << " (tolerance)\n";
   double worst_same_grads = 0;
   for (std::size_t i = 0; i < flat.norms.size(); ++i) {
-    worst_same_grads = std::max(worst_same_grads,
-                                std::abs(flat.norms[i] - flat.torch_norms[i]) / flat.norms[i]);
+    worst_same_grads =
+        std::max(worst_same_grads, std::abs(flat.norms[i] - flat.torch_norms[i]) / flat.norms[i]);
   }
-  expect(worst_same_grads <= 1e-5, "flat norm == clip_grad_norm_ on the same gradients within "
-                                   "rel 1e-5 (worst " + sci(worst_same_grads) + ")");
+  expect(worst_same_grads <= 1e-5,
+         "flat norm == clip_grad_norm_ on the same gradients within "
+         "rel 1e-5 (worst " +
+             sci(worst_same_grads) + ")");
   // Not a check: the two norms round differently (ulps), and training amplifies that over
   // the steps by an amount that depends on the BLAS LibTorch uses (0.005 on a fresh Debian
   // install, 1e-7 here), so whole runs are compared bit for bit only with the per-parameter

@@ -182,7 +182,7 @@ FG_DEVICE FG_FORCE_INLINE Pack<T, K> load_pack(const Side<T>& side, std::int64_t
                     : load_mutable<Streaming, Pack<T, K>>(side.at(i));
   }
   Pack<T, K> out;
-FG_UNROLL
+  FG_UNROLL
   for (int j = 0; j < K; ++j) {
     out.v[j] = ReadOnly ? load_readonly<Streaming, T>(side.at(i + j))
                         : load_mutable<Streaming, T>(side.at(i + j));
@@ -197,7 +197,7 @@ FG_DEVICE FG_FORCE_INLINE void store_pack(const Side<T>& side, std::int64_t i, c
     store<Streaming>(side.at(i), p);
     return;
   }
-FG_UNROLL
+  FG_UNROLL
   for (int j = 0; j < K; ++j) store<Streaming>(side.at(i + j), p.v[j]);
 }
 
@@ -205,8 +205,9 @@ FG_UNROLL
 /// (see NOTE: [vector split] and NOTE: [cache hints]). All lanes of the warp call it with the
 /// same arguments except `lane`; no lane waits for another.
 template <bool Streaming, class S, class D, class Op>
-FG_DEVICE FG_FORCE_INLINE void copy_piece(const Side<S>& src, const Side<D>& dst, std::int64_t first,
-                                          std::int64_t count, const Op& op, int lane) {
+FG_DEVICE FG_FORCE_INLINE void copy_piece(const Side<S>& src, const Side<D>& dst,
+                                          std::int64_t first, std::int64_t count, const Op& op,
+                                          int lane) {
   constexpr int K = pack_elements(sizeof(S), sizeof(D));
   constexpr int U = CopyPolicy::unroll(K);
   constexpr int L = CopyPolicy::kWarpThreads;
@@ -231,7 +232,8 @@ FG_DEVICE FG_FORCE_INLINE void copy_piece(const Side<S>& src, const Side<D>& dst
   // the destination's place.
   std::uint64_t src_address = dst_address;
   if constexpr (Op::kReadsSrc) {
-    src_address = reinterpret_cast<std::uint64_t>(src.base) + static_cast<std::uint64_t>(first) * sizeof(S);
+    src_address =
+        reinterpret_cast<std::uint64_t>(src.base) + static_cast<std::uint64_t>(first) * sizeof(S);
   }
   const Split split = split_range(src_address, static_cast<int>(sizeof(S)), true, dst_address,
                                   static_cast<int>(sizeof(D)), true, count);
@@ -239,21 +241,23 @@ FG_DEVICE FG_FORCE_INLINE void copy_piece(const Side<S>& src, const Side<D>& dst
   auto packs = [&](std::int64_t p0) {
     Pack<S, K> in[U] = {};
     Pack<D, K> old[U] = {};
-FG_UNROLL
+    FG_UNROLL
     for (int u = 0; u < U; ++u) {
       const std::int64_t p = p0 + static_cast<std::int64_t>(L) * u;
       if (p < split.packs) {
         const std::int64_t i = body + p * K;
-        if constexpr (Op::kReadsSrc) in[u] = load_pack<Streaming, true, S, K>(src, i, split.src_vector);
-        if constexpr (Op::kReadsDst) old[u] = load_pack<Streaming, false, D, K>(dst, i, split.dst_vector);
+        if constexpr (Op::kReadsSrc)
+          in[u] = load_pack<Streaming, true, S, K>(src, i, split.src_vector);
+        if constexpr (Op::kReadsDst)
+          old[u] = load_pack<Streaming, false, D, K>(dst, i, split.dst_vector);
       }
     }
-FG_UNROLL
+    FG_UNROLL
     for (int u = 0; u < U; ++u) {
       const std::int64_t p = p0 + static_cast<std::int64_t>(L) * u;
       if (p < split.packs) {
         Pack<D, K> out;
-FG_UNROLL
+        FG_UNROLL
         for (int j = 0; j < K; ++j) out.v[j] = op.template apply<S, D>(in[u].v[j], old[u].v[j]);
         store_pack<Streaming, D, K>(dst, body + p * K, out, split.dst_vector);
       }
@@ -335,7 +339,8 @@ template <Op kOp, bool Streaming>
 struct PieceFn {
   const KernelArgs& args;
   int lane;
-  FG_DEVICE FG_FORCE_INLINE void operator()(std::int32_t c, std::int64_t first, std::int64_t count) const {
+  FG_DEVICE FG_FORCE_INLINE void operator()(std::int32_t c, std::int64_t first,
+                                            std::int64_t count) const {
     process_piece<kOp, Streaming>(args, args.d_copies[c], first, count, lane);
   }
 };

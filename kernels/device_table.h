@@ -30,10 +30,10 @@ namespace detail {
 /// One copy as the kernels see it (the device table holds one per ExecutorInput copy).
 struct DeviceCopy {
   void* d_data = nullptr;  ///< tensor element [0, ..., 0]; null: zeros on gather, skipped otherwise
-  std::int64_t flat_offset = 0;   ///< elements of the flat dtype
+  std::int64_t flat_offset = 0;  ///< elements of the flat dtype
   std::int64_t numel = 0;
-  std::int32_t strided = -1;      ///< index into KernelArgs::strided, -1 when contiguous
-  DType dtype = DType::Float32;   ///< the tensor's dtype
+  std::int32_t strided = -1;     ///< index into KernelArgs::strided, -1 when contiguous
+  DType dtype = DType::Float32;  ///< the tensor's dtype
   std::uint8_t reserved[3] = {};
 };
 static_assert(sizeof(DeviceCopy) == 32, "DeviceCopy is uploaded as is: keep it 32 bytes");
@@ -46,9 +46,9 @@ struct KernelArgs {
   std::int64_t num_tiles = 0;
   std::int32_t num_copies = 0;
   DType flat_dtype = DType::Float32;
-  void* d_flat = nullptr;  ///< written by gather, only read by scatter and scatter_add
-  double alpha = 1.0;                 ///< scatter_add's factor, when d_alpha is null
-  const float* d_alpha = nullptr;     ///< scatter_add's factor read on the device (plan.h Factor)
+  void* d_flat = nullptr;          ///< written by gather, only read by scatter and scatter_add
+  double alpha = 1.0;              ///< scatter_add's factor, when d_alpha is null
+  const float* d_alpha = nullptr;  ///< scatter_add's factor read on the device (plan.h Factor)
 };
 
 /// The device table's copies, strided descriptors and tiles, as built on the host.
@@ -86,18 +86,21 @@ inline HostTable build_host_table(const std::vector<CopyDesc>& copies, std::int6
 /// Byte offsets of the parts of the device table (NOTE: [device table]).
 struct TableLayout {
   static constexpr std::size_t kAlign = 256;  ///< each part starts on a multiple of this
-  std::size_t strided_offset = 0;  ///< the copies start at 0
+  std::size_t strided_offset = 0;             ///< the copies start at 0
   std::size_t tiles_offset = 0;
-  std::size_t bytes = 0;           ///< the whole table
+  std::size_t bytes = 0;  ///< the whole table
 
-  static constexpr std::size_t align_up(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+  static constexpr std::size_t align_up(std::size_t n) {
+    return (n + kAlign - 1) / kAlign * kAlign;
+  }
 };
 
 /// Where the parts of `table` go in one allocation.
 inline TableLayout table_layout(const HostTable& table) {
   TableLayout l;
   l.strided_offset = TableLayout::align_up(table.copies.size() * sizeof(DeviceCopy));
-  l.tiles_offset = l.strided_offset + TableLayout::align_up(table.strided.size() * sizeof(CopyDesc));
+  l.tiles_offset =
+      l.strided_offset + TableLayout::align_up(table.strided.size() * sizeof(CopyDesc));
   l.bytes = l.tiles_offset + table.tiles.size() * sizeof(Tile);
   return l;
 }

@@ -50,16 +50,16 @@ __device__ __forceinline__ void with_floating(DType t, F&& f) {
 }
 
 // The warp's share of one piece: lanes take elements lane, lane + 32, ...
-__device__ __forceinline__ void stats_piece(const KernelArgs& a, double scale,
-                                            const DeviceCopy& d, std::int64_t first,
-                                            std::int64_t count, int lane, double& sum,
-                                            int& bad) {
+__device__ __forceinline__ void stats_piece(const KernelArgs& a, double scale, const DeviceCopy& d,
+                                            std::int64_t first, std::int64_t count, int lane,
+                                            double& sum, int& bad) {
   constexpr int kWarp = CopyPolicy::kWarpThreads;
   char* flat = static_cast<char*>(a.d_flat) + d.flat_offset * dtype_size(a.flat_dtype);
   if (d.d_data == nullptr) {  // padding or a zero-filled tensor: zeros, nothing to add
     with_floating(a.flat_dtype, [&](auto flat_value) {
       using F = decltype(flat_value);
-      for (std::int64_t j = lane; j < count; j += kWarp) reinterpret_cast<F*>(flat)[first + j] = F{};
+      for (std::int64_t j = lane; j < count; j += kWarp)
+        reinterpret_cast<F*>(flat)[first + j] = F{};
     });
     return;
   }
@@ -97,20 +97,20 @@ __global__ void __launch_bounds__(kMaxBlockThreads, kMinBlocksPerSm)
     std::int64_t slot = stats.d_piece_begin[t];
     for_each_piece(args.d_tiles, t, args.d_copies, args.num_copies,
                    [&](std::int32_t c, std::int64_t first, std::int64_t count) {
-                     const DeviceCopy& d = args.d_copies[c];
-                     double sum = 0.0;
-                     int bad = 0;
-                     stats_piece(args, scale, d, first, count, lane, sum, bad);
-                     for (int offset = kWarp / 2; offset > 0; offset /= 2) {  // fixed tree
-                       sum += __shfl_down_sync(0xffffffffu, sum, offset);
-                       bad |= __shfl_down_sync(0xffffffffu, bad, offset);
-                     }
-                     if (lane == 0) {  // the segment was written at build
-                       stats.d_parts[slot].sumsq = sum;
-                       stats.d_parts[slot].nonfinite = bad;
-                     }
-                     ++slot;
-                   });
+      const DeviceCopy& d = args.d_copies[c];
+      double sum = 0.0;
+      int bad = 0;
+      stats_piece(args, scale, d, first, count, lane, sum, bad);
+      for (int offset = kWarp / 2; offset > 0; offset /= 2) {  // fixed tree
+        sum += __shfl_down_sync(0xffffffffu, sum, offset);
+        bad |= __shfl_down_sync(0xffffffffu, bad, offset);
+      }
+      if (lane == 0) {  // the segment was written at build
+        stats.d_parts[slot].sumsq = sum;
+        stats.d_parts[slot].nonfinite = bad;
+      }
+      ++slot;
+    });
   }
   // The last block adds the partials (NOTE: [cuda stats scratch]).
   __shared__ bool last;
@@ -125,11 +125,11 @@ __global__ void __launch_bounds__(kMaxBlockThreads, kMinBlocksPerSm)
   finish_stats(
       r,
       [&](std::int64_t p) {
-        StatsPartial u;
-        u.sumsq = __ldcg(&stats.d_parts[p].sumsq);
-        u.nonfinite = __ldcg(&stats.d_parts[p].nonfinite);
-        u.segment = stats.d_parts[p].segment;  // written at build, never by a kernel
-        return u;
+    StatsPartial u;
+    u.sumsq = __ldcg(&stats.d_parts[p].sumsq);
+    u.nonfinite = __ldcg(&stats.d_parts[p].nonfinite);
+    u.segment = stats.d_parts[p].segment;  // written at build, never by a kernel
+    return u;
       },
       stats.d_piece_begin[args.num_tiles], stats.d_tensor_sums);
   *stats.d_counter = 0u;
@@ -172,9 +172,9 @@ __global__ void __launch_bounds__(kMaxBlockThreads, kMinBlocksPerSm)
 
 cudaError_t launch(const void* kernel, void** params, int grid, int block_threads,
                    cudaStream_t stream) {
-  const cudaError_t result = cudaLaunchKernel(kernel, dim3(static_cast<unsigned>(grid)),
-                                              dim3(static_cast<unsigned>(block_threads)), params,
-                                              0, stream);
+  const cudaError_t result =
+      cudaLaunchKernel(kernel, dim3(static_cast<unsigned>(grid)),
+                       dim3(static_cast<unsigned>(block_threads)), params, 0, stream);
   if (result != cudaSuccess) (void)cudaGetLastError();  // NOTE: [launch errors]
   return result;
 }
@@ -185,8 +185,8 @@ cudaError_t launch_scatter_scaled(const KernelArgs& args, int grid, int block_th
                                   cudaStream_t stream) {
   KernelArgs a = args;
   void* params[] = {&a};
-  return launch(reinterpret_cast<const void*>(&scatter_scaled_kernel), params, grid,
-                block_threads, stream);
+  return launch(reinterpret_cast<const void*>(&scatter_scaled_kernel), params, grid, block_threads,
+                stream);
 }
 
 cudaError_t launch_gather_stats(const KernelArgs& args, const StatsArgs& stats, int grid,

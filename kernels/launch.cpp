@@ -12,8 +12,7 @@ cudaError_t kernel_occupancy(Op op, bool streaming, int block_threads, int* bloc
       return OpKernels<Op::Gather>::occupancy(streaming, block_threads, blocks_per_sm);
     case Op::Scatter:
       return OpKernels<Op::Scatter>::occupancy(streaming, block_threads, blocks_per_sm);
-    default:
-      return OpKernels<Op::ScatterAdd>::occupancy(streaming, block_threads, blocks_per_sm);
+    default: return OpKernels<Op::ScatterAdd>::occupancy(streaming, block_threads, blocks_per_sm);
   }
 }
 
@@ -24,8 +23,7 @@ cudaError_t launch_kernel(Op op, bool streaming, const KernelArgs& args, int gri
       return OpKernels<Op::Gather>::launch(streaming, args, grid, block_threads, stream);
     case Op::Scatter:
       return OpKernels<Op::Scatter>::launch(streaming, args, grid, block_threads, stream);
-    default:
-      return OpKernels<Op::ScatterAdd>::launch(streaming, args, grid, block_threads, stream);
+    default: return OpKernels<Op::ScatterAdd>::launch(streaming, args, grid, block_threads, stream);
   }
 }
 

@@ -30,7 +30,7 @@ namespace detail {
 /// The table holds one extra sentinel tile {flat_numel, num_copies} at the end.
 struct Tile {
   std::int64_t flat_begin = 0;
-  std::int32_t copy = 0;   ///< first copy overlapping the tile (or starting at flat_begin)
+  std::int32_t copy = 0;  ///< first copy overlapping the tile (or starting at flat_begin)
   std::int32_t reserved = 0;
 };
 static_assert(sizeof(Tile) == 16, "Tile is uploaded as is: keep it 16 bytes");
@@ -115,8 +115,8 @@ struct WarpPlace {
 };
 __device__ __forceinline__ WarpPlace warp_place() {
   constexpr int kWarp = CopyPolicy::kWarpThreads;
-  const std::int64_t thread = static_cast<std::int64_t>(blockIdx.x) * blockDim.x +
-                              static_cast<std::int64_t>(threadIdx.x);
+  const std::int64_t thread =
+      static_cast<std::int64_t>(blockIdx.x) * blockDim.x + static_cast<std::int64_t>(threadIdx.x);
   return {static_cast<int>(threadIdx.x) % kWarp, thread / kWarp,
           static_cast<std::int64_t>(gridDim.x) * blockDim.x / kWarp};
 }
@@ -138,7 +138,8 @@ FG_HOST_DEVICE FG_FORCE_INLINE StridedCursor strided_cursor(const CopyDesc& d, s
 }
 
 /// Moves `c` from logical index `next - 1` to `next`.
-FG_HOST_DEVICE FG_FORCE_INLINE void advance(const CopyDesc& d, StridedCursor& c, std::int64_t next) {
+FG_HOST_DEVICE FG_FORCE_INLINE void advance(const CopyDesc& d, StridedCursor& c,
+                                            std::int64_t next) {
   const int last = d.ndim - 1;
   ++c.inner;
   if (last == 0 || c.inner < d.sizes[last]) {

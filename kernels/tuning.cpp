@@ -18,8 +18,8 @@ std::int64_t parse_integer(const std::string& key, const std::string& value) {
   char* end = nullptr;
   const long long v = std::strtoll(value.c_str(), &end, 10);
   FG_CHECK(!value.empty() && end && *end == '\0' && errno == 0,
-           "FLATGATHER_CUDA_TUNING: '" << key << "=" << value
-                                       << "' needs an integer value, e.g. " << key << "=512");
+           "FLATGATHER_CUDA_TUNING: '" << key << "=" << value << "' needs an integer value, e.g. "
+                                       << key << "=512");
   return v;
 }
 
@@ -34,9 +34,10 @@ void apply_tuning_overrides(Tuning& t, const std::string& spec) {
     begin = end + 1;
     if (item.empty()) continue;
     const std::size_t eq = item.find('=');
-    FG_CHECK(eq != std::string::npos,
-             "FLATGATHER_CUDA_TUNING: '" << item << "' is not key=value; valid keys: block, "
-                                            "blocks_per_sm, tile, copy_cost, streaming");
+    FG_CHECK(eq != std::string::npos, "FLATGATHER_CUDA_TUNING: '"
+                                          << item
+                                          << "' is not key=value; valid keys: block, "
+                                             "blocks_per_sm, tile, copy_cost, streaming");
     const std::string key = item.substr(0, eq);
     const std::int64_t v = parse_integer(key, item.substr(eq + 1));
     if (key == "block") {
@@ -58,8 +59,9 @@ void apply_tuning_overrides(Tuning& t, const std::string& spec) {
       t.streaming_min_bytes = v;
     } else {
       FG_CHECK(false, "FLATGATHER_CUDA_TUNING: unknown key '"
-                          << key << "'; valid keys: block, blocks_per_sm, tile, copy_cost, "
-                                    "streaming");
+                          << key
+                          << "'; valid keys: block, blocks_per_sm, tile, copy_cost, "
+                             "streaming");
     }
   }
 }

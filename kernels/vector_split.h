@@ -34,27 +34,30 @@ FG_HOST_DEVICE constexpr int pack_elements(int src_size, int dst_size) {
 
 /// How a piece of `n` elements splits (see NOTE: [vector split]).
 struct Split {
-  std::int64_t head = 0;   ///< scalar elements before the first pack
-  std::int64_t packs = 0;  ///< whole packs after the head
-  std::int64_t tail = 0;   ///< scalar elements after the packs
-  int pack = 1;            ///< elements per pack
-  bool src_vector = false; ///< the source is read a pack at a time
-  bool dst_vector = false; ///< the destination is written a pack at a time
+  std::int64_t head = 0;    ///< scalar elements before the first pack
+  std::int64_t packs = 0;   ///< whole packs after the head
+  std::int64_t tail = 0;    ///< scalar elements after the packs
+  int pack = 1;             ///< elements per pack
+  bool src_vector = false;  ///< the source is read a pack at a time
+  bool dst_vector = false;  ///< the destination is written a pack at a time
 };
 
 /// Elements before `address` is aligned to `pack * size` bytes.
 FG_HOST_DEVICE FG_FORCE_INLINE std::int64_t elements_to_alignment(std::uint64_t address, int size,
                                                                   int pack) {
-  const std::uint64_t pack_bytes = static_cast<std::uint64_t>(pack) * static_cast<std::uint64_t>(size);
-  const std::int64_t misaligned = static_cast<std::int64_t>((address % pack_bytes) / static_cast<std::uint64_t>(size));
+  const std::uint64_t pack_bytes =
+      static_cast<std::uint64_t>(pack) * static_cast<std::uint64_t>(size);
+  const std::int64_t misaligned =
+      static_cast<std::int64_t>((address % pack_bytes) / static_cast<std::uint64_t>(size));
   return (pack - misaligned) % pack;
 }
 
 /// Splits a piece of `n` elements whose first source element is at `src` (element size
 /// `src_size`, `src_contiguous`) and first destination element at `dst`. The address of a
 /// non-contiguous side is ignored.
-FG_HOST_DEVICE FG_FORCE_INLINE Split split_range(std::uint64_t src, int src_size, bool src_contiguous,
-                                                 std::uint64_t dst, int dst_size, bool dst_contiguous,
+FG_HOST_DEVICE FG_FORCE_INLINE Split split_range(std::uint64_t src, int src_size,
+                                                 bool src_contiguous, std::uint64_t dst,
+                                                 int dst_size, bool dst_contiguous,
                                                  std::int64_t n) {
   Split s;
   s.pack = pack_elements(src_size, dst_size);
@@ -81,9 +84,11 @@ FG_HOST_DEVICE FG_FORCE_INLINE Split split_range(std::uint64_t src, int src_size
 /// the piece), `packs(p0)` for pack batches p0, p0 + Lanes, ..., p0 + Lanes * (Unroll - 1)
 /// (those below split.packs; the callee checks). Every element is visited by one lane.
 template <int Lanes, int Unroll, class Scalar, class Packs>
-FG_HOST_DEVICE FG_FORCE_INLINE void distribute(const Split& s, int lane, Scalar&& scalar, Packs&& packs) {
+FG_HOST_DEVICE FG_FORCE_INLINE void distribute(const Split& s, int lane, Scalar&& scalar,
+                                               Packs&& packs) {
   for (std::int64_t j = lane; j < s.head; j += Lanes) scalar(j);
-  for (std::int64_t p0 = lane; p0 < s.packs; p0 += static_cast<std::int64_t>(Lanes) * Unroll) packs(p0);
+  for (std::int64_t p0 = lane; p0 < s.packs; p0 += static_cast<std::int64_t>(Lanes) * Unroll)
+    packs(p0);
   const std::int64_t tail_begin = s.head + s.packs * s.pack;
   for (std::int64_t j = lane; j < s.tail; j += Lanes) scalar(tail_begin + j);
 }

@@ -85,8 +85,8 @@ FG_HOST_DEVICE FG_FORCE_INLINE float bfloat16_bits_to_float(std::uint16_t b) {
 
 /// float32 -> bfloat16 bits, round to nearest even (see NOTE: [rounding]). `nan_bits` is
 /// what a NaN becomes.
-FG_HOST_DEVICE FG_FORCE_INLINE std::uint16_t float_to_bfloat16_bits(float f,
-                                                                   std::uint16_t nan_bits = 0xFFFFu) {
+FG_HOST_DEVICE FG_FORCE_INLINE std::uint16_t float_to_bfloat16_bits(
+    float f, std::uint16_t nan_bits = 0xFFFFu) {
   const std::uint32_t x = detail::bit_cast<std::uint32_t>(f);
   const std::uint32_t bias = 0x7FFFu + ((x >> 16) & 1u);
   const auto rounded = static_cast<std::uint16_t>((x + bias) >> 16);
@@ -116,10 +116,18 @@ struct Compute<BFloat16> {
   using type = float;
 };
 
-FG_HOST_DEVICE FG_FORCE_INLINE float to_float(Half h) { return half_bits_to_float(h.bits); }
-FG_HOST_DEVICE FG_FORCE_INLINE float to_float(BFloat16 b) { return bfloat16_bits_to_float(b.bits); }
-FG_HOST_DEVICE FG_FORCE_INLINE float to_float(float f) { return f; }
-FG_HOST_DEVICE FG_FORCE_INLINE double to_float(double d) { return d; }
+FG_HOST_DEVICE FG_FORCE_INLINE float to_float(Half h) {
+  return half_bits_to_float(h.bits);
+}
+FG_HOST_DEVICE FG_FORCE_INLINE float to_float(BFloat16 b) {
+  return bfloat16_bits_to_float(b.bits);
+}
+FG_HOST_DEVICE FG_FORCE_INLINE float to_float(float f) {
+  return f;
+}
+FG_HOST_DEVICE FG_FORCE_INLINE double to_float(double d) {
+  return d;
+}
 
 /// Converts between storage types with the rounding of NOTE: [rounding].
 template <class To>

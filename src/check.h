@@ -19,11 +19,11 @@ namespace detail {
 
 /// Throws flatgather::Error with the streamed message when `cond` is false.
 ///   FG_CHECK(n >= 0, "tensor '" << name << "' has negative size " << n);
-#define FG_CHECK(cond, msg_stream)                                   \
-  do {                                                               \
-    if (!(cond)) {                                                   \
-      std::ostringstream fg_check_os_;                               \
-      fg_check_os_ << msg_stream;                                    \
-      ::flatgather::detail::throw_error(fg_check_os_.str());         \
-    }                                                                \
+#define FG_CHECK(cond, msg_stream)                           \
+  do {                                                       \
+    if (!(cond)) {                                           \
+      std::ostringstream fg_check_os_;                       \
+      fg_check_os_ << msg_stream;                            \
+      ::flatgather::detail::throw_error(fg_check_os_.str()); \
+    }                                                        \
   } while (false)

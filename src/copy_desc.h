@@ -20,13 +20,13 @@ constexpr int kMaxDims = 8;
 
 /// One range of the flat buffer and the tensor it maps to.
 struct CopyDesc {
-  void* data = nullptr;         ///< null: zeros on gather (padding, zero-filled grads), skipped by scatter
-  std::int64_t flat_offset = 0; ///< elements of the flat dtype
+  void* data = nullptr;  ///< null: zeros on gather (padding, zero-filled grads), skipped by scatter
+  std::int64_t flat_offset = 0;  ///< elements of the flat dtype
   std::int64_t numel = 0;
-  std::int32_t ndim = 1;        ///< after coalescing
-  DType dtype = DType::Float32; ///< the tensor's dtype
-  bool contiguous = true;       ///< ndim == 1 and stride 1: element i is at data + i
-  std::int32_t segment = -1;    ///< index in Layout::segments(), -1 for padding
+  std::int32_t ndim = 1;         ///< after coalescing
+  DType dtype = DType::Float32;  ///< the tensor's dtype
+  bool contiguous = true;        ///< ndim == 1 and stride 1: element i is at data + i
+  std::int32_t segment = -1;     ///< index in Layout::segments(), -1 for padding
   std::int64_t sizes[kMaxDims] = {};
   std::int64_t strides[kMaxDims] = {};
 };

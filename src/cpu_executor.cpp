@@ -96,9 +96,13 @@ StatsFns select_stats_fns() {
 }
 
 // A CPU plan's Factor lives in host memory: read it when the call runs.
-double resolve(const Factor& f) { return f.d_value ? static_cast<double>(*f.d_value) : f.value; }
+double resolve(const Factor& f) {
+  return f.d_value ? static_cast<double>(*f.d_value) : f.value;
+}
 
-const char* copy_fn_name() { return has_avx2_fma() ? "avx2+fma" : "baseline"; }
+const char* copy_fn_name() {
+  return has_avx2_fma() ? "avx2+fma" : "baseline";
+}
 
 constexpr std::int64_t kTaskBytes = 256 * 1024;
 
@@ -272,7 +276,7 @@ class CpuExecutor final : public Executor {
   std::vector<std::int32_t> copy_of_segment_;  // index into in_.copies, -1 for empty tensors
   std::vector<std::size_t> task_begin_;  // task t runs pieces_[task_begin_[t], task_begin_[t+1])
   std::int64_t total_bytes_ = 0;
-  bool stream_gather_ = false;   // NOTE: [cpu streaming stores]
+  bool stream_gather_ = false;  // NOTE: [cpu streaming stores]
   bool stream_scatter_ = false;
 };
 

@@ -12,14 +12,14 @@
 namespace flatgather {
 namespace detail {
 
-#define FG_DECLARE_CPU_LOOPS(ns)                                                             \
-  namespace ns {                                                                             \
-  /* Elements [begin, end) of copy `d` between the tensor and `flat` (whose dtype is       \
+#define FG_DECLARE_CPU_LOOPS(ns)                                                            \
+  namespace ns {                                                                            \
+  /* Elements [begin, end) of copy `d` between the tensor and `flat` (whose dtype is        \
      `flat_dtype`); padding and missing tensors (null data) are zeros on gather. `stream`:  \
      contiguous gather and scatter write with streaming stores; the caller fences (NOTE:    \
-     [cpu streaming stores] in src/cpu_executor.cpp). */                                     \
+     [cpu streaming stores] in src/cpu_executor.cpp). */                                    \
   void run_copy(Op op, const CopyDesc& d, std::int64_t begin, std::int64_t end, void* flat, \
-                DType flat_dtype, double alpha, bool stream);                                \
+                DType flat_dtype, double alpha, bool stream);                               \
   }
 
 FG_DECLARE_CPU_LOOPS(cpu_baseline)

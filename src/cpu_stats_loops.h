@@ -11,17 +11,17 @@
 namespace flatgather {
 namespace detail {
 
-#define FG_DECLARE_CPU_STATS_LOOPS(ns)                                                         \
-  namespace ns {                                                                               \
-  /* gather of elements [begin, end) of copy `d` writing cast(source * scale) and adding to  \
-     `out` (sum of squares of the written values when `sumsq`, non-finite sources when       \
+#define FG_DECLARE_CPU_STATS_LOOPS(ns)                                                        \
+  namespace ns {                                                                              \
+  /* gather of elements [begin, end) of copy `d` writing cast(source * scale) and adding to   \
+     `out` (sum of squares of the written values when `sumsq`, non-finite sources when        \
      `check`). Padding and missing tensors write zeros and add nothing. */                    \
   void gather_stats_copy(const CopyDesc& d, std::int64_t begin, std::int64_t end, void* flat, \
-                         DType flat_dtype, double scale, bool sumsq, bool check,               \
-                         StatsPartial& out);                                                   \
+                         DType flat_dtype, double scale, bool sumsq, bool check,              \
+                         StatsPartial& out);                                                  \
   /* scatter of elements [begin, end) writing cast(flat * scale) into the tensor. */          \
   void scatter_scaled_copy(const CopyDesc& d, std::int64_t begin, std::int64_t end,           \
-                           const void* flat, DType flat_dtype, double scale);                  \
+                           const void* flat, DType flat_dtype, double scale);                 \
   }
 
 FG_DECLARE_CPU_STATS_LOOPS(cpu_baseline)

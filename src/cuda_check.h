@@ -14,18 +14,18 @@ void report_cuda_error(cudaError_t error, const char* call, const char* file, in
 }  // namespace detail
 }  // namespace flatgather
 
-#define FG_CUDA_CHECK(call)                                                            \
-  do {                                                                                 \
-    const cudaError_t fg_cuda_error_ = (call);                                         \
-    if (fg_cuda_error_ != cudaSuccess) {                                               \
-      ::flatgather::detail::throw_cuda_error(fg_cuda_error_, #call, __FILE__, __LINE__); \
-    }                                                                                  \
-  } while (false)
-
-#define FG_CUDA_CHECK_NOEXCEPT(call)                                                     \
+#define FG_CUDA_CHECK(call)                                                              \
   do {                                                                                   \
     const cudaError_t fg_cuda_error_ = (call);                                           \
     if (fg_cuda_error_ != cudaSuccess) {                                                 \
-      ::flatgather::detail::report_cuda_error(fg_cuda_error_, #call, __FILE__, __LINE__); \
+      ::flatgather::detail::throw_cuda_error(fg_cuda_error_, #call, __FILE__, __LINE__); \
     }                                                                                    \
+  } while (false)
+
+#define FG_CUDA_CHECK_NOEXCEPT(call)                                                      \
+  do {                                                                                    \
+    const cudaError_t fg_cuda_error_ = (call);                                            \
+    if (fg_cuda_error_ != cudaSuccess) {                                                  \
+      ::flatgather::detail::report_cuda_error(fg_cuda_error_, #call, __FILE__, __LINE__); \
+    }                                                                                     \
   } while (false)

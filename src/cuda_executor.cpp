@@ -235,7 +235,9 @@ class CudaExecutor final : public Executor {
   CudaExecutor(const CudaExecutor&) = delete;
   CudaExecutor& operator=(const CudaExecutor&) = delete;
 
-  void gather(void* flat, cudaStream_t stream) const override { launch(Op::Gather, flat, {}, stream); }
+  void gather(void* flat, cudaStream_t stream) const override {
+    launch(Op::Gather, flat, {}, stream);
+  }
   // One launch, the statistics combined on the device (NOTE: [cuda stats scratch]).
   void gather_stats(void* flat, const StatsRequest& r, cudaStream_t stream) const override {
     assert(r.num_segments <= num_segments_);
@@ -289,7 +291,8 @@ class CudaExecutor final : public Executor {
     cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
     FG_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
     FG_CHECK(status == cudaStreamCaptureStatusNone,
-             "rebind of " << changes.size() << " segment(s) while the stream is being captured into a CUDA "
+             "rebind of " << changes.size()
+                          << " segment(s) while the stream is being captured into a CUDA "
                           << "graph: the graph would keep reading the old memory; rebind "
                              "before capturing (or capture again after rebinding)");
     for (const auto& [segment, data] : changes) {
@@ -301,7 +304,8 @@ class CudaExecutor final : public Executor {
     const std::size_t offset = static_cast<std::size_t>(first) * sizeof(DeviceCopy);
     const std::size_t bytes = static_cast<std::size_t>(last - first + 1) * sizeof(DeviceCopy);
     RelaxedCaptureMode relaxed;  // a pageable copy (NOTE: [capture mode])
-    FG_CUDA_CHECK(cudaMemcpyAsync(d_table_ + offset, copies_.data() + first, bytes, cudaMemcpyHostToDevice, stream));
+    FG_CUDA_CHECK(cudaMemcpyAsync(d_table_ + offset, copies_.data() + first, bytes,
+                                  cudaMemcpyHostToDevice, stream));
   }
 
   // The scratch of gather with statistics (NOTE: [cuda stats scratch] in
@@ -317,16 +321,19 @@ class CudaExecutor final : public Executor {
       piece_begin[static_cast<std::size_t>(t)] = static_cast<std::int64_t>(parts.size());
       for_each_piece(tiles.data(), t, copies.data(), num_copies,
                      [&](std::int32_t c, std::int64_t, std::int64_t) {
-                       StatsPartial p;
-                       p.segment = copies[static_cast<std::size_t>(c)].segment;
-                       parts.push_back(p);
-                     });
+        StatsPartial p;
+        p.segment = copies[static_cast<std::size_t>(c)].segment;
+        parts.push_back(p);
+      });
     }
     piece_begin.back() = static_cast<std::int64_t>(parts.size());
-    const std::size_t parts_offset = TableLayout::align_up(piece_begin.size() * sizeof(std::int64_t));
-    const std::size_t sums_offset = parts_offset + TableLayout::align_up(parts.size() * sizeof(StatsPartial));
+    const std::size_t parts_offset =
+        TableLayout::align_up(piece_begin.size() * sizeof(std::int64_t));
+    const std::size_t sums_offset =
+        parts_offset + TableLayout::align_up(parts.size() * sizeof(StatsPartial));
     const std::size_t counter_offset =
-        sums_offset + TableLayout::align_up(static_cast<std::size_t>(num_segments_) * sizeof(double));
+        sums_offset +
+        TableLayout::align_up(static_cast<std::size_t>(num_segments_) * sizeof(double));
     const std::size_t bytes = counter_offset + sizeof(unsigned int);
     std::vector<unsigned char> image(bytes, 0);
     std::memcpy(image.data(), piece_begin.data(), piece_begin.size() * sizeof(std::int64_t));
@@ -346,8 +353,9 @@ class CudaExecutor final : public Executor {
 
   std::string describe() const override {
     std::ostringstream os;
-    os << "cuda:" << device_ << " (sm_" << major_ << minor_ << ", " << sm_count_ << " SMs, copies=" << copies_.size()
-       << ", strided=" << num_strided_ << ", tiles=" << num_tiles_ << ", table=" << table_bytes_
+    os << "cuda:" << device_ << " (sm_" << major_ << minor_ << ", " << sm_count_
+       << " SMs, copies=" << copies_.size() << ", strided=" << num_strided_
+       << ", tiles=" << num_tiles_ << ", table=" << table_bytes_
        << "B, grid gather/scatter/scatter_add=" << grid_[0] << "/" << grid_[1] << "/" << grid_[2]
        << ", streaming=" << (streaming_ ? "on" : "off") << ", " << to_string(tuning_) << ")";
     return os.str();
@@ -355,14 +363,15 @@ class CudaExecutor final : public Executor {
 
  private:
   void launch(Op op, void* d_flat, const Factor& alpha, cudaStream_t stream) const {
-    if (num_tiles_ == 0) return;  // nothing to move (every tensor is empty)
+    if (num_tiles_ == 0) return;                          // nothing to move (every tensor is empty)
     assert(aligned_to(d_flat, dtype_size(flat_dtype_)));  // Plan::check_flat
     DeviceGuard guard(device_);
     KernelArgs args = args_;
     args.d_flat = d_flat;
     args.alpha = alpha.value;
     args.d_alpha = alpha.d_value;
-    FG_CUDA_CHECK(launch_kernel(op, streaming_, args, grid_[static_cast<int>(op)], tuning_.block_threads, stream));
+    FG_CUDA_CHECK(launch_kernel(op, streaming_, args, grid_[static_cast<int>(op)],
+                                tuning_.block_threads, stream));
   }
 
   int device_ = 0;
@@ -421,6 +430,8 @@ int cuda_device_count() {
   return count;
 }
 
-bool cuda_available() { return cuda_device_count() > 0; }
+bool cuda_available() {
+  return cuda_device_count() > 0;
+}
 
 }  // namespace flatgather

@@ -4,11 +4,17 @@
 
 namespace flatgather {
 
-bool cuda_available() { return false; }
-int cuda_device_count() { return 0; }
+bool cuda_available() {
+  return false;
+}
+int cuda_device_count() {
+  return 0;
+}
 
 namespace detail {
-std::string cuda_pointer_problem(const void*, int) { return ""; }
+std::string cuda_pointer_problem(const void*, int) {
+  return "";
+}
 
 std::unique_ptr<Executor> make_cuda_executor(ExecutorInput input) {
   FG_CHECK(false, "the tensors are on " << to_string(input.device)

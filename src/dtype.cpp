@@ -38,10 +38,10 @@ std::optional<DType> dtype_from_name(std::string_view name) {
     DType dtype;
   };
   static constexpr Alias kAliases[] = {
-      {"float", DType::Float32},  {"fp32", DType::Float32}, {"half", DType::Float16},
-      {"fp16", DType::Float16},   {"bf16", DType::BFloat16}, {"double", DType::Float64},
-      {"fp64", DType::Float64},   {"long", DType::Int64},   {"int", DType::Int32},
-      {"short", DType::Int16},    {"char", DType::Int8},    {"byte", DType::UInt8}};
+      {"float", DType::Float32}, {"fp32", DType::Float32},  {"half", DType::Float16},
+      {"fp16", DType::Float16},  {"bf16", DType::BFloat16}, {"double", DType::Float64},
+      {"fp64", DType::Float64},  {"long", DType::Int64},    {"int", DType::Int32},
+      {"short", DType::Int16},   {"char", DType::Int8},     {"byte", DType::UInt8}};
   for (const Alias& a : kAliases) {
     if (name == a.name) return a.dtype;
   }
@@ -69,8 +69,8 @@ std::int64_t numel(const TensorRef& t) {
 
 std::string describe(const TensorRef& t) {
   std::ostringstream os;
-  os << "'" << t.name << "' (shape " << detail::shape_string(t.sizes) << ", "
-     << dtype_name(t.dtype) << ", " << to_string(t.device) << ")";
+  os << "'" << t.name << "' (shape " << detail::shape_string(t.sizes) << ", " << dtype_name(t.dtype)
+     << ", " << to_string(t.device) << ")";
   return os.str();
 }
 

@@ -2,6 +2,8 @@
 
 namespace flatgather {
 namespace detail {
-void throw_error(const std::string& message) { throw Error(message); }
+void throw_error(const std::string& message) {
+  throw Error(message);
+}
 }  // namespace detail
 }  // namespace flatgather

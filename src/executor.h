@@ -33,8 +33,7 @@ class Executor {
   virtual ~Executor() = default;
   virtual void gather(void* flat, cudaStream_t stream) const = 0;
   /// gather plus the statistics of `request` (NOTE: [gather statistics] in src/stats.h).
-  virtual void gather_stats(void* flat, const StatsRequest& request,
-                            cudaStream_t stream) const = 0;
+  virtual void gather_stats(void* flat, const StatsRequest& request, cudaStream_t stream) const = 0;
   /// `scale` is a host value or a float32 on the plan's device (plan.h Factor).
   virtual void scatter(const void* flat, const Factor& scale, cudaStream_t stream) const = 0;
   virtual void scatter_add(const void* flat, const Factor& alpha, cudaStream_t stream) const = 0;

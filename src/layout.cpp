@@ -48,16 +48,14 @@ void Layout::check_matches(const Layout& expected) const {
     const std::string where = "segment " + std::to_string(i) + " ";
     if (got.name != want.name) {
       const Segment* elsewhere = expected.find(got.name);
-      FG_CHECK(false, where << "is '" << got.name << "' but the manifest has '" << want.name
-                            << "' there"
-                            << (elsewhere ? " (the manifest has '" + got.name +
-                                                "' at another position: the order differs)"
-                                          : std::string(" ('") + got.name +
-                                                "' is not in the manifest)"));
+      FG_CHECK(false,
+               where << "is '" << got.name << "' but the manifest has '" << want.name << "' there"
+                     << (elsewhere ? " (the manifest has '" + got.name +
+                                         "' at another position: the order differs)"
+                                   : std::string(" ('") + got.name + "' is not in the manifest)"));
     }
     FG_CHECK(got.shape == want.shape, where << "'" << got.name << "' has shape "
-                                            << shape_string(got.shape)
-                                            << " but the manifest says "
+                                            << shape_string(got.shape) << " but the manifest says "
                                             << shape_string(want.shape));
     FG_CHECK(got.dtype == want.dtype, where << "'" << got.name << "' has dtype "
                                             << dtype_name(got.dtype) << " but the manifest says "

@@ -22,7 +22,8 @@ std::string brief(const nlohmann::json& j) {
 }
 
 DType parse_dtype(const nlohmann::json& j, const std::string& where) {
-  FG_CHECK(j.is_string(), "manifest: " << where << " must be a dtype name string, got " << brief(j));
+  FG_CHECK(j.is_string(),
+           "manifest: " << where << " must be a dtype name string, got " << brief(j));
   const std::string name = j.get<std::string>();
   const auto dtype = dtype_from_name(name);
   FG_CHECK(dtype.has_value(), "manifest: " << where << " has unknown dtype '" << name
@@ -33,10 +34,11 @@ DType parse_dtype(const nlohmann::json& j, const std::string& where) {
 // Integers in [0, 2^62], so that sums of an offset and a count, and byte sizes of counts
 // checked against 2^62, cannot overflow.
 std::int64_t parse_int(const nlohmann::json& j, const std::string& where) {
-  const bool ok = (j.is_number_unsigned() && j.get<std::uint64_t>() <= std::uint64_t{kMaxBytes}) ||
-                  (j.is_number_integer() && j.get<std::int64_t>() >= 0 &&
-                   j.get<std::int64_t>() <= kMaxBytes);
-  FG_CHECK(ok, "manifest: " << where << " must be a non-negative integer (at most 2^62), got " << brief(j));
+  const bool ok =
+      (j.is_number_unsigned() && j.get<std::uint64_t>() <= std::uint64_t{kMaxBytes}) ||
+      (j.is_number_integer() && j.get<std::int64_t>() >= 0 && j.get<std::int64_t>() <= kMaxBytes);
+  FG_CHECK(ok, "manifest: " << where << " must be a non-negative integer (at most 2^62), got "
+                            << brief(j));
   return j.get<std::int64_t>();
 }
 
@@ -92,7 +94,8 @@ Layout Layout::from_json(const std::string& text) {
   FG_CHECK(numel <= kMaxBytes / dtype_size(flat_dtype),
            "manifest: \"numel\" " << numel << " of " << dtype_name(flat_dtype)
                                   << " overflows 2^62 bytes");
-  const std::int64_t align = j.contains("align_bytes") ? parse_int(j["align_bytes"], "\"align_bytes\"") : 0;
+  const std::int64_t align =
+      j.contains("align_bytes") ? parse_int(j["align_bytes"], "\"align_bytes\"") : 0;
   FG_CHECK((align & (align - 1)) == 0,
            "manifest: \"align_bytes\" must be 0 or a power of two, got " << align);
   const auto& jsegments = field(j, "segments", "the manifest");
@@ -124,8 +127,8 @@ Layout Layout::from_json(const std::string& text) {
     FG_CHECK(s.numel == n, "manifest: " << named << " has numel " << s.numel
                                         << " but its shape holds " << n << " elements");
     FG_CHECK(s.offset >= end, "manifest: " << named << " starts at " << s.offset
-                                           << ", inside the previous segment (which ends at "
-                                           << end << ")");
+                                           << ", inside the previous segment (which ends at " << end
+                                           << ")");
     end = s.offset + s.numel;
     if (js.contains("aliases")) {
       FG_CHECK(js["aliases"].is_array(), "manifest: " << named << " \"aliases\" must be an array");

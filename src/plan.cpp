@@ -14,7 +14,9 @@ namespace flatgather {
 
 namespace {
 
-std::string fg_describe(const TensorRef& t) { return describe(t); }
+std::string fg_describe(const TensorRef& t) {
+  return describe(t);
+}
 
 using detail::is_aligned;
 
@@ -62,8 +64,8 @@ struct Plan::State {
   Device device;
   std::string overlap;           // why scatter is refused; empty when writable
   std::string internal_overlap;  // a tensor whose elements share memory (fixed at build)
-  std::string not_floating;     // the first tensor scatter_add cannot update, described
-  std::vector<Extent> extents;  // sorted by lo, `hi` a running maximum: see check_flat
+  std::string not_floating;      // the first tensor scatter_add cannot update, described
+  std::vector<Extent> extents;   // sorted by lo, `hi` a running maximum: see check_flat
   std::unique_ptr<detail::Executor> executor;
 
   std::vector<Extent> raw_extents() const {
@@ -87,9 +89,7 @@ struct Plan::State {
   }
 
   // Why scatter must be refused, after build or rebind (NOTE: [rebind overlap]).
-  void refresh_overlap() {
-    overlap = internal_overlap.empty() ? find_overlap() : internal_overlap;
-  }
+  void refresh_overlap() { overlap = internal_overlap.empty() ? find_overlap() : internal_overlap; }
 
   // Describes the first pair of distinct segments whose memory overlaps, or "".
   std::string find_overlap() const {
@@ -107,15 +107,15 @@ struct Plan::State {
   }
 
   void check_flat(const void* flat, std::int64_t flat_numel, const char* op) const {
-    FG_CHECK(flat_numel == layout.numel(),
-             op << ": the flat buffer has " << flat_numel << " elements but the layout needs "
-                << layout.numel() << " (" << dtype_name(layout.flat_dtype()) << ")");
+    FG_CHECK(flat_numel == layout.numel(), op << ": the flat buffer has " << flat_numel
+                                              << " elements but the layout needs " << layout.numel()
+                                              << " (" << dtype_name(layout.flat_dtype()) << ")");
     if (layout.numel() == 0) return;
     FG_CHECK(flat != nullptr, op << ": the flat buffer is a null pointer");
     FG_CHECK(is_aligned(flat, layout.flat_dtype()),
              op << ": the flat buffer " << flat << " is not aligned to its element size ("
-                << dtype_size(layout.flat_dtype()) << " bytes, "
-                << dtype_name(layout.flat_dtype()) << ")");
+                << dtype_size(layout.flat_dtype()) << " bytes, " << dtype_name(layout.flat_dtype())
+                << ")");
     const auto lo = reinterpret_cast<std::uintptr_t>(flat);
     const auto hi = lo + static_cast<std::uintptr_t>(layout.nbytes());
     // The first extent that ends after `lo`, among extents sorted by start and kept with a
@@ -149,8 +149,9 @@ Plan Plan::build(std::vector<TensorRef> tensors, const PlanOptions& options) {
   // Overlaps: within one tensor, and between distinct segments.
   for (const detail::CopyDesc& d : built.segment_copies) {
     if (d.data && has_internal_overlap(d) && state->internal_overlap.empty()) {
-      state->internal_overlap = "tensor " + fg_describe(tensors[state->first_tensor[d.segment]]) +
-                       " has elements that share memory (a stride of 0, e.g. from expand())";
+      state->internal_overlap =
+          "tensor " + fg_describe(tensors[state->first_tensor[d.segment]]) +
+          " has elements that share memory (a stride of 0, e.g. from expand())";
     }
   }
   state->layout = std::move(built.layout);
@@ -158,7 +159,8 @@ Plan Plan::build(std::vector<TensorRef> tensors, const PlanOptions& options) {
   state->segment_of = std::move(built.segment_of);
   state->tensors = std::move(tensors);
   for (const TensorRef& t : state->tensors) {
-    if (!dtype_is_floating(t.dtype) && state->not_floating.empty()) state->not_floating = fg_describe(t);
+    if (!dtype_is_floating(t.dtype) && state->not_floating.empty())
+      state->not_floating = fg_describe(t);
   }
   FG_CHECK(input.copies.size() < static_cast<std::size_t>(INT32_MAX),
            "a plan holds at most 2^31 - 1 copies (segments and padding); got "
@@ -178,22 +180,31 @@ Plan::Plan(Plan&&) noexcept = default;
 Plan& Plan::operator=(Plan&&) noexcept = default;
 
 const Plan::State& Plan::state() const {
-  FG_CHECK(state_ != nullptr, "this plan is empty (default-constructed or moved from); build one "
-                              "with Plan::build");
+  FG_CHECK(state_ != nullptr,
+           "this plan is empty (default-constructed or moved from); build one "
+           "with Plan::build");
   return *state_;
 }
 
-const Layout& Plan::layout() const { return state().layout; }
-Device Plan::device() const { return state().device; }
-const std::vector<TensorRef>& Plan::tensors() const { return state().tensors; }
+const Layout& Plan::layout() const {
+  return state().layout;
+}
+Device Plan::device() const {
+  return state().device;
+}
+const std::vector<TensorRef>& Plan::tensors() const {
+  return state().tensors;
+}
 std::size_t Plan::segment_of(std::size_t tensor_index) const {
   const State& s = state();
-  FG_CHECK(tensor_index < s.segment_of.size(),
-           "tensor index " << tensor_index << " out of range; the plan has "
-                           << s.segment_of.size() << " tensors");
+  FG_CHECK(tensor_index < s.segment_of.size(), "tensor index "
+                                                   << tensor_index << " out of range; the plan has "
+                                                   << s.segment_of.size() << " tensors");
   return s.segment_of[tensor_index];
 }
-bool Plan::writable() const { return state().overlap.empty(); }
+bool Plan::writable() const {
+  return state().overlap.empty();
+}
 
 void Plan::gather(void* flat, std::int64_t flat_numel, cudaStream_t stream) const {
   const State& s = state();
@@ -227,10 +238,10 @@ void Plan::gather(void* flat, std::int64_t flat_numel, const GatherOptions& opti
            "gather: tensor " << s.not_floating
                              << " is not floating point; a scale and gradient statistics need "
                                 "float32, float16, bfloat16 or float64 tensors");
-  FG_CHECK(options.d_clip_coef == nullptr ||
-               (options.max_norm > 0 && std::isfinite(options.max_norm)),
-           "gather: clip_coef needs max_norm > 0 (clip_grad_norm_'s max_norm); got "
-               << options.max_norm);
+  FG_CHECK(
+      options.d_clip_coef == nullptr || (options.max_norm > 0 && std::isfinite(options.max_norm)),
+      "gather: clip_coef needs max_norm > 0 (clip_grad_norm_'s max_norm); got "
+          << options.max_norm);
   check_scalar_memory(options.scale.d_value, s.device, "gather", "the scale");
   check_scalar_memory(options.d_norm, s.device, "gather", "the norm output");
   check_scalar_memory(options.d_tensor_norms, s.device, "gather", "the tensor_norms output");
@@ -285,10 +296,10 @@ void Plan::scatter_add(const void* flat, std::int64_t flat_numel, const Factor& 
            "scatter_add: the flat buffer is uint8, a byte buffer (every dtype copied byte for "
            "byte) whose bytes are copied, not added; scatter_add needs a floating flat dtype: "
            "plan the floating tensors with flat dtype float32 (or their own) for updates");
-  FG_CHECK(s.not_floating.empty(),
-           "scatter_add: tensor " << s.not_floating
-                                  << " is not floating point; scatter_add needs float32, "
-                                     "float16, bfloat16 or float64 tensors");
+  FG_CHECK(s.not_floating.empty(), "scatter_add: tensor "
+                                       << s.not_floating
+                                       << " is not floating point; scatter_add needs float32, "
+                                          "float16, bfloat16 or float64 tensors");
   check_scalar_memory(alpha.d_value, s.device, "scatter_add", "alpha");
   s.check_flat(flat, flat_numel, "scatter_add");
   if (flat_numel > 0) s.executor->scatter_add(flat, alpha, stream);
@@ -332,6 +343,8 @@ void Plan::rebind(const std::vector<std::pair<std::size_t, void*>>& changes, cud
   s.refresh_overlap();
 }
 
-std::string Plan::describe() const { return state().executor->describe(); }
+std::string Plan::describe() const {
+  return state().executor->describe();
+}
 
 }  // namespace flatgather

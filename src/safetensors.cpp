@@ -22,11 +22,11 @@ struct NameOf {
   DType dtype;
   const char* name;
 };
-constexpr NameOf kNames[] = {
-    {DType::Float32, "F32"}, {DType::Float16, "F16"}, {DType::BFloat16, "BF16"},
-    {DType::Float64, "F64"}, {DType::Int8, "I8"},     {DType::UInt8, "U8"},
-    {DType::Int16, "I16"},   {DType::Int32, "I32"},   {DType::Int64, "I64"},
-    {DType::Bool, "BOOL"}};
+constexpr NameOf kNames[] = {{DType::Float32, "F32"},   {DType::Float16, "F16"},
+                             {DType::BFloat16, "BF16"}, {DType::Float64, "F64"},
+                             {DType::Int8, "I8"},       {DType::UInt8, "U8"},
+                             {DType::Int16, "I16"},     {DType::Int32, "I32"},
+                             {DType::Int64, "I64"},     {DType::Bool, "BOOL"}};
 
 // A short rendering of a JSON value for messages (a nested value by its type only).
 std::string brief(const nlohmann::json& j) {
@@ -37,9 +37,9 @@ std::string brief(const nlohmann::json& j) {
 }
 
 std::int64_t parse_count(const nlohmann::json& j, const std::string& where) {
-  const bool ok = (j.is_number_unsigned() && j.get<std::uint64_t>() <= std::uint64_t{kMaxBytes}) ||
-                  (j.is_number_integer() && j.get<std::int64_t>() >= 0 &&
-                   j.get<std::int64_t>() <= kMaxBytes);
+  const bool ok =
+      (j.is_number_unsigned() && j.get<std::uint64_t>() <= std::uint64_t{kMaxBytes}) ||
+      (j.is_number_integer() && j.get<std::int64_t>() >= 0 && j.get<std::int64_t>() <= kMaxBytes);
   FG_CHECK(ok, "safetensors: " << where << " must be a non-negative integer (at most 2^62), got "
                                << brief(j));
   return j.get<std::int64_t>();
@@ -120,12 +120,10 @@ SafetensorsHeader parse_safetensors(const unsigned char* file, std::int64_t size
   std::uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | file[i];  // little-endian
   FG_CHECK(n <= static_cast<std::uint64_t>(kMaxHeaderBytes),
-           "safetensors: the header length is " << n << " bytes, more than the "
-                                                << kMaxHeaderBytes
+           "safetensors: the header length is " << n << " bytes, more than the " << kMaxHeaderBytes
                                                 << " allowed (not a safetensors file?)");
   FG_CHECK(static_cast<std::int64_t>(n) <= size - 8,
-           "safetensors: the header length is " << n << " bytes but the file has only "
-                                                << size - 8
+           "safetensors: the header length is " << n << " bytes but the file has only " << size - 8
                                                 << " after it (a truncated file)");
   SafetensorsHeader h;
   h.data_offset = 8 + static_cast<std::int64_t>(n);
@@ -139,12 +137,11 @@ SafetensorsHeader parse_safetensors(const unsigned char* file, std::int64_t size
   FG_CHECK(j.is_object(), "safetensors: the header must be a JSON object, got " << brief(j));
   for (const auto& [key, value] : j.items()) {
     if (key == "__metadata__") {
-      FG_CHECK(value.is_object(), "safetensors: __metadata__ must be an object of strings, got "
-                                      << brief(value));
+      FG_CHECK(value.is_object(),
+               "safetensors: __metadata__ must be an object of strings, got " << brief(value));
       for (const auto& [mkey, mvalue] : value.items()) {
-        FG_CHECK(mvalue.is_string(), "safetensors: __metadata__ '" << mkey
-                                                                   << "' must be a string, got "
-                                                                   << brief(mvalue));
+        FG_CHECK(mvalue.is_string(), "safetensors: __metadata__ '"
+                                         << mkey << "' must be a string, got " << brief(mvalue));
         h.metadata[mkey] = mvalue.get<std::string>();
       }
       continue;
@@ -155,8 +152,8 @@ SafetensorsHeader parse_safetensors(const unsigned char* file, std::int64_t size
   // at the end of the file. Empty tensors take no bytes and may sit anywhere in order.
   std::stable_sort(h.entries.begin(), h.entries.end(),
                    [](const SafetensorsEntry& a, const SafetensorsEntry& b) {
-                     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-                   });
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
   std::int64_t pos = 0;
   const SafetensorsEntry* previous = nullptr;
   for (const SafetensorsEntry& e : h.entries) {
@@ -172,8 +169,8 @@ SafetensorsHeader parse_safetensors(const unsigned char* file, std::int64_t size
     previous = &e;
   }
   FG_CHECK(pos == h.data_bytes, "safetensors: the data section has "
-                                    << h.data_bytes << " bytes but its tensors end at byte "
-                                    << pos << " (trailing bytes; the format forbids holes)");
+                                    << h.data_bytes << " bytes but its tensors end at byte " << pos
+                                    << " (trailing bytes; the format forbids holes)");
   return h;
 }
 
@@ -183,10 +180,9 @@ std::string format_safetensors_header(const std::vector<SafetensorsEntry>& entri
   if (!metadata.empty()) j["__metadata__"] = metadata;
   for (const SafetensorsEntry& e : entries) {
     FG_CHECK(e.name != "__metadata__" && !j.contains(e.name),
-             "safetensors: tensor name '" << e.name << "' "
-                                          << (e.name == "__metadata__" ? "is reserved"
-                                                                       : "appears twice")
-                                          << "; every tensor needs its own name");
+             "safetensors: tensor name '"
+                 << e.name << "' " << (e.name == "__metadata__" ? "is reserved" : "appears twice")
+                 << "; every tensor needs its own name");
     nlohmann::ordered_json je;
     je["dtype"] = safetensors_dtype_name(e.dtype);
     je["shape"] = e.shape;

@@ -41,7 +41,7 @@ struct StatsPartial {
 
 /// What a gather with statistics writes, resolved by the plan from GatherOptions.
 struct StatsRequest {
-  double scale = 1.0;                   ///< used when d_scale is null
+  double scale = 1.0;  ///< used when d_scale is null
   const float* d_scale = nullptr;
   float* d_norm = nullptr;
   float* d_tensor_norms = nullptr;

@@ -14,7 +14,9 @@ namespace flatgather {
 namespace detail {
 
 namespace {
-std::string describe_tensor(const TensorRef& t) { return describe(t); }
+std::string describe_tensor(const TensorRef& t) {
+  return describe(t);
+}
 }  // namespace
 
 bool is_aligned(const void* p, DType dtype) {
@@ -66,12 +68,13 @@ void validate(std::vector<TensorRef>& tensors, const PlanOptions& options) {
     FG_CHECK(!(t.zero_fill && t.data), "tensor " << describe_tensor(t)
                                                  << " is marked zero_fill but has data; a "
                                                     "zero-fill placeholder must have null data");
-    FG_CHECK(t.data || t.zero_fill || n == 0,
-             "tensor " << describe_tensor(t) << " has no data (null pointer): pass a defined tensor");
+    FG_CHECK(
+        t.data || t.zero_fill || n == 0,
+        "tensor " << describe_tensor(t) << " has no data (null pointer): pass a defined tensor");
     FG_CHECK(is_aligned(t.data, t.dtype),
              "tensor " << describe_tensor(t) << " has data pointer " << t.data
-                       << ", which is not a multiple of its element size ("
-                       << dtype_size(t.dtype) << " bytes); pass element-aligned memory");
+                       << ", which is not a multiple of its element size (" << dtype_size(t.dtype)
+                       << " bytes); pass element-aligned memory");
     FG_CHECK(t.device == tensors[0].device,
              "tensor " << describe_tensor(t) << " is on " << to_string(t.device) << " but tensor "
                        << describe_tensor(tensors[0]) << " is on " << to_string(tensors[0].device)

@@ -20,11 +20,11 @@ struct AccessCounts {
   std::int64_t loads[17] = {};
   std::int64_t stores[17] = {};
   std::int64_t misaligned = 0;
-  std::int64_t readonly_loads = 0;   ///< __ldg (ld.global.nc)
-  std::int64_t streaming_loads = 0;  ///< __ldcs (evict-first)
-  std::int64_t plain_loads = 0;      ///< ld.global
-  std::int64_t streaming_stores = 0; ///< __stcs (evict-first)
-  std::int64_t plain_stores = 0;     ///< st.global
+  std::int64_t readonly_loads = 0;    ///< __ldg (ld.global.nc)
+  std::int64_t streaming_loads = 0;   ///< __ldcs (evict-first)
+  std::int64_t plain_loads = 0;       ///< ld.global
+  std::int64_t streaming_stores = 0;  ///< __stcs (evict-first)
+  std::int64_t plain_stores = 0;      ///< st.global
 };
 inline AccessCounts& counts() {
   static AccessCounts c;

@@ -10,9 +10,13 @@
 
 namespace {
 
-TEST(SkipPin, Skips) { GTEST_SKIP() << "pin: this test always skips"; }
+TEST(SkipPin, Skips) {
+  GTEST_SKIP() << "pin: this test always skips";
+}
 
-TEST(SkipPin, SkipsForWantOfAGpu) { FG_SKIP_WITHOUT_GPU("pin: no GPU is ever looked for here"); }
+TEST(SkipPin, SkipsForWantOfAGpu) {
+  FG_SKIP_WITHOUT_GPU("pin: no GPU is ever looked for here");
+}
 
 TEST(SkipPin, FailsWhenAsked) {
   const char* mode = std::getenv("FG_PIN");

@@ -93,8 +93,8 @@ TEST(Adopt, KeepsParameterObjectsValuesAndThePlansLayout) {
   adopted.flat().mul_(-3);
   EXPECT_TRUE(bits_equal(params[0], before[0] * -3));
   params[3].fill_(2.5);
-  EXPECT_TRUE(bits_equal(adopted.flat().narrow(0, params[3].storage_offset(), 3),
-                         at::full({3}, 2.5)));
+  EXPECT_TRUE(
+      bits_equal(adopted.flat().narrow(0, params[3].storage_offset(), 3), at::full({3}, 2.5)));
 }
 
 TEST(Adopt, ManifestEqualsThePlansWithoutAlignment) {
@@ -159,8 +159,8 @@ TEST(Adopt, TiedParametersShareOneSegment) {
   const at::Tensor before = net->a->weight.detach().clone();
   fgt::Adoption adopted = fgt::adopt(*net);
   // The root's own parameters come first (state_dict order): "a.weight" is the alias.
-  EXPECT_EQ(adopted.names(), (std::vector<std::string>{"tied", "a.weight", "a.bias", "b.weight",
-                                                       "b.bias"}));
+  EXPECT_EQ(adopted.names(),
+            (std::vector<std::string>{"tied", "a.weight", "a.bias", "b.weight", "b.bias"}));
   EXPECT_EQ(adopted.manifest(), fgt::Plan::from_module(*net).manifest());
   EXPECT_EQ(adopted.flat().numel(), 7 * 9 + 9 + 9 * 3 + 3);
   EXPECT_TRUE(net->named_parameters()["tied"].is_same(net->a->weight));
@@ -316,7 +316,8 @@ TEST(Adopt, Refusals) {
     net->register_parameter("alias", net->a->bias.detach());
     const std::string msg = message_of([&] { fgt::adopt(*net); });
     EXPECT_NE(msg.find("'alias' and 'a.bias' are different tensors sharing one storage"),
-              std::string::npos) << msg;
+              std::string::npos)
+        << msg;
   }
   {  // selections adopt does not take
     Net net;
@@ -325,8 +326,7 @@ TEST(Adopt, Refusals) {
     EXPECT_NE(message_of([&] { fgt::adopt(*net, grads); }).find("AdoptOptions::grads"),
               std::string::npos);
     fgt::Adoption empty;
-    EXPECT_NE(message_of([&] { empty.flat(); }).find("this adoption is empty"),
-              std::string::npos);
+    EXPECT_NE(message_of([&] { empty.flat(); }).find("this adoption is empty"), std::string::npos);
   }
 }
 

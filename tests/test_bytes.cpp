@@ -19,9 +19,11 @@ using fgtest::reference_bytes;
 // int32, float64).
 struct BlockImpl : torch::nn::Module {
   explicit BlockImpl(int64_t c) {
-    conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(c, c, 3).padding(1).bias(false)));
+    conv1 = register_module(
+        "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(c, c, 3).padding(1).bias(false)));
     bn1 = register_module("bn1", torch::nn::BatchNorm2d(c));
-    conv2 = register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(c, c, 3).padding(1).bias(false)));
+    conv2 = register_module(
+        "conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(c, c, 3).padding(1).bias(false)));
     bn2 = register_module("bn2", torch::nn::BatchNorm2d(c));
   }
   torch::Tensor forward(torch::Tensor x) {

@@ -55,7 +55,8 @@ TEST(Concurrency, SharedGatherAndPrivateScatterFromThreads) {
         const at::Tensor values =
             at::arange(own_plans[t].numel(), at::kFloat).add_(1000.0 * t + rep);
         own_plans[t].scatter(values);
-        if (!bits_equal(own_plans[t].gather(), values)) failures[t] = "own round trip, rep " + std::to_string(rep);
+        if (!bits_equal(own_plans[t].gather(), values))
+          failures[t] = "own round trip, rep " + std::to_string(rep);
       }
     });
   }
@@ -90,7 +91,8 @@ TEST(Concurrency, CorePlansOverAdjacentSlicesScatterAtOnce) {
     threads.emplace_back([&, t] {
       std::vector<float> flat(static_cast<std::size_t>(plans[t].layout().numel()));
       for (int rep = 0; rep < 25; ++rep) {
-        for (std::size_t i = 0; i < flat.size(); ++i) flat[i] = static_cast<float>(t * 1'000'000 + rep * 100'000) + i;
+        for (std::size_t i = 0; i < flat.size(); ++i)
+          flat[i] = static_cast<float>(t * 1'000'000 + rep * 100'000) + i;
         plans[t].scatter(flat.data(), static_cast<std::int64_t>(flat.size()));
       }
     });
@@ -100,7 +102,8 @@ TEST(Concurrency, CorePlansOverAdjacentSlicesScatterAtOnce) {
     const int t = static_cast<int>(row % kThreads);
     const std::int64_t local_row = row / kThreads;
     for (std::int64_t col = 0; col < kCols; ++col) {
-      const float want = static_cast<float>(t * 1'000'000 + 24 * 100'000) + (local_row * kCols + col);
+      const float want =
+          static_cast<float>(t * 1'000'000 + 24 * 100'000) + (local_row * kCols + col);
       ASSERT_EQ(storage[row * kCols + col], want) << "row " << row << " col " << col;
     }
   }

@@ -78,10 +78,12 @@ std::vector<Record> workload() {
       fgt::Plan::from_tensors(dest, {}, o).scatter(values);
       out.emplace_back(what.str() + "scatter", bytes_of(dest));
 
-      for (double alpha : {kAlphas[rng() % std::size(kAlphas)], kAlphas[rng() % std::size(kAlphas)]}) {
+      for (double alpha :
+           {kAlphas[rng() % std::size(kAlphas)], kAlphas[rng() % std::size(kAlphas)]}) {
         const at::Tensor update = fgtest::random_with_specials(rng, plan.numel(), flat);
         plan.scatter_add(update, alpha);
-        out.emplace_back(what.str() + "scatter_add alpha " + std::to_string(alpha), bytes_of(tensors));
+        out.emplace_back(what.str() + "scatter_add alpha " + std::to_string(alpha),
+                         bytes_of(tensors));
       }
     }
   }
@@ -136,9 +138,10 @@ TEST(CpuIsa, BaselineLoopsGiveTheAvx2Bits) {
       testing::TempDir() + "flatgather_isa_baseline." + std::to_string(getpid()) + ".bin";
   std::remove(path.c_str());
   const std::string command = "FLATGATHER_CPU_ISA=baseline FLATGATHER_ISA_OUT='" + path + "' '" +
-                              self + "' --gtest_also_run_disabled_tests"
-                              " --gtest_filter=CpuIsa.DISABLED_WriteWorkload > '" + path +
-                              ".log' 2>&1";
+                              self +
+                              "' --gtest_also_run_disabled_tests"
+                              " --gtest_filter=CpuIsa.DISABLED_WriteWorkload > '" +
+                              path + ".log' 2>&1";
   ASSERT_EQ(std::system(command.c_str()), 0) << command << " failed; see " << path << ".log";
   const std::vector<Record> baseline = read_records(path);
   ASSERT_EQ(baseline.size(), avx2.size()) << "the child wrote " << baseline.size() << " records";

@@ -12,18 +12,18 @@
 namespace {
 
 namespace fgt = flatgather::torch;
-using flatgather::CpuStreaming;
 using fgtest::bits_equal;
 using fgtest::random_tensor;
 using fgtest::reference_gather;
+using flatgather::CpuStreaming;
 
 const CpuStreaming kModes[] = {CpuStreaming::On, CpuStreaming::Off};
 
 // (tensor dtype, flat dtype): same-type copies of every element size, and casts both ways.
 const std::pair<at::ScalarType, at::ScalarType> kPairs[] = {
-    {at::kFloat, at::kFloat},     {at::kDouble, at::kDouble}, {at::kHalf, at::kHalf},
-    {at::kChar, at::kChar},       {at::kLong, at::kLong},     {at::kBFloat16, at::kFloat},
-    {at::kFloat, at::kBFloat16},  {at::kHalf, at::kDouble},   {at::kDouble, at::kHalf}};
+    {at::kFloat, at::kFloat},    {at::kDouble, at::kDouble}, {at::kHalf, at::kHalf},
+    {at::kChar, at::kChar},      {at::kLong, at::kLong},     {at::kBFloat16, at::kFloat},
+    {at::kFloat, at::kBFloat16}, {at::kHalf, at::kDouble},   {at::kDouble, at::kHalf}};
 
 // Tensors of odd sizes (below a cache line, around the cast chunk, above a 256 KiB task),
 // some at odd element offsets into their storage (misaligned sources on gather and

@@ -25,15 +25,17 @@
 namespace fg = flatgather;
 namespace fgt = flatgather::torch;
 
-#define SKIP_WITHOUT_CUDA()                                                                     \
-  do {                                                                                          \
-    if (!fg::cuda_available())                                                                  \
-      FG_SKIP_WITHOUT_GPU("no CUDA device: flatgather::cuda_available() is false");             \
-    if (!::torch::cuda::is_available())                                                         \
-      FG_SKIP_WITHOUT_GPU("no CUDA device for LibTorch (a CPU-only LibTorch cannot make CUDA tensors)"); \
+#define SKIP_WITHOUT_CUDA()                                                              \
+  do {                                                                                   \
+    if (!fg::cuda_available())                                                           \
+      FG_SKIP_WITHOUT_GPU("no CUDA device: flatgather::cuda_available() is false");      \
+    if (!::torch::cuda::is_available())                                                  \
+      FG_SKIP_WITHOUT_GPU(                                                               \
+          "no CUDA device for LibTorch (a CPU-only LibTorch cannot make CUDA tensors)"); \
   } while (false)
 
-#define CUDA_OK(call) ASSERT_EQ((call), cudaSuccess) << #call << ": " << cudaGetErrorString(cudaGetLastError())
+#define CUDA_OK(call) \
+  ASSERT_EQ((call), cudaSuccess) << #call << ": " << cudaGetErrorString(cudaGetLastError())
 
 namespace {
 
@@ -45,7 +47,8 @@ struct Pair {
   at::Tensor gpu;
 };
 
-Pair make_pair(const at::Tensor& base_cpu, const std::function<at::Tensor(const at::Tensor&)>& view = nullptr) {
+Pair make_pair(const at::Tensor& base_cpu,
+               const std::function<at::Tensor(const at::Tensor&)>& view = nullptr) {
   const at::Tensor base_gpu = base_cpu.contiguous().to(kCuda);
   if (!view) return {base_cpu.contiguous(), base_gpu};
   return {view(base_cpu.contiguous()), view(base_gpu)};
@@ -97,16 +100,21 @@ std::vector<Pair> sample_tensors(at::ScalarType dtype, std::uint64_t seed) {
   p.push_back(make_pair(fgtest::random_tensor({}, dtype)));
   p.push_back(make_pair(fgtest::random_tensor({0}, dtype)));
   p.push_back(make_pair(with_specials(fgtest::random_tensor({1000}, dtype))));
-  p.push_back(make_pair(fgtest::random_tensor({33, 65}, dtype), [](const at::Tensor& t) { return t.t(); }));
-  p.push_back(make_pair(fgtest::random_tensor({2, 3, 5, 7}, dtype),
-                        [](const at::Tensor& t) { return t.contiguous(at::MemoryFormat::ChannelsLast); }));
-  p.push_back(make_pair(fgtest::random_tensor({10, 12}, dtype), [](const at::Tensor& t) { return t.slice(1, 1, 12, 3); }));
-  p.push_back(make_pair(fgtest::random_tensor({4099}, dtype), [](const at::Tensor& t) { return t.narrow(0, 1, 4097); }));
+  p.push_back(
+      make_pair(fgtest::random_tensor({33, 65}, dtype), [](const at::Tensor& t) { return t.t(); }));
+  p.push_back(make_pair(fgtest::random_tensor({2, 3, 5, 7}, dtype), [](const at::Tensor& t) {
+    return t.contiguous(at::MemoryFormat::ChannelsLast);
+  }));
+  p.push_back(make_pair(fgtest::random_tensor({10, 12}, dtype),
+                        [](const at::Tensor& t) { return t.slice(1, 1, 12, 3); }));
+  p.push_back(make_pair(fgtest::random_tensor({4099}, dtype),
+                        [](const at::Tensor& t) { return t.narrow(0, 1, 4097); }));
   return p;
 }
 
 /// The expected flat buffer: each tensor's reshape(-1).to(dtype) at its segment, zeros between.
-at::Tensor expected_flat(const std::vector<at::Tensor>& tensors, const fg::Layout& layout, at::ScalarType dtype) {
+at::Tensor expected_flat(const std::vector<at::Tensor>& tensors, const fg::Layout& layout,
+                         at::ScalarType dtype) {
   at::Tensor out = at::zeros({layout.numel()}, dtype);
   const auto& segments = layout.segments();
   for (std::size_t i = 0; i < tensors.size(); ++i) {
@@ -127,11 +135,17 @@ fg::TensorRef cuda_ref(const at::Tensor& t, const std::string& name) {
   return r;
 }
 
-at::Tensor poisoned_gpu(int64_t n, at::ScalarType dtype) { return fgtest::poisoned(n, dtype).to(kCuda); }
+at::Tensor poisoned_gpu(int64_t n, at::ScalarType dtype) {
+  return fgtest::poisoned(n, dtype).to(kCuda);
+}
 
-void poison(const at::Tensor& t) { fgtest::poison_(t); }
+void poison(const at::Tensor& t) {
+  fgtest::poison_(t);
+}
 
-void device_sync() { ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess); }
+void device_sync() {
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
 
 const at::ScalarType kFloats[] = {at::kFloat, at::kHalf, at::kBFloat16, at::kDouble};
 const at::ScalarType kOthers[] = {at::kChar, at::kByte, at::kShort, at::kInt, at::kLong, at::kBool};
@@ -168,7 +182,8 @@ TEST(CudaGatherScatter, EveryDtypePair) {
       fgt::Plan cpu_plan = fgt::Plan::from_tensors(cpus(tensors), {}, opt);
       ASSERT_EQ(gpu_plan.layout(), cpu_plan.layout());
       const int64_t n = gpu_plan.numel();
-      EXPECT_NE(gpu_plan.core().describe().find("cuda:0"), std::string::npos) << gpu_plan.core().describe();
+      EXPECT_NE(gpu_plan.core().describe().find("cuda:0"), std::string::npos)
+          << gpu_plan.core().describe();
 
       // gather
       at::Tensor flat = poisoned_gpu(n, fdt);
@@ -197,8 +212,9 @@ TEST(CudaGatherScatter, EveryDtypePair) {
         SCOPED_TRACE("tensor " + std::to_string(i));
         const at::Tensor back = tensors[i].gpu.cpu();
         EXPECT_TRUE(fgtest::bits_equal(back, tensors[i].cpu));
-        const at::Tensor want =
-            source.narrow(0, segments[i].offset, segments[i].numel).to(tdt).reshape(tensors[i].cpu.sizes());
+        const at::Tensor want = source.narrow(0, segments[i].offset, segments[i].numel)
+                                    .to(tdt)
+                                    .reshape(tensors[i].cpu.sizes());
         EXPECT_TRUE(fgtest::bits_equal(back, want));
       }
 
@@ -238,7 +254,8 @@ TEST(CudaGatherScatter, MixedDtypesOneLaunch) {
   std::vector<Pair> tensors;
   for (at::ScalarType t : kFloats) {
     tensors.push_back(make_pair(with_specials(fgtest::random_tensor({129}, t))));
-    tensors.push_back(make_pair(fgtest::random_tensor({6, 7}, t), [](const at::Tensor& x) { return x.t(); }));
+    tensors.push_back(
+        make_pair(fgtest::random_tensor({6, 7}, t), [](const at::Tensor& x) { return x.t(); }));
   }
   for (at::ScalarType f : kFloats) {
     fgt::Options opt;
@@ -266,7 +283,8 @@ TEST(CudaGatherScatter, OddAlignments) {
       std::vector<Pair> tensors;
       int64_t at_offset = 1;
       for (int64_t len : {37, 1, 2, 3, 129, 1000, 17, 64, 5}) {
-        tensors.push_back(make_pair(base, [=](const at::Tensor& b) { return b.narrow(0, at_offset, len); }));
+        tensors.push_back(
+            make_pair(base, [=](const at::Tensor& b) { return b.narrow(0, at_offset, len); }));
         at_offset += len + 1 + len % 3;  // gaps keep the views apart at varying alignments
       }
       // The GPU views must share one GPU base, like the CPU views share `base`.
@@ -290,7 +308,8 @@ TEST(CudaGatherScatter, OddAlignments) {
       EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), fgtest::reference_gather(cpus(tensors), fdt)));
       // Elements outside the flat view are untouched.
       const at::Tensor poison_ref = fgtest::poisoned(8, fdt);
-      EXPECT_TRUE(fgtest::bits_equal(storage.narrow(0, 0, flat_shift).cpu(), poison_ref.narrow(0, 0, flat_shift)));
+      EXPECT_TRUE(fgtest::bits_equal(storage.narrow(0, 0, flat_shift).cpu(),
+                                     poison_ref.narrow(0, 0, flat_shift)));
       EXPECT_TRUE(fgtest::bits_equal(storage.narrow(0, n + flat_shift, 8 - flat_shift).cpu(),
                                      poison_ref.narrow(0, 0, 8 - flat_shift)));
 
@@ -389,7 +408,8 @@ TEST(CudaGatherScatter, FlatOver4GiB) {
   size_t free_bytes = 0, total_bytes = 0;
   CUDA_OK(cudaMemGetInfo(&free_bytes, &total_bytes));
   const size_t need = size_t{24} << 30;
-  if (free_bytes < need) GTEST_SKIP() << "needs 24 GiB of free GPU memory, " << (free_bytes >> 20) << " MiB free";
+  if (free_bytes < need)
+    GTEST_SKIP() << "needs 24 GiB of free GPU memory, " << (free_bytes >> 20) << " MiB free";
   const auto u8 = at::TensorOptions(at::kByte).device(kCuda);
   {  // uint8: 2^32 + 7 elements, then a small tensor past 2^32
     const int64_t big = (int64_t{1} << 32) + 7;
@@ -466,7 +486,8 @@ TEST(CudaGraph, CaptureGatherScatterScatterAdd) {
 
   cudaGraphExec_t gather = capture([&] { plan.core().gather(flat.data_ptr(), n, stream); });
   cudaGraphExec_t scatter = capture([&] { plan.core().scatter(flat.data_ptr(), n, stream); });
-  cudaGraphExec_t scatter_add = capture([&] { plan.core().scatter_add(flat.data_ptr(), n, 0.5, stream); });
+  cudaGraphExec_t scatter_add =
+      capture([&] { plan.core().scatter_add(flat.data_ptr(), n, 0.5, stream); });
 
   for (int replay = 0; replay < 3; ++replay) {
     SCOPED_TRACE("replay " + std::to_string(replay));
@@ -616,7 +637,8 @@ TEST(CudaStats, EmptyPlanAndHundredThousandTensors) {
     EXPECT_EQ(st.tensor_norms.cpu().item<float>(), 0.0f);
   }
   std::vector<at::Tensor> cpu_tensors;
-  for (int i = 0; i < 100000; ++i) cpu_tensors.push_back(fgtest::random_tensor({1 + i % 5}, at::kFloat));
+  for (int i = 0; i < 100000; ++i)
+    cpu_tensors.push_back(fgtest::random_tensor({1 + i % 5}, at::kFloat));
   std::vector<at::Tensor> gpu_tensors;
   for (const at::Tensor& t : cpu_tensors) gpu_tensors.push_back(t.to(kCuda));
   fgt::Plan gpu = fgt::Plan::from_tensors(gpu_tensors);
@@ -694,7 +716,8 @@ TEST(CudaStreams, TwoStreams) {
   fgt::Plan plan = fgt::Plan::from_tensors(gpus(tensors));
   fgt::Plan cpu_plan = fgt::Plan::from_tensors(cpus(tensors));
   const int64_t n = plan.numel();
-  at::Tensor flat1 = poisoned_gpu(n, at::kFloat), flat2 = poisoned_gpu(n, at::kFloat), flat3 = poisoned_gpu(n, at::kFloat);
+  at::Tensor flat1 = poisoned_gpu(n, at::kFloat), flat2 = poisoned_gpu(n, at::kFloat),
+             flat3 = poisoned_gpu(n, at::kFloat);
   device_sync();
   cudaStream_t s1 = nullptr, s2 = nullptr;
   CUDA_OK(cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking));
@@ -739,7 +762,8 @@ TEST(CudaRebind, NewPointerIsUsedAndCaptureRefuses) {
   core.rebind(segment, b2.data_ptr(), nullptr);
   core.gather(flat.data_ptr(), n, nullptr);
   device_sync();
-  EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), fgtest::reference_gather({a.cpu(), b2.cpu(), c.cpu()}, at::kFloat)));
+  EXPECT_TRUE(fgtest::bits_equal(
+      flat.cpu(), fgtest::reference_gather({a.cpu(), b2.cpu(), c.cpu()}, at::kFloat)));
   // scatter writes b2, not b
   const at::Tensor b_before = b.cpu();
   const at::Tensor source = fgtest::random_tensor({n}, at::kFloat);
@@ -818,7 +842,8 @@ struct Guarded {
     const int64_t n = inner.numel();
     const int64_t head = kGuard + shift;
     return fgtest::bits_equal(now.narrow(0, 0, head), canary_cpu.narrow(0, 0, head)) &&
-           fgtest::bits_equal(now.narrow(0, head + n, kGuard), canary_cpu.narrow(0, head + n, kGuard));
+           fgtest::bits_equal(now.narrow(0, head + n, kGuard),
+                              canary_cpu.narrow(0, head + n, kGuard));
   }
 };
 
@@ -845,7 +870,8 @@ void check_guarded_round_trip(at::ScalarType tensor_dtype, at::ScalarType flat_d
   views = {bufs[0].inner, bufs[1].inner.t(), bufs[2].inner, bufs[3].inner,
            bufs[4].inner.permute({0, 2, 3, 1})};
   std::vector<fg::TensorRef> refs;
-  for (std::size_t i = 0; i < views.size(); ++i) refs.push_back(cuda_ref(views[i], "t" + std::to_string(i)));
+  for (std::size_t i = 0; i < views.size(); ++i)
+    refs.push_back(cuda_ref(views[i], "t" + std::to_string(i)));
   fg::PlanOptions options;
   options.flat_dtype = fgt::to_dtype(flat_dtype);
   fg::Plan plan = fg::Plan::build(refs, options);
@@ -856,7 +882,8 @@ void check_guarded_round_trip(at::ScalarType tensor_dtype, at::ScalarType flat_d
   Guarded flat(fgtest::poisoned(n, flat_dtype), 1);  // misaligned by one element
   plan.gather(flat.inner.data_ptr(), n, nullptr);
   device_sync();
-  EXPECT_TRUE(fgtest::bits_equal(flat.inner.cpu(), expected_flat(cpu_views, plan.layout(), flat_dtype)));
+  EXPECT_TRUE(
+      fgtest::bits_equal(flat.inner.cpu(), expected_flat(cpu_views, plan.layout(), flat_dtype)));
   EXPECT_TRUE(flat.canaries_intact(1)) << "gather wrote outside the flat buffer";
 
   const at::Tensor source = fgtest::random_tensor({n}, flat_dtype);
@@ -866,8 +893,9 @@ void check_guarded_round_trip(at::ScalarType tensor_dtype, at::ScalarType flat_d
   device_sync();
   for (std::size_t i = 0; i < views.size(); ++i) {
     const fg::Segment& s = plan.layout().segments()[i];
-    EXPECT_TRUE(fgtest::bits_equal(views[i].cpu(), source.narrow(0, s.offset, s.numel)
-                                                       .to(tensor_dtype).reshape(views[i].sizes())))
+    EXPECT_TRUE(fgtest::bits_equal(
+        views[i].cpu(),
+        source.narrow(0, s.offset, s.numel).to(tensor_dtype).reshape(views[i].sizes())))
         << "scatter, tensor " << i;
   }
   const std::vector<at::Tensor> before = [&] {
@@ -893,9 +921,11 @@ void check_guarded_round_trip(at::ScalarType tensor_dtype, at::ScalarType flat_d
     EXPECT_TRUE(fgtest::bits_equal(views[i].cpu(), cpu_after[i])) << "scatter_add, tensor " << i;
   }
   for (std::size_t i = 0; i < bufs.size(); ++i) {
-    EXPECT_TRUE(bufs[i].canaries_intact(static_cast<int64_t>(i % 3))) << "tensor " << i << " overran";
+    EXPECT_TRUE(bufs[i].canaries_intact(static_cast<int64_t>(i % 3)))
+        << "tensor " << i << " overran";
   }
-  EXPECT_TRUE(flat.canaries_intact(1)) << "scatter read outside the flat buffer? (it must not write)";
+  EXPECT_TRUE(flat.canaries_intact(1))
+      << "scatter read outside the flat buffer? (it must not write)";
 }
 
 }  // namespace
@@ -909,7 +939,8 @@ TEST(CudaTable, LaunchOnNonBlockingStreamRightAfterBuild) {
   std::vector<at::Tensor> ts;
   for (int i = 0; i < 2000; ++i) ts.push_back(at::randn({1 + i % 37}, f32));  // a big table
   std::vector<fg::TensorRef> refs;
-  for (std::size_t i = 0; i < ts.size(); ++i) refs.push_back(cuda_ref(ts[i], "p" + std::to_string(i)));
+  for (std::size_t i = 0; i < ts.size(); ++i)
+    refs.push_back(cuda_ref(ts[i], "p" + std::to_string(i)));
   device_sync();
   cudaStream_t stream = nullptr;
   CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -926,7 +957,8 @@ TEST(CudaTable, LaunchOnNonBlockingStreamRightAfterBuild) {
     at::Tensor got = at::from_blob(host.data(), {n}, at::kFloat).clone();
     std::vector<at::Tensor> cpu;
     for (const at::Tensor& t : ts) cpu.push_back(t.cpu());
-    EXPECT_TRUE(fgtest::bits_equal(got, fgtest::reference_gather(cpu, at::kFloat))) << "round " << round;
+    EXPECT_TRUE(fgtest::bits_equal(got, fgtest::reference_gather(cpu, at::kFloat)))
+        << "round " << round;
   }
   CUDA_OK(cudaStreamSynchronize(stream));
   CUDA_OK(cudaStreamDestroy(stream));
@@ -974,14 +1006,16 @@ TEST(CudaGraph, GlobalCaptureWhileAnotherThreadBuildsRebindsDestroys) {
   CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
   CUDA_OK(cudaGraphLaunch(exec, stream));
   CUDA_OK(cudaStreamSynchronize(stream));
-  EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), fgtest::reference_gather({a.cpu(), b.cpu()}, at::kFloat)));
+  EXPECT_TRUE(
+      fgtest::bits_equal(flat.cpu(), fgtest::reference_gather({a.cpu(), b.cpu()}, at::kFloat)));
   // Rebind between replays: the next replay reads the new memory.
   plan.rebind(1, b2.data_ptr(), stream);
   poison(flat);
   CUDA_OK(cudaStreamSynchronize(stream));
   CUDA_OK(cudaGraphLaunch(exec, stream));
   CUDA_OK(cudaStreamSynchronize(stream));
-  EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), fgtest::reference_gather({a.cpu(), b2.cpu()}, at::kFloat)));
+  EXPECT_TRUE(
+      fgtest::bits_equal(flat.cpu(), fgtest::reference_gather({a.cpu(), b2.cpu()}, at::kFloat)));
   // The promise: graphs are destroyed before their plan (the plan outlives them).
   CUDA_OK(cudaGraphExecDestroy(exec));
   CUDA_OK(cudaGraphDestroy(graph));
@@ -996,8 +1030,9 @@ TEST(CudaGatherScatter, BothCacheHintFlavoursAndTinyTiles) {
   for (const char* spec : {"streaming=1", "streaming=-1", "streaming=1,tile=48,copy_cost=5",
                            "streaming=-1,tile=1,copy_cost=0"}) {
     TuningOverride tuning(spec);
-    for (const auto& [t, f] : {std::pair{at::kBFloat16, at::kFloat}, std::pair{at::kDouble, at::kHalf},
-                               std::pair{at::kFloat, at::kFloat}}) {
+    for (const auto& [t, f] :
+         {std::pair{at::kBFloat16, at::kFloat}, std::pair{at::kDouble, at::kHalf},
+          std::pair{at::kFloat, at::kFloat}}) {
       SCOPED_TRACE(std::string(spec) + " " + c10::toString(t) + " -> " + c10::toString(f));
       check_guarded_round_trip(t, f, seed++);
     }
@@ -1020,14 +1055,16 @@ TEST(CudaRebind, ZeroFillAndRebindToNull) {
   Guarded flat(fgtest::poisoned(n, at::kFloat));
   plan.gather(flat.inner.data_ptr(), n, nullptr);
   device_sync();
-  EXPECT_TRUE(fgtest::bits_equal(flat.inner.cpu(),
-                                 fgtest::reference_gather({a.inner.cpu(), at::zeros({20}), b.inner.cpu()}, at::kFloat)));
+  EXPECT_TRUE(fgtest::bits_equal(
+      flat.inner.cpu(),
+      fgtest::reference_gather({a.inner.cpu(), at::zeros({20}), b.inner.cpu()}, at::kFloat)));
   plan.rebind(plan.segment_of(2), nullptr, nullptr);  // b becomes a placeholder
   poison(flat.inner);
   plan.gather(flat.inner.data_ptr(), n, nullptr);
   device_sync();
-  EXPECT_TRUE(fgtest::bits_equal(flat.inner.cpu(),
-                                 fgtest::reference_gather({a.inner.cpu(), at::zeros({20}), at::zeros({33})}, at::kFloat)));
+  EXPECT_TRUE(fgtest::bits_equal(
+      flat.inner.cpu(),
+      fgtest::reference_gather({a.inner.cpu(), at::zeros({20}), at::zeros({33})}, at::kFloat)));
   const at::Tensor b_before = b.inner.cpu();
   plan.scatter(flat.inner.data_ptr(), n, nullptr);
   device_sync();
@@ -1066,7 +1103,8 @@ TEST(CudaErrors, HostPointerRefusedAtBuildAndRebind) {
   at::Tensor a = at::randn({64}, at::TensorOptions(at::kFloat).device(kCuda));
   fg::TensorRef bad = cuda_ref(a, "fc.weight");
   bad.data = host.data();
-  EXPECT_THROW_MSG(fg::Plan::build({cuda_ref(a, "ok"), bad}), "'fc.weight'", "host memory", "cuda:0");
+  EXPECT_THROW_MSG(fg::Plan::build({cuda_ref(a, "ok"), bad}), "'fc.weight'", "host memory",
+                   "cuda:0");
   fg::Plan plan = fg::Plan::build({cuda_ref(a, "fc.weight")});
   EXPECT_THROW_MSG(plan.rebind(0, host.data(), nullptr), "rebind", "'fc.weight'", "host memory");
   at::Tensor flat = poisoned_gpu(64, at::kFloat);
@@ -1085,7 +1123,8 @@ TEST(CudaErrors, EarlierErrorIsNotBlamedOrCleared) {
   void* p = nullptr;
   ASSERT_NE(cudaMalloc(&p, std::size_t{1} << 62), cudaSuccess);  // someone's non-sticky error
   EXPECT_NO_THROW(plan.gather(flat.data_ptr(), 64, nullptr));
-  EXPECT_EQ(cudaGetLastError(), cudaErrorMemoryAllocation) << "the earlier error must stay its owner's";
+  EXPECT_EQ(cudaGetLastError(), cudaErrorMemoryAllocation)
+      << "the earlier error must stay its owner's";
   device_sync();
   EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), a.cpu()));
 }
@@ -1131,8 +1170,8 @@ TEST(CudaAdopt, TrainsLikeThePlainModelMovesAndRefusesMixedDevices) {
     sgd_plain.step();
     sgd.step();
     device_sync();
-    EXPECT_TRUE(fgtest::bits_equal(adopted.flat().cpu(),
-                                   fgtest::reference_gather(plain->parameters(), at::kFloat).cpu()));
+    EXPECT_TRUE(fgtest::bits_equal(
+        adopted.flat().cpu(), fgtest::reference_gather(plain->parameters(), at::kFloat).cpu()));
     EXPECT_TRUE(fgtest::bits_equal(
         adopted.grad_flat().cpu(),
         fgtest::reference_gather({plain->weight.grad(), plain->bias.grad()}, at::kFloat).cpu()));
@@ -1158,13 +1197,15 @@ TEST(CudaBytePlan, EveryDtypeByteForByte) {
   torch::manual_seed(61);
   std::vector<Pair> tensors;
   std::int64_t n = 3;
-  for (at::ScalarType t : kFloats) tensors.push_back(make_pair(fgtest::random_tensor({n += 254}, t)));
-  for (at::ScalarType t : kOthers) tensors.push_back(make_pair(fgtest::random_tensor({n += 37}, t)));
+  for (at::ScalarType t : kFloats)
+    tensors.push_back(make_pair(fgtest::random_tensor({n += 254}, t)));
+  for (at::ScalarType t : kOthers)
+    tensors.push_back(make_pair(fgtest::random_tensor({n += 37}, t)));
   tensors.push_back(make_pair(fgtest::random_tensor({33, 17}, at::kDouble),
                               [](const at::Tensor& x) { return x.t(); }));
-  tensors.push_back(make_pair(fgtest::random_tensor({4, 6, 5, 5}, at::kHalf), [](const at::Tensor& x) {
-    return x.contiguous(at::MemoryFormat::ChannelsLast);
-  }));
+  tensors.push_back(
+      make_pair(fgtest::random_tensor({4, 6, 5, 5}, at::kHalf),
+                [](const at::Tensor& x) { return x.contiguous(at::MemoryFormat::ChannelsLast); }));
   tensors.push_back(make_pair(fgtest::random_tensor({301}, at::kLong),
                               [](const at::Tensor& x) { return x.slice(0, 1, 301, 3); }));
   tensors.push_back(make_pair(fgtest::random_tensor({}, at::kLong)));  // num_batches_tracked

@@ -23,9 +23,22 @@ at::Tensor tricky_floats(int64_t n) {
     std::memcpy(&f, &b, 4);
     if (!std::isnan(f)) v.push_back(f);
   }
-  const float specials[] = {0.0f, -0.0f, 1.0f, -1.0f, 65504.0f, 65519.99f, 65520.0f, 65536.0f,
-                            -65520.0f, 6.1035156e-05f, 6.0975552e-05f, 5.9604645e-08f,
-                            2.9802322e-08f, 2.9802326e-08f, 1e-30f, 3.4028235e38f,
+  const float specials[] = {0.0f,
+                            -0.0f,
+                            1.0f,
+                            -1.0f,
+                            65504.0f,
+                            65519.99f,
+                            65520.0f,
+                            65536.0f,
+                            -65520.0f,
+                            6.1035156e-05f,
+                            6.0975552e-05f,
+                            5.9604645e-08f,
+                            2.9802322e-08f,
+                            2.9802326e-08f,
+                            1e-30f,
+                            3.4028235e38f,
                             std::numeric_limits<float>::infinity(),
                             -std::numeric_limits<float>::infinity(),
                             std::numeric_limits<float>::denorm_min()};
@@ -61,7 +74,8 @@ void fgtest_expect_nan_bits(const at::Tensor& src, at::ScalarType to) {
     });
   }
   EXPECT_TRUE(at::equal(ours.view(at::kShort), ref.view(at::kShort)))
-      << src.scalar_type() << " -> " << to << ": " << ours.view(at::kShort) << " vs " << ref.view(at::kShort);
+      << src.scalar_type() << " -> " << to << ": " << ours.view(at::kShort) << " vs "
+      << ref.view(at::kShort);
 }
 
 template <class Fn>
@@ -81,7 +95,8 @@ TEST(DType, FloatToHalfMatchesTorch) {
 
 TEST(DType, FloatToBFloat16MatchesTorch) {
   const at::Tensor in = tricky_floats(200000);
-  const at::Tensor ours = map_floats(in, at::kBFloat16, [](float f) { return flatgather::float_to_bfloat16_bits(f); });
+  const at::Tensor ours =
+      map_floats(in, at::kBFloat16, [](float f) { return flatgather::float_to_bfloat16_bits(f); });
   EXPECT_TRUE(fgtest::bits_equal(ours, in.to(at::kBFloat16)));
 }
 
@@ -100,7 +115,9 @@ TEST(DType, EveryHalfAndBFloat16WidensExactly) {
     // Narrow -> float -> narrow is the identity on every non-NaN pattern.
     const at::Tensor back = narrow == at::kHalf
                                 ? map_floats(ours, at::kHalf, flatgather::float_to_half_bits)
-                                : map_floats(ours, at::kBFloat16, [](float f) { return flatgather::float_to_bfloat16_bits(f); });
+                                : map_floats(ours, at::kBFloat16, [](float f) {
+                                    return flatgather::float_to_bfloat16_bits(f);
+                                  });
     EXPECT_TRUE(fgtest::bits_equal(back, t)) << narrow;
   }
 }
@@ -120,7 +137,8 @@ TEST(DType, NaNStaysNaNAndInfinitiesKeepTheirSign) {
 
 // NaN bits exactly as Tensor.to() writes them (see NOTE: [rounding]), from every source type.
 TEST(DType, NaNBitsMatchTorch) {
-  const std::vector<uint32_t> nan_bits = {0x7FC00000u, 0xFFC00000u, 0x7F800001u, 0x7FA00000u, 0xFFFFFFFFu};
+  const std::vector<uint32_t> nan_bits = {0x7FC00000u, 0xFFC00000u, 0x7F800001u, 0x7FA00000u,
+                                          0xFFFFFFFFu};
   at::Tensor f = at::empty({5}, at::kFloat);
   std::memcpy(f.data_ptr(), nan_bits.data(), 20);
   // float64 -> bfloat16 is left out: LibTorch's own NaN bits depend on the length there.
@@ -142,7 +160,8 @@ TEST(DType, DoubleNarrowingMatchesTorch) {
     const double* src = in.data_ptr<double>();
     for (int64_t i = 0; i < in.numel(); ++i) {
       if (narrow == at::kHalf) {
-        static_cast<flatgather::Half*>(ours.data_ptr())[i] = flatgather::convert<flatgather::Half>(src[i]);
+        static_cast<flatgather::Half*>(ours.data_ptr())[i] =
+            flatgather::convert<flatgather::Half>(src[i]);
       } else if (narrow == at::kBFloat16) {
         static_cast<flatgather::BFloat16*>(ours.data_ptr())[i] =
             flatgather::convert<flatgather::BFloat16>(src[i]);

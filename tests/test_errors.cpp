@@ -16,14 +16,14 @@
 namespace {
 
 namespace fgt = flatgather::torch;
+using fgtest::bits_equal;
+using fgtest::random_tensor;
 using flatgather::Device;
 using flatgather::DType;
 using flatgather::Layout;
 using flatgather::Plan;
 using flatgather::PlanOptions;
 using flatgather::TensorRef;
-using fgtest::bits_equal;
-using fgtest::random_tensor;
 
 constexpr std::int64_t k2to61 = std::int64_t{1} << 61;
 
@@ -95,12 +95,15 @@ TEST(Errors, ByteSizesThatWouldOverflow) {
   EXPECT_THROW_MSG(Plan::build({ref(cell, DType::Float16, {k2to61}, "h", {0})}, wide),
                    "exceed 2^62 bytes", "'h'", "float16");
   // Contiguous default strides are products of sizes: refused before they are computed.
-  EXPECT_THROW_MSG(Plan::build({ref(cell, DType::Float32, {std::int64_t{1} << 40, std::int64_t{1} << 30,
-                                                           std::int64_t{1} << 30}, "cube")}),
-                   "'cube'", "too large", "overflows 2^62");
+  EXPECT_THROW_MSG(
+      Plan::build(
+          {ref(cell, DType::Float32,
+               {std::int64_t{1} << 40, std::int64_t{1} << 30, std::int64_t{1} << 30}, "cube")}),
+      "'cube'", "too large", "overflows 2^62");
   // An empty tensor does not hide huge sizes in its other dimensions.
-  EXPECT_THROW_MSG(Plan::build({ref(cell, DType::Float32, {0, std::int64_t{1} << 62, 4}, "hidden")}),
-                   "'hidden'", "too large");
+  EXPECT_THROW_MSG(
+      Plan::build({ref(cell, DType::Float32, {0, std::int64_t{1} << 62, 4}, "hidden")}), "'hidden'",
+      "too large");
   // Strides whose reach overflows, including the most negative stride.
   EXPECT_THROW_MSG(Plan::build({ref(cell, DType::Float32, {3}, "far", {std::int64_t{1} << 61})}),
                    "'far'", "stride 2305843009213693952", "dimension 0", "beyond 2^62 bytes");
@@ -161,11 +164,15 @@ TEST(Errors, ManifestNumbersThatWouldOverflowAreRefused) {
                    "\"numel\" 4611686018427387904 of float32", "overflows 2^62 bytes");
   EXPECT_THROW_MSG(Layout::from_json(head + R"("numel": 18446744073709551615, "segments": []})"),
                    "\"numel\"", "at most 2^62", "18446744073709551615");
-  EXPECT_THROW_MSG(Layout::from_json(head + R"("numel": 8, "segments": [{"name": "a", "dtype": "float32", "shape": [4], "offset": 9223372036854775807, "numel": 4}]})"),
-                   "'a'", "\"offset\"", "at most 2^62");
+  EXPECT_THROW_MSG(
+      Layout::from_json(
+          head +
+          R"("numel": 8, "segments": [{"name": "a", "dtype": "float32", "shape": [4], "offset": 9223372036854775807, "numel": 4}]})"),
+      "'a'", "\"offset\"", "at most 2^62");
   EXPECT_THROW_MSG(Layout::from_json(head + R"("numel": 4, "align_bytes": 24, "segments": []})"),
                    "align_bytes", "power of two", "24");
-  EXPECT_THROW_MSG(Layout::from_json(head + R"("numel": 4.5, "segments": []})"), "\"numel\"", "4.5");
+  EXPECT_THROW_MSG(Layout::from_json(head + R"("numel": 4.5, "segments": []})"), "\"numel\"",
+                   "4.5");
   // nlohmann reports this one as out_of_range, not parse_error: still flatgather::Error.
   EXPECT_THROW_MSG(Layout::from_json(head + R"("numel": 1e400, "segments": []})"), "not valid JSON",
                    "number overflow");
@@ -191,8 +198,8 @@ TEST(Errors, ManifestMismatchNamesTheFirstDifference) {
   TwoLayer a, b;
   const std::string manifest = fgt::Plan::from_module(*a).manifest();
   b->to(at::kDouble);
-  EXPECT_THROW_MSG(fgt::Plan::from_module(*b).check_manifest(manifest), "segment 0",
-                   "'fc1.weight'", "dtype float64", "manifest says float32");
+  EXPECT_THROW_MSG(fgt::Plan::from_module(*b).check_manifest(manifest), "segment 0", "'fc1.weight'",
+                   "dtype float64", "manifest says float32");
   TwoLayer c;
   fgt::Options aligned;
   aligned.align_bytes = 16;
@@ -212,10 +219,11 @@ TEST(Errors, ManifestMismatchNamesTheFirstDifference) {
                        .check_manifest(fgt::Plan::from_tensors({w}, {"w"}).manifest()),
                    "segment 0", "'w'", "aliases");
   // Only the total length differs.
-  const std::string longer = R"({"format": "flatgather.layout/1", "flat_dtype": "float32", "numel": 5,
+  const std::string longer =
+      R"({"format": "flatgather.layout/1", "flat_dtype": "float32", "numel": 5,
       "segments": [{"name": "w", "dtype": "float32", "shape": [4], "offset": 0, "numel": 4}]})";
-  EXPECT_THROW_MSG(fgt::Plan::from_tensors({w}, {"w"}).check_manifest(longer),
-                   "flat length is 4", "manifest says 5");
+  EXPECT_THROW_MSG(fgt::Plan::from_tensors({w}, {"w"}).check_manifest(longer), "flat length is 4",
+                   "manifest says 5");
 }
 
 // ---- adapter -------------------------------------------------------------------------------
@@ -257,7 +265,8 @@ TEST(Errors, UndefinedGradientsUnderEachPolicy) {
   EXPECT_FALSE(net->fc2->weight.grad().defined());
   net->fc1->bias.mutable_grad() = at::Tensor();  // after the build
   const auto& bias = *zp.layout().find("fc1.bias");
-  EXPECT_TRUE(fgtest::gather_poisoned(zp).narrow(0, bias.offset, bias.numel).eq(0).all().item<bool>());
+  EXPECT_TRUE(
+      fgtest::gather_poisoned(zp).narrow(0, bias.offset, bias.numel).eq(0).all().item<bool>());
 
   // Skip: left out at build time; a gradient that was kept and then goes missing is an
   // error naming it (the plan has a segment for it); all gradients missing: empty selection.
@@ -280,8 +289,8 @@ TEST(Errors, UnsupportedFlatDtypesAndCastsThroughTheAdapter) {
   at::Tensor w = random_tensor({2, 3}, at::kFloat);
   fgt::Options to_float;
   to_float.dtype = at::kFloat;
-  EXPECT_THROW_MSG(fgt::Plan::from_tensors({w, steps}, {"w", "steps"}, to_float), "'steps'", "int64",
-                   "cannot be cast to the flat dtype float32", "float16, bfloat16");
+  EXPECT_THROW_MSG(fgt::Plan::from_tensors({w, steps}, {"w", "steps"}, to_float), "'steps'",
+                   "int64", "cannot be cast to the flat dtype float32", "float16, bfloat16");
   fgt::Options to_long;
   to_long.dtype = at::kLong;
   EXPECT_THROW_MSG(fgt::Plan::from_tensors({w}, {"w"}, to_long), "'w'", "float32",
@@ -291,12 +300,13 @@ TEST(Errors, UnsupportedFlatDtypesAndCastsThroughTheAdapter) {
   EXPECT_THROW_MSG(fgt::Plan::from_tensors({steps}, {"steps"}, to_bool), "'steps'", "bool");
   fgt::Options to_complex;
   to_complex.dtype = at::kComplexFloat;
-  EXPECT_THROW_MSG(fgt::Plan::from_tensors({w}, {"w"}, to_complex), "flat dtype option", "ComplexFloat", "not supported",
-                   "bfloat16");
+  EXPECT_THROW_MSG(fgt::Plan::from_tensors({w}, {"w"}, to_complex), "flat dtype option",
+                   "ComplexFloat", "not supported", "bfloat16");
   // scatter_add needs floating tensors.
   fgt::Plan ints = fgt::Plan::from_tensors({steps}, {"steps"});
   const at::Tensor steps0 = steps.clone();
-  EXPECT_THROW_MSG(ints.scatter_add(at::ones({6}, at::kLong), 1.0), "'steps'", "not floating point");
+  EXPECT_THROW_MSG(ints.scatter_add(at::ones({6}, at::kLong), 1.0), "'steps'",
+                   "not floating point");
   EXPECT_TRUE(bits_equal(steps, steps0));
 }
 
@@ -305,9 +315,11 @@ TEST(Errors, MetaTensorsAnywhere) {
   EXPECT_THROW_MSG(fgt::Plan::from_tensors({at::empty({0}, meta)}, {"m0"}), "'m0'", "meta",
                    "only cpu and cuda");
   at::Tensor w = random_tensor({4}, at::kFloat);
-  EXPECT_THROW_MSG(fgt::Plan::from_tensors({w, at::empty({2, 2}, meta)}, {"w", "m"}), "'m'", "meta");
+  EXPECT_THROW_MSG(fgt::Plan::from_tensors({w, at::empty({2, 2}, meta)}, {"w", "m"}), "'m'",
+                   "meta");
   fgt::Plan plan = fgt::Plan::from_tensors({w}, {"w"});
-  EXPECT_THROW_MSG(plan.gather(at::empty({4}, meta)), "gather", "the flat tensor is on meta", "cpu");
+  EXPECT_THROW_MSG(plan.gather(at::empty({4}, meta)), "gather", "the flat tensor is on meta",
+                   "cpu");
   EXPECT_THROW_MSG(plan.scatter(at::empty({4}, meta)), "scatter", "on meta");
 }
 
@@ -315,7 +327,8 @@ TEST(Errors, FlatBuffersOfEveryWrongKind) {
   at::Tensor w = random_tensor({3, 4}, at::kFloat);
   fgt::Plan plan = fgt::Plan::from_tensors({w}, {"w"});
   EXPECT_THROW_MSG(plan.gather(at::empty({})), "gather", "1-D and contiguous", "shape []");
-  EXPECT_THROW_MSG(plan.scatter(at::empty({24}).view({12, 2}).select(1, 0)), "scatter", "not contiguous");
+  EXPECT_THROW_MSG(plan.scatter(at::empty({24}).view({12, 2}).select(1, 0)), "scatter",
+                   "not contiguous");
   EXPECT_THROW_MSG(plan.scatter_add(at::ones({12}, at::kHalf), 1.0), "scatter_add", "float32");
   EXPECT_THROW_MSG(plan.views(at::ones({13})), "views", "13 elements", "needs 12");
   EXPECT_THROW_MSG(plan.views(at::ones({12}, at::kDouble)), "views", "float32");
@@ -381,7 +394,8 @@ TEST(Errors, FailingScatterWritesNothing) {
   // Each failure is detected after the first tensor passed its own checks, so a scatter that
   // wrote as it validated would leave the first tensor modified.
   auto make = [] {
-    return std::vector<at::Tensor>{random_tensor({5, 3}, at::kFloat), random_tensor({7}, at::kFloat)};
+    return std::vector<at::Tensor>{random_tensor({5, 3}, at::kFloat),
+                                   random_tensor({7}, at::kFloat)};
   };
   const at::Tensor values = at::arange(22, at::kFloat);
 
@@ -437,48 +451,49 @@ TEST(Errors, MessagesSpellOptionsAsTheCallerWritesThem) {
   fgt::Selection none;
   none.include = {"nothing*"};
   at::Tensor w = random_tensor({4}, at::kFloat);
-  const std::vector<Case> cases = {
-      {"missing gradient at build",
-       [&](const fgt::Options& o) { fgt::Plan::from_module(*net, grads, o); },
-       {"missing_grad = ZeroFill or Skip", "set_to_none=true"},
-       {"missing_grad='zero' or 'skip'", "set_to_none=True"}},
-      {"missing gradient at call, Error",
-       [&](const fgt::Options& o) {
-         TwoLayer trained;
-         backward_once(trained);
-         fgt::Plan p = fgt::Plan::from_module(*trained, grads, o);
-         trained->fc1->bias.mutable_grad() = at::Tensor();
-         p.gather();
-       },
-       {"build the plan with missing_grad = ZeroFill or Skip"},
-       {"build the plan with missing_grad='zero' or 'skip'"}},
-      {"missing gradient at call, Skip",
-       [&](const fgt::Options& o) {
-         TwoLayer trained;
-         backward_once(trained);
-         fgt::Selection skip = grads;
-         skip.missing_grad = fgt::MissingGrad::Skip;
-         fgt::Plan p = fgt::Plan::from_module(*trained, skip, o);
-         trained->fc1->bias.mutable_grad() = at::Tensor();
-         p.gather();
-       },
-       {"built with missing_grad = Skip,", "or use missing_grad = ZeroFill"},
-       {"built with missing_grad='skip',", "or use missing_grad='zero'"}},
-      {"empty selection",
-       [&](const fgt::Options& o) { fgt::Plan::from_module(*net, none, o); },
-       {"parameters=true, buffers=false, trainable_only=false"},
-       {"parameters=True, buffers=False, trainable_only=False"}},
-      {"unsupported flat dtype option",
-       [&](const fgt::Options& o) {
-         fgt::Options complex = o;
-         complex.dtype = at::kComplexFloat;
-         fgt::Plan::from_tensors({w}, {"w"}, complex);
-       },
-       {"the flat dtype option is ComplexFloat,"},
-       {"the flat dtype option is complex64,"}},
+  const std::vector<Case> cases =
+      {
+          {"missing gradient at build",
+           [&](const fgt::Options& o) { fgt::Plan::from_module(*net, grads, o); },
+           {"missing_grad = ZeroFill or Skip", "set_to_none=true"},
+           {"missing_grad='zero' or 'skip'", "set_to_none=True"}},
+          {"missing gradient at call, Error",
+           [&](const fgt::Options& o) {
+    TwoLayer trained;
+    backward_once(trained);
+    fgt::Plan p = fgt::Plan::from_module(*trained, grads, o);
+    trained->fc1->bias.mutable_grad() = at::Tensor();
+    p.gather();
+           },
+           {"build the plan with missing_grad = ZeroFill or Skip"},
+           {"build the plan with missing_grad='zero' or 'skip'"}},
+          {"missing gradient at call, Skip",
+           [&](const fgt::Options& o) {
+    TwoLayer trained;
+    backward_once(trained);
+    fgt::Selection skip = grads;
+    skip.missing_grad = fgt::MissingGrad::Skip;
+    fgt::Plan p = fgt::Plan::from_module(*trained, skip, o);
+    trained->fc1->bias.mutable_grad() = at::Tensor();
+    p.gather();
+           },
+           {"built with missing_grad = Skip,", "or use missing_grad = ZeroFill"},
+           {"built with missing_grad='skip',", "or use missing_grad='zero'"}},
+                          {"empty selection",
+                           [&](const fgt::Options& o) { fgt::Plan::from_module(*net, none, o); },
+                           {"parameters=true, buffers=false, trainable_only=false"},
+                           {"parameters=True, buffers=False, trainable_only=False"}},
+                          {"unsupported flat dtype option",
+                           [&](const fgt::Options& o) {
+    fgt::Options complex = o;
+    complex.dtype = at::kComplexFloat;
+    fgt::Plan::from_tensors({w}, {"w"}, complex);
+                           },
+                           {"the flat dtype option is ComplexFloat,"},
+                           {"the flat dtype option is complex64,"}},
       {"complex tensor",
        [&](const fgt::Options& o) {
-         fgt::Plan::from_tensors({at::randn({3}, at::kComplexDouble)}, {"z"}, o);
+    fgt::Plan::from_tensors({at::randn({3}, at::kComplexDouble)}, {"z"}, o);
        },
        {"'z' (shape [3], ComplexDouble, cpu) is complex"},
        {"'z' (shape [3], complex128, cpu) is complex"}},
@@ -488,11 +503,11 @@ TEST(Errors, MessagesSpellOptionsAsTheCallerWritesThem) {
        {"has layout torch.sparse_coo;"}},
       {"flat tensor of an unsupported dtype",
        [&](const fgt::Options& o) {
-         fgt::Plan::from_tensors({w}, {"w"}, o).gather(at::empty({4}, at::kComplexFloat));
+    fgt::Plan::from_tensors({w}, {"w"}, o).gather(at::empty({4}, at::kComplexFloat));
        },
        {"has dtype ComplexFloat but the layout is float32"},
        {"has dtype complex64 but the layout is float32"}},
-  };
+      };
   for (const Case& c : cases) {
     for (const fgt::Spelling spelling : {fgt::Spelling::Cpp, fgt::Spelling::Python}) {
       fgt::Options options;

@@ -172,7 +172,8 @@ Case draw(std::uint64_t seed) {
       const int d = order[k];
       const std::int64_t step = rng() % 10 < 7 ? 1 : pick(2, 3);
       s.strides[d] = running * step;
-      running = s.strides[d] * std::max<std::int64_t>(s.sizes[d], 1) + (rng() % 8 == 0 ? pick(1, 3) : 0);
+      running =
+          s.strides[d] * std::max<std::int64_t>(s.sizes[d], 1) + (rng() % 8 == 0 ? pick(1, 3) : 0);
       if (s.sizes[d] == 1 && rng() % 3 == 0) s.strides[d] = pick(0, 50);
     }
     if (may_share && ndim > 0 && rng() % 4 == 0) {
@@ -185,7 +186,8 @@ Case draw(std::uint64_t seed) {
     }
     s.offset = rng() % 2 ? 0 : pick(1, 17);
     std::int64_t reach = 0;
-    for (int d = 0; d < ndim; ++d) reach += (std::max<std::int64_t>(s.sizes[d], 1) - 1) * s.strides[d];
+    for (int d = 0; d < ndim; ++d)
+      reach += (std::max<std::int64_t>(s.sizes[d], 1) - 1) * s.strides[d];
     const std::int64_t len = s.offset + reach + 1 + (rng() % 4 == 0 ? pick(1, 9) : 0);
     s.storage = c.storages.size();
     c.storages.push_back(fgtest::random_with_specials(rng, len, dtype));
@@ -194,9 +196,11 @@ Case draw(std::uint64_t seed) {
   return c;
 }
 
-std::vector<at::Tensor> views_of(const std::vector<at::Tensor>& storages, const std::vector<Spec>& specs) {
+std::vector<at::Tensor> views_of(const std::vector<at::Tensor>& storages,
+                                 const std::vector<Spec>& specs) {
   std::vector<at::Tensor> out;
-  for (const Spec& s : specs) out.push_back(storages[s.storage].as_strided(s.sizes, s.strides, s.offset));
+  for (const Spec& s : specs)
+    out.push_back(storages[s.storage].as_strided(s.sizes, s.strides, s.offset));
   return out;
 }
 
@@ -265,14 +269,17 @@ std::vector<at::Tensor> expected_after_scatter(const Case& c, const std::vector<
   const std::vector<at::Tensor> views = views_of(out, c.specs);
   for (std::size_t i = 0; i < views.size(); ++i) {
     if (views[i].numel() == 0) continue;
-    views[i].copy_(flat.narrow(0, ref.offsets[i], views[i].numel()).view(views[i].sizes()).to(views[i].scalar_type()));
+    views[i].copy_(flat.narrow(0, ref.offsets[i], views[i].numel())
+                       .view(views[i].sizes())
+                       .to(views[i].scalar_type()));
   }
   return out;
 }
 
 // Storages as they must be after scatter_add(flat, alpha) over `before`: each tensor (a tie
 // once) becomes LibTorch's `t + alpha * segment` rounded once (fgtest::reference_add_scaled).
-std::vector<at::Tensor> expected_after_scatter_add(const Case& c, const std::vector<at::Tensor>& before,
+std::vector<at::Tensor> expected_after_scatter_add(const Case& c,
+                                                   const std::vector<at::Tensor>& before,
                                                    const Reference& ref, const at::Tensor& flat,
                                                    double alpha) {
   std::vector<at::Tensor> out = clones(before);
@@ -310,21 +317,22 @@ void poison(const std::vector<at::Tensor>& storages, const std::vector<Spec>& sp
   }
 }
 
-#define FUZZ_CHECK(cond, what)                                   \
-  do {                                                           \
-    const ::testing::AssertionResult fuzz_ok_ = (cond);          \
-    if (!static_cast<bool>(fuzz_ok_)) {                          \
-      std::ostringstream fuzz_os_;                               \
+#define FUZZ_CHECK(cond, what)                                        \
+  do {                                                                \
+    const ::testing::AssertionResult fuzz_ok_ = (cond);               \
+    if (!static_cast<bool>(fuzz_ok_)) {                               \
+      std::ostringstream fuzz_os_;                                    \
       fuzz_os_ << what << ": " << #cond << " " << fuzz_ok_.message(); \
-      return fuzz_os_.str();                                     \
-    }                                                            \
+      return fuzz_os_.str();                                          \
+    }                                                                 \
   } while (false)
 
 ::testing::AssertionResult truth(bool b) {
   return b ? ::testing::AssertionSuccess() : ::testing::AssertionFailure();
 }
 
-::testing::AssertionResult all_bits_equal(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
+::testing::AssertionResult all_bits_equal(const std::vector<at::Tensor>& a,
+                                          const std::vector<at::Tensor>& b) {
   for (std::size_t i = 0; i < a.size(); ++i) {
     auto r = bits_equal(a[i], b[i]);
     if (!r) return r << " in storage " << i;
@@ -350,14 +358,16 @@ std::string run_case(const Case& c, const at::Device& device) {
   const Reference ref = reference(views_of(c.storages, c.specs), flat_dtype, c.align);
 
   // Layout: offsets, lengths, shapes and aliases as computed independently.
-  FUZZ_CHECK(truth(plan.numel() == ref.flat.numel()), "flat length " << plan.numel() << " vs " << ref.flat.numel());
+  FUZZ_CHECK(truth(plan.numel() == ref.flat.numel()),
+             "flat length " << plan.numel() << " vs " << ref.flat.numel());
   std::size_t segment = 0;
   for (std::size_t i = 0; i < views.size(); ++i) {
     const flatgather::Segment* seg = plan.layout().find(names[i]);
     FUZZ_CHECK(truth(seg != nullptr), "no segment for " << names[i]);
     FUZZ_CHECK(truth(seg->offset == ref.offsets[i] && seg->numel == views[i].numel() &&
                      at::IntArrayRef(seg->shape) == views[i].sizes()),
-               names[i] << " segment at " << seg->offset << " (+" << seg->numel << ") vs " << ref.offsets[i]);
+               names[i] << " segment at " << seg->offset << " (+" << seg->numel << ") vs "
+                        << ref.offsets[i]);
     if (ref.first[i]) {
       FUZZ_CHECK(truth(&plan.layout().segments()[segment] == seg), names[i] << " out of order");
       ++segment;
@@ -399,7 +409,8 @@ std::string run_case(const Case& c, const at::Device& device) {
   poison(storages, c.specs);
   plan.scatter(fresh.to(device));
   const std::vector<at::Tensor> after = to_cpu(storages);
-  FUZZ_CHECK(all_bits_equal(after, expected_after_scatter(c, mid, ref, fresh)), "scatter of a random buffer");
+  FUZZ_CHECK(all_bits_equal(after, expected_after_scatter(c, mid, ref, fresh)),
+             "scatter of a random buffer");
   // ... and gather reads back what scatter wrote.
   const Reference again = reference(views_of(after, c.specs), flat_dtype, c.align);
   FUZZ_CHECK(bits_equal(plan.gather().cpu(), again.flat), "gather after scatter");
@@ -411,12 +422,14 @@ std::string run_case(const Case& c, const at::Device& device) {
   for (const at::Tensor& v : views) floats = floats && at::isFloatingType(v.scalar_type());
   if (floats) {
     static const double kAlphas[] = {1.0, -1.0, 0.0, 0.5, -0.37, 1e-3, 3.0e4, 1.0 / 3.0};
-    const double alpha = rng() % 3 == 0 ? kAlphas[rng() % std::size(kAlphas)]
-                                         : std::ldexp(static_cast<double>(rng() % 2001) - 1000.0, -9);
+    const double alpha = rng() % 3 == 0
+                             ? kAlphas[rng() % std::size(kAlphas)]
+                             : std::ldexp(static_cast<double>(rng() % 2001) - 1000.0, -9);
     const at::Tensor update = fgtest::random_with_specials(rng, plan.numel(), flat_dtype);
     plan.scatter_add(update.to(device), alpha);
-    FUZZ_CHECK(all_bits_equal(to_cpu(storages), expected_after_scatter_add(c, after, ref, update, alpha)),
-               "scatter_add with alpha " << alpha);
+    FUZZ_CHECK(
+        all_bits_equal(to_cpu(storages), expected_after_scatter_add(c, after, ref, update, alpha)),
+        "scatter_add with alpha " << alpha);
   }
   return "";
 }
@@ -428,16 +441,21 @@ std::uint64_t env_u64(const char* name, std::uint64_t fallback) {
 
 TEST(Fuzz, GatherEqualsCatAndScatterRoundTrips) {
   const std::uint64_t base = env_u64("FLATGATHER_FUZZ_SEED", 1);
-  const double budget = std::strtod(std::getenv("FLATGATHER_FUZZ_SECONDS") ? std::getenv("FLATGATHER_FUZZ_SECONDS") : "40", nullptr);
+  const double budget = std::strtod(
+      std::getenv("FLATGATHER_FUZZ_SECONDS") ? std::getenv("FLATGATHER_FUZZ_SECONDS") : "40",
+      nullptr);
   const bool cuda = flatgather::cuda_available() && torch::cuda::is_available();
   if (!cuda && fgtest::gpu_required()) {
     ADD_FAILURE() << "FLATGATHER_REQUIRE_GPU=1 but the fuzz test sees no CUDA device";
   }
   std::cout << "[fuzz] FLATGATHER_FUZZ_SEED=" << base << " FLATGATHER_FUZZ_SECONDS=" << budget
-            << (cuda ? " (cpu and cuda)" : " (cpu)") << ", CPU executor: "
-            << fgt::Plan::from_tensors({at::ones({1})}).core().describe() << std::endl;
+            << (cuda ? " (cpu and cuda)" : " (cpu)")
+            << ", CPU executor: " << fgt::Plan::from_tensors({at::ones({1})}).core().describe()
+            << std::endl;
   const auto start = std::chrono::steady_clock::now();
-  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
   std::uint64_t cases = 0, refused = 0;
   do {
     const Case c = draw(base + cases);
@@ -450,8 +468,9 @@ TEST(Fuzz, GatherEqualsCatAndScatterRoundTrips) {
         failure = std::string("unexpected exception: ") + e.what();
       }
       if (!failure.empty()) {
-        ADD_FAILURE() << "[fuzz] failed on " << device << "; replay with FLATGATHER_FUZZ_SEED="
-                      << c.seed << " FLATGATHER_FUZZ_SECONDS=0\n"
+        ADD_FAILURE() << "[fuzz] failed on " << device
+                      << "; replay with FLATGATHER_FUZZ_SEED=" << c.seed
+                      << " FLATGATHER_FUZZ_SECONDS=0\n"
                       << c.describe() << failure;
         return;
       }

@@ -62,8 +62,8 @@ TEST(Layout, CheckMatchesNamesTheFirstDifference) {
   auto refs = m.refs();
   std::swap(refs[1], refs[2]);
   Plan swapped = Plan::build(refs);
-  EXPECT_THROW_MSG(swapped.layout().check_matches(plan.layout()), "segment 1",
-                   "'linear2.weight'", "'linear1.bias'", "order differs");
+  EXPECT_THROW_MSG(swapped.layout().check_matches(plan.layout()), "segment 1", "'linear2.weight'",
+                   "'linear1.bias'", "order differs");
   refs = m.refs();
   refs[2].sizes = {5, 2};
   EXPECT_THROW_MSG(Plan::build(refs).layout().check_matches(plan.layout()), "segment 2",
@@ -74,8 +74,8 @@ TEST(Layout, CheckMatchesNamesTheFirstDifference) {
                    "manifest has 3", "'linear2.weight'");
   refs = m.refs();
   refs[1].name = "renamed.bias";
-  EXPECT_THROW_MSG(Plan::build(refs).layout().check_matches(plan.layout()),
-                   "'renamed.bias'", "not in the manifest");
+  EXPECT_THROW_MSG(Plan::build(refs).layout().check_matches(plan.layout()), "'renamed.bias'",
+                   "not in the manifest");
   flatgather::PlanOptions half;
   half.flat_dtype = DType::Float16;
   EXPECT_THROW_MSG(Plan::build(m.refs(), half).layout().check_matches(plan.layout()),
@@ -87,14 +87,26 @@ TEST(Layout, FromJsonRejectsBadManifests) {
   EXPECT_THROW_MSG(Layout::from_json("[]"), "must be a JSON object");
   EXPECT_THROW_MSG(Layout::from_json(R"({"format": "other"})"), "unknown \"format\"");
   const std::string head = R"({"format": "flatgather.layout/1", "flat_dtype": "float32", )";
-  EXPECT_THROW_MSG(Layout::from_json(head + R"("numel": 4, "segments": [{"name": "a", "dtype": "float9", "shape": [4], "offset": 0, "numel": 4}]})"),
-                   "unknown dtype 'float9'", "bfloat16");
-  EXPECT_THROW_MSG(Layout::from_json(head + R"("numel": 4, "segments": [{"name": "a", "dtype": "float32", "shape": [2], "offset": 0, "numel": 4}]})"),
-                   "numel 4", "holds 2");
-  EXPECT_THROW_MSG(Layout::from_json(head + R"("numel": 4, "segments": [{"name": "a", "dtype": "float32", "shape": [4], "offset": 0, "numel": 4}, {"name": "b", "dtype": "float32", "shape": [1], "offset": 2, "numel": 1}]})"),
-                   "'b'", "inside the previous segment");
-  EXPECT_THROW_MSG(Layout::from_json(head + R"("numel": 3, "segments": [{"name": "a", "dtype": "float32", "shape": [4], "offset": 0, "numel": 4}]})"),
-                   "end at 4", "\"numel\" is 3");
+  EXPECT_THROW_MSG(
+      Layout::from_json(
+          head +
+          R"("numel": 4, "segments": [{"name": "a", "dtype": "float9", "shape": [4], "offset": 0, "numel": 4}]})"),
+      "unknown dtype 'float9'", "bfloat16");
+  EXPECT_THROW_MSG(
+      Layout::from_json(
+          head +
+          R"("numel": 4, "segments": [{"name": "a", "dtype": "float32", "shape": [2], "offset": 0, "numel": 4}]})"),
+      "numel 4", "holds 2");
+  EXPECT_THROW_MSG(
+      Layout::from_json(
+          head +
+          R"("numel": 4, "segments": [{"name": "a", "dtype": "float32", "shape": [4], "offset": 0, "numel": 4}, {"name": "b", "dtype": "float32", "shape": [1], "offset": 2, "numel": 1}]})"),
+      "'b'", "inside the previous segment");
+  EXPECT_THROW_MSG(
+      Layout::from_json(
+          head +
+          R"("numel": 3, "segments": [{"name": "a", "dtype": "float32", "shape": [4], "offset": 0, "numel": 4}]})"),
+      "end at 4", "\"numel\" is 3");
   EXPECT_THROW_MSG(Layout::from_json(head + R"("numel": 4, "segments": [{"dtype": "float32"}]})"),
                    "segment 0", "no \"name\"");
   EXPECT_THROW_MSG(Layout::from_json(head + R"("numel": -1, "segments": []})"),

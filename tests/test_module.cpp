@@ -28,8 +28,9 @@ struct NetImpl : torch::nn::Module {
 TORCH_MODULE(Net);
 
 // The hand-written reference selection: state_dict order, filtered by a predicate.
-std::vector<at::Tensor> hand_selected(const torch::nn::Module& m, bool params, bool buffers,
-                                      const std::function<bool(const std::string&, const at::Tensor&)>& keep) {
+std::vector<at::Tensor> hand_selected(
+    const torch::nn::Module& m, bool params, bool buffers,
+    const std::function<bool(const std::string&, const at::Tensor&)>& keep) {
   std::vector<at::Tensor> out;
   m.apply([&](const std::string& prefix, const torch::nn::Module& sub) {
     const std::string dot = prefix.empty() ? "" : prefix + ".";
@@ -49,8 +50,8 @@ TEST(Module, DefaultSelectionEqualsParametersInOrder) {
   fgt::Plan plan = fgt::Plan::from_module(*net);
   std::vector<at::Tensor> params = net->parameters();
   EXPECT_TRUE(bits_equal(plan.gather(), reference_gather(params, at::kFloat)));
-  const std::vector<std::string> names = {"conv.weight", "conv.bias", "bn.weight", "bn.bias", "fc.weight",
-                                          "fc.bias", "head.weight"};
+  const std::vector<std::string> names = {"conv.weight", "conv.bias", "bn.weight",  "bn.bias",
+                                          "fc.weight",   "fc.bias",   "head.weight"};
   EXPECT_EQ(plan.names(), names);
   // torch::nn::utils::parameters_to_vector is LibTorch's own peer.
   EXPECT_TRUE(bits_equal(plan.gather(), torch::nn::utils::parameters_to_vector(params)));
@@ -77,17 +78,22 @@ TEST(Module, SelectionsEqualHandWrittenFilters) {
     s.parameters = false;
     s.buffers = true;
     s.include = {"bn.running_*"};
-    cases.push_back({s, false, true, [](const std::string& n, auto&) { return n.rfind("bn.running_", 0) == 0; }});
+    cases.push_back({s, false, true,
+                     [](const std::string& n, auto&) { return n.rfind("bn.running_", 0) == 0; }});
   }
   {
     fgt::Selection s;
     s.kind = fgt::Selection::Kind::Weights;
-    cases.push_back({s, true, false, [&](const std::string& n, auto&) { return leaf(n).find("weight") != std::string::npos; }});
+    cases.push_back({s, true, false, [&](const std::string& n, auto&) {
+                       return leaf(n).find("weight") != std::string::npos;
+                     }});
   }
   {
     fgt::Selection s;
     s.kind = fgt::Selection::Kind::Biases;
-    cases.push_back({s, true, false, [&](const std::string& n, auto&) { return leaf(n).find("bias") != std::string::npos; }});
+    cases.push_back({s, true, false, [&](const std::string& n, auto&) {
+                       return leaf(n).find("bias") != std::string::npos;
+                     }});
   }
   {
     fgt::Selection s;
@@ -99,7 +105,8 @@ TEST(Module, SelectionsEqualHandWrittenFilters) {
     s.include = {"re:(conv|fc)\\..*"};
     s.exclude = {"*.bias"};
     cases.push_back({s, true, false, [](const std::string& n, auto&) {
-                       return (n.rfind("conv.", 0) == 0 || n.rfind("fc.", 0) == 0) && n.find(".bias") == std::string::npos;
+                       return (n.rfind("conv.", 0) == 0 || n.rfind("fc.", 0) == 0) &&
+                              n.find(".bias") == std::string::npos;
                      }});
   }
   for (std::size_t i = 0; i < cases.size(); ++i) {
@@ -131,7 +138,8 @@ TEST(Module, GradientsFollowReallocationAndPolicies) {
   const at::Tensor x = at::randn({2, 3, 4, 4});
   fgt::Selection grads;
   grads.grads = true;
-  EXPECT_THROW_MSG(fgt::Plan::from_module(*net, grads), "gradient of parameter", "'conv.weight'", "ZeroFill");
+  EXPECT_THROW_MSG(fgt::Plan::from_module(*net, grads), "gradient of parameter", "'conv.weight'",
+                   "ZeroFill");
 
   net->forward(x).sum().backward();
   fgt::Plan plan = fgt::Plan::from_module(*net, grads);
@@ -187,7 +195,8 @@ TEST(Module, MissingGradPoliciesWithChannelsLastParameters) {
       << "the conv gradient should be channels_last, strides " << conv_grad.strides();
   auto grads_or_zeros = [&] {
     std::vector<at::Tensor> g;
-    for (const auto& p : net->parameters()) g.push_back(p.grad().defined() ? p.grad() : at::zeros_like(p));
+    for (const auto& p : net->parameters())
+      g.push_back(p.grad().defined() ? p.grad() : at::zeros_like(p));
     return g;
   };
 
@@ -196,7 +205,8 @@ TEST(Module, MissingGradPoliciesWithChannelsLastParameters) {
   zero.missing_grad = fgt::MissingGrad::ZeroFill;
   net->head->weight.mutable_grad() = at::Tensor();
   fgt::Plan zp = fgt::Plan::from_module(*net, zero);
-  EXPECT_TRUE(bits_equal(fgtest::gather_poisoned(zp), reference_gather(grads_or_zeros(), at::kFloat)));
+  EXPECT_TRUE(
+      bits_equal(fgtest::gather_poisoned(zp), reference_gather(grads_or_zeros(), at::kFloat)));
   const at::Tensor values = at::randn({zp.numel()});
   zp.scatter(values);
   EXPECT_FALSE(net->head->weight.grad().defined()) << "scatter must skip the missing gradient";
@@ -256,7 +266,8 @@ TEST(Module, PlanOutlivesItsModuleAndScattersIntoParameters) {
   p.scatter(at::arange(p.numel(), at::kFloat).add_(1));
   EXPECT_EQ(w.data_ptr(), storage) << "scatter must copy, not rebind";
   const auto& seg = *p.layout().find("fc.weight");
-  EXPECT_TRUE(bits_equal(w.reshape(-1), at::arange(seg.offset + 1, seg.offset + seg.numel + 1, at::kFloat)));
+  EXPECT_TRUE(bits_equal(w.reshape(-1),
+                         at::arange(seg.offset + 1, seg.offset + seg.numel + 1, at::kFloat)));
 }
 
 // from_named selects from the caller's own walk (Python's, through the operators): the same
@@ -299,19 +310,18 @@ TEST(Module, FromNamedSelectsFromTheCallersWalk) {
   }
   // The hand-written reference for one of them: trainable weights.
   auto leaf = [](const std::string& n) { return n.substr(n.rfind('.') + 1); };
-  EXPECT_TRUE(bits_equal(
-      fgt::Plan::from_named(walk, selections[2]).gather(),
-      reference_gather(hand_selected(*net, true, false,
-                                     [&](const std::string& n, const at::Tensor& t) {
-                                       return t.requires_grad() &&
-                                              leaf(n).find("weight") != std::string::npos;
-                                     }),
-                       at::kFloat)));
+  EXPECT_TRUE(bits_equal(fgt::Plan::from_named(walk, selections[2]).gather(),
+                         reference_gather(hand_selected(
+                                              *net, true, false,
+                                              [&](const std::string& n, const at::Tensor& t) {
+    return t.requires_grad() && leaf(n).find("weight") != std::string::npos;
+                                              }),
+                                          at::kFloat)));
   // The list's order is the plan's order; a name listed twice for one tensor is an alias.
   std::vector<fgt::NamedTensor> reversed(walk.rbegin(), walk.rend());
   reversed.push_back({"tied", net->head->weight, false});
   fgt::Plan back = fgt::Plan::from_named(reversed);
-  const std::vector<std::string> order = {"head.weight", "fc.bias",  "fc.weight", "bn.bias",
+  const std::vector<std::string> order = {"head.weight", "fc.bias",   "fc.weight",  "bn.bias",
                                           "bn.weight",   "conv.bias", "conv.weight"};
   EXPECT_EQ(back.names(), order);
   EXPECT_EQ(back.layout().find("head.weight")->aliases, std::vector<std::string>{"tied"});

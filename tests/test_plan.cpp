@@ -31,7 +31,8 @@ using fgtest::ref;
 TEST(Plan, GatherScatterContiguousAndStrided) {
   auto a = random_floats(12, 1);  // 3x4, gathered transposed (4x3 view with strides {1, 4})
   auto b = random_floats(7, 2);
-  auto c = random_floats(20, 3);  // every other element of a 4x5 slice: sizes {2, 5}, strides {10, 1}
+  auto c =
+      random_floats(20, 3);  // every other element of a 4x5 slice: sizes {2, 5}, strides {10, 1}
   Plan plan = Plan::build({ref(a.data(), DType::Float32, {4, 3}, "a.t", {1, 4}),
                            ref(b.data(), DType::Float32, {7}, "b"),
                            ref(c.data(), DType::Float32, {2, 5}, "c.rows", {10, 1})});
@@ -77,14 +78,17 @@ TEST(Plan, TransposedStacksAcrossTasksAndThreads) {
       PlanOptions o;
       o.num_threads = threads;
       o.flat_dtype = flat_dtype;
-      Plan plan = Plan::build({ref(src.data(), DType::Float32, {n, rows, cols}, "stack", {rows * cols, 1, rows})}, o);
+      Plan plan = Plan::build(
+          {ref(src.data(), DType::Float32, {n, rows, cols}, "stack", {rows * cols, 1, rows})}, o);
       const int64_t total = n * rows * cols;
       if (flat_dtype == DType::Float32) {
         std::vector<float> flat(total, -5.0f);
         plan.gather(flat.data(), total);
         ASSERT_EQ(flat, expected) << threads << " threads";
         std::vector<float> dest(src.size(), -7.0f);
-        Plan back = Plan::build({ref(dest.data(), DType::Float32, {n, rows, cols}, "stack", {rows * cols, 1, rows})}, o);
+        Plan back = Plan::build(
+            {ref(dest.data(), DType::Float32, {n, rows, cols}, "stack", {rows * cols, 1, rows})},
+            o);
         back.scatter(flat.data(), total);
         ASSERT_EQ(dest, src) << threads << " threads";
       } else {
@@ -102,7 +106,8 @@ TEST(Plan, PaddingIsZeroAndCastsRound) {
   PlanOptions o;
   o.align_bytes = 16;  // 8 bfloat16 elements
   o.flat_dtype = DType::BFloat16;
-  Plan plan = Plan::build({ref(a.data(), DType::Float32, {5}, "a"), ref(b.data(), DType::Float32, {3}, "b")}, o);
+  Plan plan = Plan::build(
+      {ref(a.data(), DType::Float32, {5}, "a"), ref(b.data(), DType::Float32, {3}, "b")}, o);
   ASSERT_EQ(plan.layout().numel(), 16);
   std::vector<uint16_t> flat(16, 0xBEEF);
   plan.gather(flat.data(), 16);
@@ -120,8 +125,9 @@ TEST(Plan, ScatterAddUsesOneFusedMultiplyAdd) {
   std::iota(d.begin(), d.end(), 0.25);
   auto a0 = a;
   auto d0 = d;
-  Plan plan = Plan::build({ref(a.data(), DType::Float32, {10, 100}, "a"), ref(d.data(), DType::Float64, {300}, "d")},
-                          PlanOptions{DType::Float32, 0, 0});
+  Plan plan = Plan::build(
+      {ref(a.data(), DType::Float32, {10, 100}, "a"), ref(d.data(), DType::Float64, {300}, "d")},
+      PlanOptions{DType::Float32, 0, 0});
   auto update = random_floats(1300, 7);
   plan.scatter_add(update.data(), 1300, -0.375);
   for (int i = 0; i < 1000; ++i) EXPECT_EQ(a[i], std::fma(-0.375f, update[i], a0[i]));
@@ -162,7 +168,8 @@ TEST(Plan, RebindManySegmentsAtOnce) {
   }
   std::vector<float> expected;
   for (int i = 0; i < 1000; ++i) {
-    refs.push_back(ref(old_data[i].data(), DType::Float32, {int64_t(old_data[i].size())}, "g" + std::to_string(i)));
+    refs.push_back(ref(old_data[i].data(), DType::Float32, {int64_t(old_data[i].size())},
+                       "g" + std::to_string(i)));
     expected.insert(expected.end(), new_data[i].begin(), new_data[i].end());
   }
   refs.push_back(ref(nullptr, DType::Float32, {0}, "empty"));
@@ -172,7 +179,8 @@ TEST(Plan, RebindManySegmentsAtOnce) {
   changes.emplace_back(1000, nullptr);  // an empty tensor: nothing to move
   plan.rebind(changes);
   changes.clear();
-  for (std::size_t i = 1; i < 1000; i += 2) changes.emplace_back(plan.segment_of(i), new_data[i].data());
+  for (std::size_t i = 1; i < 1000; i += 2)
+    changes.emplace_back(plan.segment_of(i), new_data[i].data());
   plan.rebind(changes);
   std::vector<float> flat(expected.size(), -9.0f);
   plan.gather(flat.data(), static_cast<int64_t>(flat.size()));
@@ -204,7 +212,8 @@ TEST(Plan, ManyTinyAndOneHugeMatchWithOneTwoAndFourThreads) {
   }
   store.push_back(random_floats(3'000'000, 99));
   for (std::size_t i = 0; i < store.size(); ++i) {
-    refs.push_back(ref(store[i].data(), DType::Float32, {int64_t(store[i].size())}, "t" + std::to_string(i)));
+    refs.push_back(
+        ref(store[i].data(), DType::Float32, {int64_t(store[i].size())}, "t" + std::to_string(i)));
     expected.insert(expected.end(), store[i].begin(), store[i].end());
   }
   for (int threads : {1, 2, 4}) {
@@ -221,13 +230,15 @@ TEST(Plan, ManyTinyAndOneHugeMatchWithOneTwoAndFourThreads) {
 TEST(Plan, ConcurrentGathersFromThreads) {
   auto a = random_floats(400'000, 11);
   auto b = random_floats(123, 12);
-  Plan plan = Plan::build({ref(a.data(), DType::Float32, {400'000}, "a"), ref(b.data(), DType::Float32, {123}, "b")},
-                          PlanOptions{DType::Float64, 0, 2});
+  Plan plan = Plan::build(
+      {ref(a.data(), DType::Float32, {400'000}, "a"), ref(b.data(), DType::Float32, {123}, "b")},
+      PlanOptions{DType::Float64, 0, 2});
   std::vector<std::vector<double>> outs(4, std::vector<double>(400'123, -1.0));
   std::vector<std::thread> threads;
-  for (auto& out : outs) threads.emplace_back([&] {
-    for (int rep = 0; rep < 5; ++rep) plan.gather(out.data(), 400'123);
-  });
+  for (auto& out : outs)
+    threads.emplace_back([&] {
+      for (int rep = 0; rep < 5; ++rep) plan.gather(out.data(), 400'123);
+    });
   for (auto& t : threads) t.join();
   for (const auto& out : outs) {
     for (int i = 0; i < 400'000; i += 997) ASSERT_EQ(out[i], double(a[i]));
@@ -259,19 +270,25 @@ TEST(Plan, ErrorsNameTheTensorAndWhatIsValid) {
   std::vector<uint16_t> h(8, 0x3C00);
   std::vector<int32_t> i32(8, 3);
   EXPECT_THROW_MSG(Plan::build({}), "empty selection");
-  EXPECT_THROW_MSG(Plan::build({ref(f.data(), DType::Float32, {8}, "w"), ref(h.data(), DType::Float16, {8}, "h")}),
+  EXPECT_THROW_MSG(Plan::build({ref(f.data(), DType::Float32, {8}, "w"),
+                                ref(h.data(), DType::Float16, {8}, "h")}),
                    "mixed dtypes", "'h'", "float16", "'w'", "flat dtype");
-  EXPECT_THROW_MSG(Plan::build({ref(i32.data(), DType::Int32, {8}, "steps")}, PlanOptions{DType::Float32, 0, 0}),
-                   "'steps'", "int32", "cannot be cast", "float32, float16, bfloat16 and float64");
+  EXPECT_THROW_MSG(
+      Plan::build({ref(i32.data(), DType::Int32, {8}, "steps")}, PlanOptions{DType::Float32, 0, 0}),
+      "'steps'", "int32", "cannot be cast", "float32, float16, bfloat16 and float64");
   TensorRef on_gpu = ref(h.data(), DType::Float32, {4}, "g");
   on_gpu.device = Device::cuda(1);
   EXPECT_THROW_MSG(Plan::build({ref(f.data(), DType::Float32, {8}, "w"), on_gpu}), "'g'", "cuda:1",
                    "'w'", "cpu", "one device");
-  EXPECT_THROW_MSG(Plan::build({ref(nullptr, DType::Float32, {8}, "ghost")}), "'ghost'", "null pointer");
-  EXPECT_THROW_MSG(Plan::build({ref(f.data(), DType::Float32, {-1}, "neg")}), "'neg'", "negative size");
-  EXPECT_THROW_MSG(Plan::build({ref(f.data(), DType::Float32, {int64_t(1) << 40, int64_t(1) << 30}, "huge")}),
-                   "'huge'", "overflows");
-  EXPECT_THROW_MSG(Plan::build({ref(f.data(), DType::Float32, {2, 4}, "s", {1})}), "'s'", "1 strides for 2 sizes");
+  EXPECT_THROW_MSG(Plan::build({ref(nullptr, DType::Float32, {8}, "ghost")}), "'ghost'",
+                   "null pointer");
+  EXPECT_THROW_MSG(Plan::build({ref(f.data(), DType::Float32, {-1}, "neg")}), "'neg'",
+                   "negative size");
+  EXPECT_THROW_MSG(
+      Plan::build({ref(f.data(), DType::Float32, {int64_t(1) << 40, int64_t(1) << 30}, "huge")}),
+      "'huge'", "overflows");
+  EXPECT_THROW_MSG(Plan::build({ref(f.data(), DType::Float32, {2, 4}, "s", {1})}), "'s'",
+                   "1 strides for 2 sizes");
   EXPECT_THROW_MSG(Plan::build({ref(f.data(), DType::Float32, {8}, "w")}, PlanOptions{{}, 24, 0}),
                    "align_bytes", "power of two", "24");
 
@@ -289,7 +306,8 @@ TEST(Plan, ErrorsNameTheTensorAndWhatIsValid) {
 
 // Element offset of logical index i (row-major) of a view with these sizes and strides: the
 // reference, written out with a division per dimension.
-int64_t offset_of(int64_t i, const std::vector<int64_t>& sizes, const std::vector<int64_t>& strides) {
+int64_t offset_of(int64_t i, const std::vector<int64_t>& sizes,
+                  const std::vector<int64_t>& strides) {
   int64_t offset = 0;
   for (std::size_t d = sizes.size(); d-- > 0;) {
     offset += (i % sizes[d]) * strides[d];
@@ -304,15 +322,15 @@ int64_t offset_of(int64_t i, const std::vector<int64_t>& sizes, const std::vecto
 TEST(Plan, NegativeStridesAreFollowed) {
   struct View {
     std::vector<int64_t> sizes, strides;
-    int64_t first;  // buffer index of element [0, ..., 0]
+    int64_t first;   // buffer index of element [0, ..., 0]
     int64_t length;  // buffer elements (guards excluded)
   };
   const int64_t kGuard = 3;
   const std::vector<View> views = {
-      {{3, 4}, {-4, -1}, 11, 12},           // fully reversed: merges to one dim of stride -1
-      {{2, 3}, {-1, 2}, 1, 6},              // mixed signs
-      {{5, 7}, {1, -5}, 30, 35},            // transposed and reversed
-      {{300000}, {-1}, 299999, 300000}};    // several CPU tasks
+      {{3, 4}, {-4, -1}, 11, 12},         // fully reversed: merges to one dim of stride -1
+      {{2, 3}, {-1, 2}, 1, 6},            // mixed signs
+      {{5, 7}, {1, -5}, 30, 35},          // transposed and reversed
+      {{300000}, {-1}, 299999, 300000}};  // several CPU tasks
   for (int threads : {1, 2}) {
     std::vector<std::vector<float>> bufs;
     std::vector<TensorRef> refs;
@@ -369,9 +387,9 @@ TEST(Plan, MoreThanEightUnmergeableDimsAreRefusedByName) {
   std::vector<float> flat(256, -777.0f);
   eight.gather(flat.data(), 256);
   for (int64_t i = 0; i < 256; ++i) ASSERT_EQ(flat[i], buf[offset_of(i, sizes8, strides8)]) << i;
-  EXPECT_THROW_MSG(Plan::build({ref(buf.data(), DType::Float32, std::vector<int64_t>(9, 2), "deep",
-                                    strides)}),
-                   "'deep'", "9 dimensions that cannot be merged", "at most 8", "contiguous()");
+  EXPECT_THROW_MSG(
+      Plan::build({ref(buf.data(), DType::Float32, std::vector<int64_t>(9, 2), "deep", strides)}),
+      "'deep'", "9 dimensions that cannot be merged", "at most 8", "contiguous()");
 }
 
 // Two views interleaved in one buffer (even and odd elements) share no element, but overlap is
@@ -415,7 +433,8 @@ TEST(CopyDesc, ElementOffsetFollowsRowMajorOrder) {
   int64_t i = 0;
   for (int a = 0; a < 2; ++a)
     for (int b = 0; b < 3; ++b)
-      for (int c = 0; c < 4; ++c) EXPECT_EQ(flatgather::detail::element_offset(d, i++), a * 1 + b * 8 + c * 2);
+      for (int c = 0; c < 4; ++c)
+        EXPECT_EQ(flatgather::detail::element_offset(d, i++), a * 1 + b * 8 + c * 2);
 }
 
 }  // namespace
@@ -428,8 +447,8 @@ namespace {
 TEST(PlanRebind, OverlapCreatedByRebindRefusesScatter) {
   // `a` holds 8 floats: "first" is a[0..6), and "second" rebound to a + 2 reads a[2..8).
   std::vector<float> a = random_floats(8, 31), b = random_floats(6, 32), c = random_floats(8, 33);
-  Plan plan = Plan::build({ref(a.data(), DType::Float32, {6}, "first"),
-                           ref(b.data(), DType::Float32, {6}, "second")});
+  Plan plan = Plan::build(
+      {ref(a.data(), DType::Float32, {6}, "first"), ref(b.data(), DType::Float32, {6}, "second")});
   ASSERT_TRUE(plan.writable());
   Plan built_overlapping = Plan::build({ref(a.data(), DType::Float32, {6}, "first"),
                                         ref(a.data() + 2, DType::Float32, {6}, "second")});
@@ -471,8 +490,8 @@ TEST(PlanRebind, OverlapCreatedByRebindRefusesScatter) {
 
 TEST(PlanRebind, BatchedRebindOntoEachOtherRefusesScatter) {
   std::vector<float> a = random_floats(4, 41), b = random_floats(4, 42), d = random_floats(4, 43);
-  Plan plan = Plan::build({ref(a.data(), DType::Float32, {4}, "p0"),
-                           ref(b.data(), DType::Float32, {4}, "p1")});
+  Plan plan = Plan::build(
+      {ref(a.data(), DType::Float32, {4}, "p0"), ref(b.data(), DType::Float32, {4}, "p1")});
   plan.rebind({{0, d.data()}, {1, d.data()}});  // two distinct segments, same memory
   std::vector<float> flat(8, 2.0f);
   EXPECT_THROW_MSG(plan.scatter(flat.data(), 8), "'p0'", "'p1'", "overlap");

@@ -68,13 +68,17 @@ TEST(SafetensorsHeader, MalformedFilesAreNamedErrors) {
       {file_of("{}", 0).substr(0, 9), "truncated"},
       {file_of("[1, 2]", 0), "must be a JSON object"},
       {file_of("{\"w\": ", 0), "not valid JSON"},
-      {file_of(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,12]}})", 8), "outside the data section"},
+      {file_of(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,12]}})", 8),
+       "outside the data section"},
       {file_of(R"({"w":{"dtype":"C64","shape":[1],"data_offsets":[0,8]}})", 8), "does not support"},
-      {file_of(R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,0]}})", 0), "non-negative integer"},
+      {file_of(R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,0]}})", 0),
+       "non-negative integer"},
       {file_of(R"({"w":{"dtype":"F32","shape":[1]}})", 0), "no \"data_offsets\""},
       {file_of(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", 4), "by its shape"},
       {file_of(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-               R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8), "overlap"},
+               R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+               8),
+       "overlap"},
       {file_of(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8), "hole"},
       {file_of(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 8), "trailing bytes"},
       {file_of(R"({"__metadata__":{"k":1}})", 0), "must be a string"},
@@ -148,7 +152,7 @@ TEST(SafetensorsFiles, FloatingDtypesAreCastAndErrorsWriteNothing) {
   at::Tensor wrong_shape = at::full({4, 3}, 7.0f), s_f = at::full({2}, 7.0f);
   EXPECT_THROW(fgt::load_safetensors(path, {wrong_shape}, {"w"}, false), fg::Error);
   EXPECT_THROW(fgt::load_safetensors(path, {w32, s_f}, {"w", "s"}), fg::Error);  // int64 -> f32
-  EXPECT_THROW(fgt::load_safetensors(path, {w32}, {"w"}), fg::Error);  // 's' unexpected
+  EXPECT_THROW(fgt::load_safetensors(path, {w32}, {"w"}), fg::Error);            // 's' unexpected
   EXPECT_TRUE(bits_equal(wrong_shape, at::full({4, 3}, 7.0f)));
   EXPECT_TRUE(bits_equal(s_f, at::full({2}, 7.0f)));
   const fgt::SafetensorsLoadResult r = fgt::load_safetensors(path, {w32, s64}, {"w", "x"}, false);

@@ -13,12 +13,12 @@
 
 namespace {
 
+using fgtest::ref;
 using flatgather::DType;
 using flatgather::Factor;
 using flatgather::GatherOptions;
 using flatgather::Plan;
 using flatgather::PlanOptions;
-using fgtest::ref;
 
 std::vector<float> random_floats(std::size_t n, unsigned seed, float sd = 3.0f) {
   std::mt19937 rng(seed);
@@ -56,10 +56,10 @@ TEST(Stats, NormsOfWrittenValuesWithScaleStridesAndPadding) {
   auto c = random_floats(5000, 3);
   PlanOptions po;
   po.align_bytes = 64;
-  Plan plan = Plan::build({ref(a.data(), DType::Float32, {4, 3}, "a.t", {1, 4}),
-                           ref(b.data(), DType::Float32, {7}, "b"),
-                           ref(c.data(), DType::Float32, {5000}, "c")},
-                          po);
+  Plan plan = Plan::build(
+      {ref(a.data(), DType::Float32, {4, 3}, "a.t", {1, 4}),
+       ref(b.data(), DType::Float32, {7}, "b"), ref(c.data(), DType::Float32, {5000}, "c")},
+      po);
   const float scale = 0.125f;  // a power of two: the written values are exact
   std::vector<float> flat(plan.layout().numel(), std::nanf(""));
   Outputs out;
@@ -117,8 +117,8 @@ TEST(Stats, SameBitsForEveryThreadCountAndCall) {
   std::vector<flatgather::TensorRef> refs;
   for (int i = 0; i < 40; ++i) data.push_back(random_floats(20000 + 977 * i, 10 + i));
   for (int i = 0; i < 40; ++i) {
-    refs.push_back(ref(data[i].data(), DType::Float32,
-                       {static_cast<std::int64_t>(data[i].size())}, "t" + std::to_string(i)));
+    refs.push_back(ref(data[i].data(), DType::Float32, {static_cast<std::int64_t>(data[i].size())},
+                       "t" + std::to_string(i)));
   }
   Outputs first;
   for (int threads : {1, 2, 3, 4, 8}) {

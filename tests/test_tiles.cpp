@@ -60,11 +60,12 @@ std::vector<Piece> all_pieces(const std::vector<Tile>& tiles, const std::vector<
   std::int64_t most = 0;
   for (std::int64_t t = 0; t < num_tiles; ++t) {
     std::int64_t visits = 0;
-    fg::detail::for_each_piece(tiles.data(), t, copies.data(), static_cast<std::int32_t>(copies.size()),
+    fg::detail::for_each_piece(tiles.data(), t, copies.data(),
+                               static_cast<std::int32_t>(copies.size()),
                                [&](std::int32_t c, std::int64_t first, std::int64_t count) {
-                                 ++visits;
-                                 pieces.push_back({c, first, count});
-                               });
+      ++visits;
+      pieces.push_back({c, first, count});
+    });
     most = std::max(most, visits);
   }
   if (max_visits) *max_visits = most;
@@ -89,8 +90,8 @@ void expect_exact_cover(const std::vector<Piece>& pieces, const std::vector<Copy
 }
 
 // Tile costs within budget (a single grain may exceed a tiny budget) and cuts 16-byte aligned.
-void expect_balanced(const std::vector<Tile>& tiles, const std::vector<CopyDesc>& copies, int flat_size,
-                     const TileParams& params) {
+void expect_balanced(const std::vector<Tile>& tiles, const std::vector<CopyDesc>& copies,
+                     int flat_size, const TileParams& params) {
   const std::int64_t grain = 16 / flat_size;
   for (std::size_t t = 0; t + 1 < tiles.size(); ++t) {
     std::int64_t cost = 0;
@@ -101,11 +102,11 @@ void expect_balanced(const std::vector<Tile>& tiles, const std::vector<CopyDesc>
     fg::detail::for_each_piece(tiles.data(), static_cast<std::int64_t>(t), copies.data(),
                                static_cast<std::int32_t>(copies.size()),
                                [&](std::int32_t c, std::int64_t, std::int64_t count) {
-                                 ++pieces;
-                                 last_count = count;
-                                 cost += params.copy_cost_bytes +
-                                         count * fg::detail::bytes_per_element(copies[static_cast<std::size_t>(c)], flat_size);
-                               });
+      ++pieces;
+      last_count = count;
+      cost += params.copy_cost_bytes +
+              count * fg::detail::bytes_per_element(copies[static_cast<std::size_t>(c)], flat_size);
+    });
     // The one exception: a budget too small for one grain still gets a grain per tile.
     const bool forced_grain = pieces == 1 && last_count <= grain;
     if (!forced_grain) {
@@ -122,7 +123,8 @@ void expect_balanced(const std::vector<Tile>& tiles, const std::vector<CopyDesc>
 }  // namespace
 
 TEST(Tiles, NoCopiesGiveNoTiles) {
-  const std::vector<Tile> tiles = fg::detail::build_tiles({}, 0, 4, fg::detail::tuning_for(9, 0).tiles);
+  const std::vector<Tile> tiles =
+      fg::detail::build_tiles({}, 0, 4, fg::detail::tuning_for(9, 0).tiles);
   ASSERT_EQ(tiles.size(), 1u);
   EXPECT_EQ(tiles[0].flat_begin, 0);
   EXPECT_EQ(tiles[0].copy, 0);
@@ -196,12 +198,13 @@ TEST(Tiles, OddOffsetsAndTinyBudgets) {
         sizes.push_back(s);
         total += s;
       }
-      const fg::DType dtype = flat_size == 1 ? fg::DType::UInt8
+      const fg::DType dtype = flat_size == 1   ? fg::DType::UInt8
                               : flat_size == 2 ? fg::DType::Float16
                               : flat_size == 4 ? fg::DType::Float32
                                                : fg::DType::Float64;
       const auto copies = chain(sizes, dtype);
-      const TileParams params{static_cast<std::int64_t>(64 + rng() % 2000), static_cast<std::int64_t>(rng() % 64)};
+      const TileParams params{static_cast<std::int64_t>(64 + rng() % 2000),
+                              static_cast<std::int64_t>(rng() % 64)};
       const auto tiles = fg::detail::build_tiles(copies, total, flat_size, params);
       expect_exact_cover(all_pieces(tiles, copies), copies, total);
       expect_balanced(tiles, copies, flat_size, params);
@@ -323,7 +326,8 @@ TEST(Split, ShortAndEmptyPieces) {
 // vectorized exactly when its packs are aligned too. Then every lane assignment visits each
 // element exactly once.
 TEST(Split, ExhaustiveAlignmentsAndDistribution) {
-  const int size_pairs[][2] = {{1, 1}, {2, 2}, {4, 4}, {8, 8}, {2, 4}, {4, 2}, {4, 8}, {8, 4}, {2, 8}, {8, 2}};
+  const int size_pairs[][2] = {{1, 1}, {2, 2}, {4, 4}, {8, 8}, {2, 4},
+                               {4, 2}, {4, 8}, {8, 4}, {2, 8}, {8, 2}};
   for (const auto& pair : size_pairs) {
     const int ss = pair[0], ds = pair[1];
     const int k = fg::detail::pack_elements(ss, ds);
@@ -351,14 +355,15 @@ TEST(Split, ExhaustiveAlignmentsAndDistribution) {
             fg::detail::distribute<32, 4>(
                 s, lane, [&](std::int64_t j) { ++visits[static_cast<std::size_t>(j)]; },
                 [&](std::int64_t p0) {
-                  for (int u = 0; u < 4; ++u) {
-                    const std::int64_t p = p0 + 32 * u;
-                    if (p >= s.packs) continue;
-                    for (int e = 0; e < k; ++e) ++visits[static_cast<std::size_t>(s.head + p * k + e)];
-                  }
+              for (int u = 0; u < 4; ++u) {
+                const std::int64_t p = p0 + 32 * u;
+                if (p >= s.packs) continue;
+                for (int e = 0; e < k; ++e) ++visits[static_cast<std::size_t>(s.head + p * k + e)];
+              }
                 });
           }
-          for (std::int64_t j = 0; j < n; ++j) ASSERT_EQ(visits[static_cast<std::size_t>(j)], 1) << "element " << j;
+          for (std::int64_t j = 0; j < n; ++j)
+            ASSERT_EQ(visits[static_cast<std::size_t>(j)], 1) << "element " << j;
         }
       }
     }
@@ -381,11 +386,11 @@ TEST(StridedCursor, MatchesElementOffset) {
     std::int64_t strides[4];
   };
   const Case cases[] = {
-      {2, {17, 33}, {1, 17}},                 // a transposed 33 x 17 matrix
-      {3, {8, 25, 3}, {75, 1, 25}},           // channels_last after merging H and W
-      {2, {5, 4}, {12, 3}},                   // a sliced (every third column) view
-      {1, {9, 0}, {7, 0}},                    // one dimension, stride 7
-      {4, {2, 3, 4, 5}, {1, 2, 6, 24}},       // reversed strides
+      {2, {17, 33}, {1, 17}},            // a transposed 33 x 17 matrix
+      {3, {8, 25, 3}, {75, 1, 25}},      // channels_last after merging H and W
+      {2, {5, 4}, {12, 3}},              // a sliced (every third column) view
+      {1, {9, 0}, {7, 0}},               // one dimension, stride 7
+      {4, {2, 3, 4, 5}, {1, 2, 6, 24}},  // reversed strides
   };
   for (const Case& c : cases) {
     CopyDesc d;
@@ -401,7 +406,8 @@ TEST(StridedCursor, MatchesElementOffset) {
     std::vector<std::int64_t> index(static_cast<std::size_t>(c.ndim), 0);
     for (std::int64_t i = 0; i < d.numel; ++i) {
       std::int64_t expected = 0;
-      for (int k = 0; k < c.ndim; ++k) expected += index[static_cast<std::size_t>(k)] * c.strides[k];
+      for (int k = 0; k < c.ndim; ++k)
+        expected += index[static_cast<std::size_t>(k)] * c.strides[k];
       ASSERT_EQ(fg::detail::element_offset(d, i), expected) << "i " << i;
       // A cursor started anywhere before i and advanced to i agrees.
       const std::int64_t start = i / 3;
@@ -445,8 +451,8 @@ void fill_random(char* p, std::int64_t n, fg::DType dtype, std::mt19937_64& rng)
     char* e = p + i * es;
     if (fg::dtype_is_floating(dtype)) {
       double v = normal(rng);
-      if (i % 17 == 3) v = 1e-42;          // subnormal in float32, zero in float16
-      if (i % 23 == 5) v = 70000.0;        // float16 overflow
+      if (i % 17 == 3) v = 1e-42;            // subnormal in float32, zero in float16
+      if (i % 23 == 5) v = 70000.0;          // float16 overflow
       if (i % 29 == 7) v = 1.0 + 1.0 / 256;  // bfloat16 tie
       fg::dispatch_floating(dtype, [&](auto tag) {
         using T = decltype(tag);
@@ -524,7 +530,8 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
     cursor += d.numel;
   }
   const std::int64_t flat_numel = cursor;
-  const fg::detail::HostTable table = fg::detail::build_host_table(copies, flat_numel, sc.flat_dtype, sc.params);
+  const fg::detail::HostTable table =
+      fg::detail::build_host_table(copies, flat_numel, sc.flat_dtype, sc.params);
 
   auto run = [&](Op op, char* flat, double alpha) {
     fg::detail::KernelArgs a;
@@ -574,7 +581,8 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
   std::vector<char> want(static_cast<std::size_t>(flat_numel * fs), 0);
   for (const CopyDesc& d : copies) {
     if (!d.data || d.numel == 0) continue;
-    const std::vector<char> cast = fgtest::torch_cast(elements_of(d).data(), d.numel, d.dtype, sc.flat_dtype);
+    const std::vector<char> cast =
+        fgtest::torch_cast(elements_of(d).data(), d.numel, d.dtype, sc.flat_dtype);
     std::memcpy(want.data() + d.flat_offset * fs, cast.data(), cast.size());
   }
   fg_emulation::counts() = {};
@@ -582,8 +590,10 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
   gather_counts = fg_emulation::counts();
   EXPECT_EQ(fg_emulation::counts().misaligned, 0);
   EXPECT_EQ(std::memcmp(flat, want.data(), want.size()), 0) << "gather differs";
-  for (std::int64_t b = 0; b < sc.flat_shift * fs; ++b) EXPECT_EQ(flat_buffer.bytes()[b], static_cast<char>(0xA5));
-  for (std::int64_t b = 0; b < 4 * fs; ++b) EXPECT_EQ(flat[flat_numel * fs + b], static_cast<char>(0xA5));
+  for (std::int64_t b = 0; b < sc.flat_shift * fs; ++b)
+    EXPECT_EQ(flat_buffer.bytes()[b], static_cast<char>(0xA5));
+  for (std::int64_t b = 0; b < 4 * fs; ++b)
+    EXPECT_EQ(flat[flat_numel * fs + b], static_cast<char>(0xA5));
 
   // scatter a new flat into poisoned tensors; scatter_add on top
   fill_random(flat, flat_numel, sc.flat_dtype, rng);
@@ -595,7 +605,8 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
       if (!d.data) continue;
       const int es = fg::dtype_size(d.dtype);
       if (!add) {
-        for (std::int64_t i = 0; i < d.numel; ++i) std::memset(tensor_element(d, i), 0x5A, static_cast<std::size_t>(es));
+        for (std::int64_t i = 0; i < d.numel; ++i)
+          std::memset(tensor_element(d, i), 0x5A, static_cast<std::size_t>(es));
       }
       const char* segment = flat + d.flat_offset * fs;
       expect.push_back(add ? fgtest::torch_add_scaled(elements_of(d).data(), d.dtype, segment,
@@ -610,8 +621,10 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
       if (!d.data) continue;
       const int es = fg::dtype_size(d.dtype);
       for (std::int64_t i = 0; i < d.numel; ++i) {
-        if (std::memcmp(tensor_element(d, i), expect[k].data() + i * es, static_cast<std::size_t>(es)) != 0) {
-          ADD_FAILURE() << (add ? "scatter_add" : "scatter") << " differs at segment " << d.segment << " element " << i;
+        if (std::memcmp(tensor_element(d, i), expect[k].data() + i * es,
+                        static_cast<std::size_t>(es)) != 0) {
+          ADD_FAILURE() << (add ? "scatter_add" : "scatter") << " differs at segment " << d.segment
+                        << " element " << i;
           return gather_counts;
         }
       }
@@ -623,13 +636,13 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
 
 std::vector<TensorSpec> sample_specs(fg::DType dtype, bool strided) {
   std::vector<TensorSpec> t = {
-      {dtype, {7}, {}, 0},    {dtype, {1}, {}, 1},     {dtype, {0}, {}, 0},       {dtype, {100}, {}, 3},
-      {dtype, {1000}, {}, 0}, {dtype, {333}, {}, 5},   {dtype, {4096}, {}, 1},    {dtype, {2}, {}, 2},
+      {dtype, {7}, {}, 0},    {dtype, {1}, {}, 1},   {dtype, {0}, {}, 0},    {dtype, {100}, {}, 3},
+      {dtype, {1000}, {}, 0}, {dtype, {333}, {}, 5}, {dtype, {4096}, {}, 1}, {dtype, {2}, {}, 2},
   };
   if (strided) {
-    t.push_back({dtype, {33, 17}, {1, 33}, 0});       // transposed
+    t.push_back({dtype, {33, 17}, {1, 33}, 0});              // transposed
     t.push_back({dtype, {2, 5, 7, 3}, {105, 1, 15, 5}, 1});  // channels_last, odd offset
-    t.push_back({dtype, {10, 4}, {12, 3}, 2});        // sliced
+    t.push_back({dtype, {10, 4}, {12, 3}, 2});               // sliced
   }
   return t;
 }
@@ -637,9 +650,10 @@ std::vector<TensorSpec> sample_specs(fg::DType dtype, bool strided) {
 }  // namespace
 
 TEST(EmulatedKernels, EveryDtypePairOddAlignmentsStrided) {
-  const fg::DType floats[] = {fg::DType::Float32, fg::DType::Float16, fg::DType::BFloat16, fg::DType::Float64};
-  const fg::DType others[] = {fg::DType::Int8, fg::DType::UInt8, fg::DType::Int16, fg::DType::Int32,
-                              fg::DType::Int64, fg::DType::Bool};
+  const fg::DType floats[] = {fg::DType::Float32, fg::DType::Float16, fg::DType::BFloat16,
+                              fg::DType::Float64};
+  const fg::DType others[] = {fg::DType::Int8,  fg::DType::UInt8, fg::DType::Int16,
+                              fg::DType::Int32, fg::DType::Int64, fg::DType::Bool};
   std::vector<std::pair<fg::DType, fg::DType>> pairs;
   for (fg::DType t : floats) {
     for (fg::DType f : floats) pairs.emplace_back(t, f);
@@ -665,10 +679,12 @@ TEST(EmulatedKernels, EveryDtypePairOddAlignmentsStrided) {
 
 TEST(EmulatedKernels, MixedDtypesInOnePlan) {
   Scenario sc;
-  for (fg::DType t : {fg::DType::Float32, fg::DType::Float16, fg::DType::BFloat16, fg::DType::Float64}) {
+  for (fg::DType t :
+       {fg::DType::Float32, fg::DType::Float16, fg::DType::BFloat16, fg::DType::Float64}) {
     for (const TensorSpec& s : sample_specs(t, true)) sc.tensors.push_back(s);
   }
-  for (fg::DType f : {fg::DType::Float32, fg::DType::BFloat16, fg::DType::Float64, fg::DType::Float16}) {
+  for (fg::DType f :
+       {fg::DType::Float32, fg::DType::BFloat16, fg::DType::Float64, fg::DType::Float16}) {
     SCOPED_TRACE(fg::dtype_name(f));
     sc.flat_dtype = f;
     sc.params = TileParams{1024, 128};
@@ -739,10 +755,11 @@ TEST(EmulatedKernels, TinyTileBudgetsCutInsideCopies) {
   for (const std::int64_t budget : {1, 16, 40, 100}) {
     for (const bool streaming : {false, true}) {
       for (const auto& [tdt, fdt] : {std::pair{fg::DType::Float16, fg::DType::Float64},
-                                      std::pair{fg::DType::Float64, fg::DType::BFloat16},
-                                      std::pair{fg::DType::Int16, fg::DType::Int16}}) {
-        SCOPED_TRACE("budget " + std::to_string(budget) + (streaming ? " streaming " : " default ") +
-                     fg::dtype_name(tdt) + " -> " + fg::dtype_name(fdt));
+                                     std::pair{fg::DType::Float64, fg::DType::BFloat16},
+                                     std::pair{fg::DType::Int16, fg::DType::Int16}}) {
+        SCOPED_TRACE("budget " + std::to_string(budget) +
+                     (streaming ? " streaming " : " default ") + fg::dtype_name(tdt) + " -> " +
+                     fg::dtype_name(fdt));
         Scenario sc;
         sc.tensors = sample_specs(tdt, true);
         sc.flat_dtype = fdt;
@@ -760,13 +777,15 @@ TEST(Tuning, OverridesApplyAndBadSpecsThrow) {
   fg::detail::Tuning t = fg::detail::tuning_for(9, 0);
   EXPECT_EQ(t.tiles.tile_bytes, 32 * 1024);
   EXPECT_EQ(fg::detail::tuning_for(8, 0).tiles.tile_bytes, 16 * 1024);
-  fg::detail::apply_tuning_overrides(t, "tile=64,copy_cost=8,streaming=-1,block=128,blocks_per_sm=4");
+  fg::detail::apply_tuning_overrides(t,
+                                     "tile=64,copy_cost=8,streaming=-1,block=128,blocks_per_sm=4");
   EXPECT_EQ(t.tiles.tile_bytes, 64);
   EXPECT_EQ(t.tiles.copy_cost_bytes, 8);
   EXPECT_EQ(t.streaming_min_bytes, -1);
   EXPECT_EQ(t.block_threads, 128);
   EXPECT_EQ(t.max_blocks_per_sm, 4);
-  EXPECT_EQ(fg::detail::to_string(t), "block=128 blocks/SM<=4 tile=64B copy_cost=8B streaming=never");
+  EXPECT_EQ(fg::detail::to_string(t),
+            "block=128 blocks/SM<=4 tile=64B copy_cost=8B streaming=never");
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "tile=0"), "tile=0", "at least 1");
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "block=100"), "multiple of 32");
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "colour=3"), "unknown key 'colour'");

@@ -28,13 +28,15 @@ at::Tensor random_layout(std::mt19937& rng, at::ScalarType dtype) {
   const int kind = static_cast<int>(rng() % 8);
   auto dim = [&](int max) { return static_cast<int64_t>(1 + rng() % max); };
   switch (kind) {
-    case 0: return random_tensor({}, dtype);                        // 0-d scalar
-    case 1: return random_tensor({0, dim(4)}, dtype);               // empty
-    case 2: return random_tensor({dim(9), dim(3), dim(5), dim(5)}, dtype)
-                .contiguous(at::MemoryFormat::ChannelsLast);
-    case 3: return random_tensor({dim(40), dim(30)}, dtype).t();   // transposed
+    case 0: return random_tensor({}, dtype);           // 0-d scalar
+    case 1: return random_tensor({0, dim(4)}, dtype);  // empty
+    case 2:
+      return random_tensor({dim(9), dim(3), dim(5), dim(5)}, dtype)
+          .contiguous(at::MemoryFormat::ChannelsLast);
+    case 3: return random_tensor({dim(40), dim(30)}, dtype).t();  // transposed
     case 4: return random_tensor({dim(20), 2 * dim(20)}, dtype).slice(1, 0, c10::nullopt, 2);
-    case 5: return random_tensor({600}, dtype).narrow(0, 1 + rng() % 7, 1 + rng() % 500);  // odd offset
+    case 5:
+      return random_tensor({600}, dtype).narrow(0, 1 + rng() % 7, 1 + rng() % 500);  // odd offset
     case 6: return random_tensor({dim(6), dim(7), dim(8)}, dtype).permute({2, 0, 1});
     default: return random_tensor({dim(3000)}, dtype);
   }
@@ -51,7 +53,8 @@ TEST(Torch, RandomListsEqualCatOfReshape) {
     fgt::Plan plan = fgt::Plan::from_tensors(tensors);
     at::Tensor out = fgtest::poisoned(plan.numel(), dtype);
     plan.gather(out);
-    ASSERT_TRUE(bits_equal(out, reference_gather(tensors, dtype))) << "round " << round << " " << dtype;
+    ASSERT_TRUE(bits_equal(out, reference_gather(tensors, dtype)))
+        << "round " << round << " " << dtype;
     ASSERT_TRUE(bits_equal(plan.gather(), out));
 
     // scatter round trip into fresh destinations of the same layouts
@@ -60,7 +63,8 @@ TEST(Torch, RandomListsEqualCatOfReshape) {
     std::vector<at::Tensor> dest_refs = dest;
     fgt::Plan back = fgt::Plan::from_tensors(dest_refs);
     back.scatter(out);
-    for (std::size_t i = 0; i < tensors.size(); ++i) ASSERT_TRUE(bits_equal(dest[i], tensors[i])) << i;
+    for (std::size_t i = 0; i < tensors.size(); ++i)
+      ASSERT_TRUE(bits_equal(dest[i], tensors[i])) << i;
   }
 }
 
@@ -72,8 +76,10 @@ TEST(Torch, EveryFloatCastEqualsTo) {
           random_tensor({33, 17}, from),
           random_tensor({4, 3, 5, 5}, from).contiguous(at::MemoryFormat::ChannelsLast),
           random_tensor({100}, from).narrow(0, 3, 61),
-          torch::tensor(std::vector<double>{std::nan(""), HUGE_VAL, -HUGE_VAL, 1e30, -1e-30, 65519.9, 0.0, -0.0},
-                        at::kDouble).to(from)};
+          torch::tensor(std::vector<double>{std::nan(""), HUGE_VAL, -HUGE_VAL, 1e30, -1e-30,
+                                            65519.9, 0.0, -0.0},
+                        at::kDouble)
+              .to(from)};
       fgt::Options o;
       o.dtype = to;
       fgt::Plan plan = fgt::Plan::from_tensors(tensors, {}, o);
@@ -87,7 +93,8 @@ TEST(Torch, EveryFloatCastEqualsTo) {
       back.scatter(out);
       int64_t offset = 0;
       for (std::size_t i = 0; i < tensors.size(); ++i) {
-        const at::Tensor expected = out.narrow(0, offset, tensors[i].numel()).view(tensors[i].sizes()).to(from);
+        const at::Tensor expected =
+            out.narrow(0, offset, tensors[i].numel()).view(tensors[i].sizes()).to(from);
         ASSERT_TRUE(bits_equal(dest[i], expected)) << from << " <- " << to << " tensor " << i;
         offset += tensors[i].numel();
       }
@@ -98,8 +105,9 @@ TEST(Torch, EveryFloatCastEqualsTo) {
 TEST(Torch, ScatterAddMatchesAddWithAlpha) {
   torch::manual_seed(8);
   // Same dtype: p.add_(update.view_as(p), alpha), the L-BFGS _add_grad loop.
-  std::vector<at::Tensor> params = {random_tensor({64, 32}, at::kFloat), random_tensor({32}, at::kFloat),
-                                    random_tensor({10, 3, 3, 3}, at::kFloat).contiguous(at::MemoryFormat::ChannelsLast)};
+  std::vector<at::Tensor> params = {
+      random_tensor({64, 32}, at::kFloat), random_tensor({32}, at::kFloat),
+      random_tensor({10, 3, 3, 3}, at::kFloat).contiguous(at::MemoryFormat::ChannelsLast)};
   std::vector<at::Tensor> expected;
   for (const auto& p : params) expected.push_back(p.clone());
   fgt::Plan plan = fgt::Plan::from_tensors(params);
@@ -109,11 +117,12 @@ TEST(Torch, ScatterAddMatchesAddWithAlpha) {
   for (std::size_t i = 0; i < params.size(); ++i) {
     const int64_t n = params[i].numel();
     // one rounding: fma(alpha, u, p), as LibTorch's vectorized add with alpha
-    const at::Tensor ref =
-        (expected[i].to(at::kDouble) + 0.37f * update.narrow(0, offset, n).view_as(params[i]).to(at::kDouble))
-            .to(at::kFloat);
+    const at::Tensor ref = (expected[i].to(at::kDouble) +
+                            0.37f * update.narrow(0, offset, n).view_as(params[i]).to(at::kDouble))
+                               .to(at::kFloat);
     EXPECT_TRUE(bits_equal(params[i], ref)) << i;
-    EXPECT_TRUE(at::allclose(params[i], expected[i].add(update.narrow(0, offset, n).view_as(params[i]), 0.37),
+    EXPECT_TRUE(at::allclose(params[i],
+                             expected[i].add(update.narrow(0, offset, n).view_as(params[i]), 0.37),
                              1e-6, 1e-6));
     offset += n;
   }
@@ -126,14 +135,16 @@ TEST(Torch, ScatterAddMatchesAddWithAlpha) {
     fgt::Plan lp = fgt::Plan::from_tensors({p}, {}, o);
     const at::Tensor u = at::randn({1000});
     lp.scatter_add(u, -2.5);
-    const at::Tensor ref = (p0.to(at::kDouble) + double(-2.5f) * u.to(at::kDouble)).to(at::kFloat).to(low);
+    const at::Tensor ref =
+        (p0.to(at::kDouble) + double(-2.5f) * u.to(at::kDouble)).to(at::kFloat).to(low);
     EXPECT_TRUE(bits_equal(p, ref)) << low;
   }
 }
 
 TEST(Torch, LargeTensorsAndAlignment) {
   torch::manual_seed(9);
-  std::vector<at::Tensor> tensors = {random_tensor({25'000'000}, at::kFloat), random_tensor({3}, at::kFloat),
+  std::vector<at::Tensor> tensors = {random_tensor({25'000'000}, at::kFloat),
+                                     random_tensor({3}, at::kFloat),
                                      random_tensor({5000, 301}, at::kFloat).t()};
   fgt::Options o;
   o.align_bytes = 256;
@@ -150,7 +161,8 @@ TEST(Torch, LargeTensorsAndAlignment) {
 }
 
 TEST(Torch, ViewsShareTheFlatBuffer) {
-  std::vector<at::Tensor> tensors = {random_tensor({4, 5}, at::kFloat), random_tensor({7}, at::kFloat)};
+  std::vector<at::Tensor> tensors = {random_tensor({4, 5}, at::kFloat),
+                                     random_tensor({7}, at::kFloat)};
   fgt::Options o;
   o.align_bytes = 64;
   fgt::Plan plan = fgt::Plan::from_tensors(tensors, {"w", "b"}, o);
@@ -170,7 +182,8 @@ TEST(Torch, ViewsShareTheFlatBuffer) {
 TEST(Torch, TiedTensorsAppearOnce) {
   at::Tensor shared = random_tensor({6, 4}, at::kFloat);
   at::Tensor other = random_tensor({5}, at::kFloat);
-  fgt::Plan plan = fgt::Plan::from_tensors({shared, other, shared}, {"embed.weight", "bias", "head.weight"});
+  fgt::Plan plan =
+      fgt::Plan::from_tensors({shared, other, shared}, {"embed.weight", "bias", "head.weight"});
   EXPECT_EQ(plan.numel(), 29);
   EXPECT_EQ(plan.layout().segments()[0].aliases, std::vector<std::string>{"head.weight"});
   EXPECT_TRUE(bits_equal(plan.gather(), reference_gather({shared, other}, at::kFloat)));
@@ -201,10 +214,12 @@ TEST(Torch, ScatterBumpsVersionCountersOncePerTensor) {
 }
 
 TEST(Torch, FreeFunctions) {
-  std::vector<at::Tensor> tensors = {random_tensor({3, 3}, at::kDouble), random_tensor({2}, at::kDouble)};
+  std::vector<at::Tensor> tensors = {random_tensor({3, 3}, at::kDouble),
+                                     random_tensor({2}, at::kDouble)};
   const at::Tensor flat = flatgather::torch::gather(tensors);
   EXPECT_TRUE(bits_equal(flat, reference_gather(tensors, at::kDouble)));
-  std::vector<at::Tensor> dest = {fgtest::poisoned_like(tensors[0]), fgtest::poisoned_like(tensors[1])};
+  std::vector<at::Tensor> dest = {fgtest::poisoned_like(tensors[0]),
+                                  fgtest::poisoned_like(tensors[1])};
   flatgather::torch::scatter(flat, dest);
   EXPECT_TRUE(bits_equal(dest[0], tensors[0]));
   EXPECT_TRUE(bits_equal(dest[1], tensors[1]));
@@ -212,12 +227,19 @@ TEST(Torch, FreeFunctions) {
 
 TEST(Torch, BadInputsGetClearErrors) {
   at::Tensor w = random_tensor({4, 4}, at::kFloat);
-  EXPECT_THROW_MSG(fgt::Plan::from_tensors({w, at::Tensor()}, {"w", "ghost"}), "'ghost'", "undefined");
-  EXPECT_THROW_MSG(fgt::Plan::from_tensors({w.to_sparse()}, {"sparse"}), "'sparse'", "Sparse", "dense");
-  EXPECT_THROW_MSG(fgt::Plan::from_tensors({at::randn({3}, at::kComplexFloat)}, {"z"}), "'z'", "complex");
-  EXPECT_THROW_MSG(fgt::Plan::from_tensors({at::quantize_per_tensor(w, 0.1, 0, at::kQInt8)}, {"q"}), "'q'", "quantized");
-  EXPECT_THROW_MSG(fgt::Plan::from_tensors({at::empty({3}, at::TensorOptions().device(at::kMeta))}, {"m"}), "'m'", "meta");
-  EXPECT_THROW_MSG(fgt::Plan::from_tensors({w, w.to(at::kHalf)}, {"w", "h"}), "mixed dtypes", "'h'", "float16");
+  EXPECT_THROW_MSG(fgt::Plan::from_tensors({w, at::Tensor()}, {"w", "ghost"}), "'ghost'",
+                   "undefined");
+  EXPECT_THROW_MSG(fgt::Plan::from_tensors({w.to_sparse()}, {"sparse"}), "'sparse'", "Sparse",
+                   "dense");
+  EXPECT_THROW_MSG(fgt::Plan::from_tensors({at::randn({3}, at::kComplexFloat)}, {"z"}), "'z'",
+                   "complex");
+  EXPECT_THROW_MSG(fgt::Plan::from_tensors({at::quantize_per_tensor(w, 0.1, 0, at::kQInt8)}, {"q"}),
+                   "'q'", "quantized");
+  EXPECT_THROW_MSG(
+      fgt::Plan::from_tensors({at::empty({3}, at::TensorOptions().device(at::kMeta))}, {"m"}),
+      "'m'", "meta");
+  EXPECT_THROW_MSG(fgt::Plan::from_tensors({w, w.to(at::kHalf)}, {"w", "h"}), "mixed dtypes", "'h'",
+                   "float16");
   EXPECT_THROW_MSG(fgt::Plan::from_tensors({}), "empty selection");
   EXPECT_THROW_MSG(fgt::Plan::from_tensors({w}, {"a", "b"}), "2 names for 1 tensors");
 
@@ -263,9 +285,10 @@ TEST(Torch, ConcurrentCallsOnOnePlan) {
   std::vector<at::Tensor> outs;
   for (int t = 0; t < 4; ++t) outs.push_back(fgtest::poisoned(plan.numel(), at::kFloat));
   std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t) threads.emplace_back([&, t] {
-    for (int rep = 0; rep < 20; ++rep) plan.gather(outs[t]);
-  });
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int rep = 0; rep < 20; ++rep) plan.gather(outs[t]);
+    });
   for (auto& th : threads) th.join();
   for (const auto& o : outs) EXPECT_TRUE(bits_equal(o, expected));
 }

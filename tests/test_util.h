@@ -26,8 +26,9 @@ inline bool gpu_required() {
 }
 
 /// A CPU tensor descriptor for the core API (strides empty: contiguous).
-inline flatgather::TensorRef ref(void* data, flatgather::DType dtype, std::vector<std::int64_t> sizes,
-                                 std::string name, std::vector<std::int64_t> strides = {}) {
+inline flatgather::TensorRef ref(void* data, flatgather::DType dtype,
+                                 std::vector<std::int64_t> sizes, std::string name,
+                                 std::vector<std::int64_t> strides = {}) {
   flatgather::TensorRef t;
   t.data = data;
   t.dtype = dtype;
@@ -41,28 +42,28 @@ inline flatgather::TensorRef ref(void* data, flatgather::DType dtype, std::vecto
 
 /// Skips the current test with `reason` (anything streamable) for want of a CUDA device, or
 /// fails it when the run demands a GPU (fgtest::gpu_required()). Use in a void function.
-#define FG_SKIP_WITHOUT_GPU(reason)                                                      \
-  do {                                                                                \
-    if (::fgtest::gpu_required()) {                                                   \
-      FAIL() << "FLATGATHER_REQUIRE_GPU=1 but " << reason;                            \
-    } else {                                                                          \
-      GTEST_SKIP() << reason;                                                         \
-    }                                                                                 \
+#define FG_SKIP_WITHOUT_GPU(reason)                        \
+  do {                                                     \
+    if (::fgtest::gpu_required()) {                        \
+      FAIL() << "FLATGATHER_REQUIRE_GPU=1 but " << reason; \
+    } else {                                               \
+      GTEST_SKIP() << reason;                              \
+    }                                                      \
   } while (false)
 
 /// Expects `statement` to throw flatgather::Error whose message contains every one of the
 /// given substrings.
-#define EXPECT_THROW_MSG(statement, ...)                                              \
-  do {                                                                                \
-    bool fg_thrown_ = false;                                                          \
-    try {                                                                             \
-      statement;                                                                      \
-    } catch (const flatgather::Error& e) {                                            \
-      fg_thrown_ = true;                                                              \
-      for (const char* fg_part_ : {__VA_ARGS__}) {                                    \
-        EXPECT_NE(std::string(e.what()).find(fg_part_), std::string::npos)            \
-            << "message \"" << e.what() << "\" lacks \"" << fg_part_ << "\"";         \
-      }                                                                               \
-    }                                                                                 \
-    EXPECT_TRUE(fg_thrown_) << #statement " did not throw flatgather::Error";          \
+#define EXPECT_THROW_MSG(statement, ...)                                      \
+  do {                                                                        \
+    bool fg_thrown_ = false;                                                  \
+    try {                                                                     \
+      statement;                                                              \
+    } catch (const flatgather::Error& e) {                                    \
+      fg_thrown_ = true;                                                      \
+      for (const char* fg_part_ : {__VA_ARGS__}) {                            \
+        EXPECT_NE(std::string(e.what()).find(fg_part_), std::string::npos)    \
+            << "message \"" << e.what() << "\" lacks \"" << fg_part_ << "\""; \
+      }                                                                       \
+    }                                                                         \
+    EXPECT_TRUE(fg_thrown_) << #statement " did not throw flatgather::Error"; \
   } while (false)

@@ -27,10 +27,23 @@ inline at::Tensor random_tensor(at::IntArrayRef sizes, at::ScalarType dtype) {
 /// narrow types sprinkled in (in one call of three).
 inline at::Tensor random_with_specials(std::mt19937_64& rng, std::int64_t n, at::ScalarType dtype) {
   if (!at::isFloatingType(dtype)) return random_tensor({n}, dtype);
-  at::Tensor d = at::randn({n}, at::kDouble).mul_(std::ldexp(1.0, static_cast<int>(rng() % 12) - 4));
-  static const double kSpecial[] = {std::nan(""), INFINITY, -INFINITY, -0.0, 65504.0, 65520.0,
-                                    -65536.0, 1e-8, 5.9604644775390625e-8, 1e-40, 3.4e38, 1e39,
-                                    1.0000001, 3.0 * std::ldexp(1.0, -150), 0.1};
+  at::Tensor d =
+      at::randn({n}, at::kDouble).mul_(std::ldexp(1.0, static_cast<int>(rng() % 12) - 4));
+  static const double kSpecial[] = {std::nan(""),
+                                    INFINITY,
+                                    -INFINITY,
+                                    -0.0,
+                                    65504.0,
+                                    65520.0,
+                                    -65536.0,
+                                    1e-8,
+                                    5.9604644775390625e-8,
+                                    1e-40,
+                                    3.4e38,
+                                    1e39,
+                                    1.0000001,
+                                    3.0 * std::ldexp(1.0, -150),
+                                    0.1};
   if (n > 0 && rng() % 3 == 0) {
     auto* p = d.data_ptr<double>();
     const int count = 1 + static_cast<int>(rng() % 8);
@@ -124,13 +137,16 @@ inline at::Tensor poisoned_like(const at::Tensor& t) {
 /// ZeroFill placeholders) are really written. `Plan`: flatgather::torch::Plan.
 template <class Plan>
 at::Tensor gather_poisoned(const Plan& plan) {
-  at::Tensor out = poison_(at::empty({plan.numel()}, at::TensorOptions(plan.dtype()).device(plan.device())));
+  at::Tensor out =
+      poison_(at::empty({plan.numel()}, at::TensorOptions(plan.dtype()).device(plan.device())));
   plan.gather(out);
   return out;
 }
 
 /// The bytes of `t` in its logical element order.
-inline at::Tensor bytes_of(const at::Tensor& t) { return t.contiguous().reshape(-1).view(at::kByte); }
+inline at::Tensor bytes_of(const at::Tensor& t) {
+  return t.contiguous().reshape(-1).view(at::kByte);
+}
 
 /// The reference byte buffer (NOTE: [byte plans]), built without the library: each tensor's
 /// bytes at the next multiple of max(align, element size), zeros between and after.

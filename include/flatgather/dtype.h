@@ -45,8 +45,7 @@ FG_HOST_DEVICE constexpr int dtype_size(DType t) {
 
 /// True for float32, float16, bfloat16 and float64.
 FG_HOST_DEVICE constexpr bool dtype_is_floating(DType t) {
-  return t == DType::Float32 || t == DType::Float16 || t == DType::BFloat16 ||
-         t == DType::Float64;
+  return t == DType::Float32 || t == DType::Float16 || t == DType::BFloat16 || t == DType::Float64;
 }
 
 /// True when a tensor of `from` can be gathered into (and scattered back from) a flat buffer

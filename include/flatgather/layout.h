@@ -15,9 +15,9 @@ namespace flatgather {
 struct Segment {
   std::string name;
   std::vector<std::string> aliases;
-  DType dtype = DType::Float32;          ///< the tensor's own dtype
+  DType dtype = DType::Float32;  ///< the tensor's own dtype
   std::vector<std::int64_t> shape;
-  std::int64_t offset = 0;               ///< first element in the flat buffer
+  std::int64_t offset = 0;  ///< first element in the flat buffer
   std::int64_t numel = 0;
 
   friend bool operator==(const Segment& a, const Segment& b);

@@ -45,9 +45,9 @@ struct PlanOptions {
   std::int64_t align_bytes = 0;
   /// CPU threads for gather and scatter; 0 uses OpenMP's current default (OMP_NUM_THREADS,
   /// else the number of cores; inside a LibTorch process, LibTorch sets it to its intra-op
-  /// thread count, at::get_num_threads(), which counts physical cores). Copies below 256 KiB always run on the calling thread, and so does a
-  /// call made from inside another OpenMP parallel region, so LibTorch's own pool is never
-  /// oversubscribed.
+  /// thread count, at::get_num_threads(), which counts physical cores). Copies below 256 KiB always
+  /// run on the calling thread, and so does a call made from inside another OpenMP parallel region,
+  /// so LibTorch's own pool is never oversubscribed.
   int num_threads = 0;
   /// Streaming stores on the CPU (ignored on CUDA). For benchmarks and tests; Auto is right
   /// for almost everyone.
@@ -60,8 +60,8 @@ struct PlanOptions {
 ///
 ///   plan.scatter_add(flat, n, flatgather::Factor::device(d_alpha));
 struct Factor {
-  double value = 1.0;               ///< used when `d_value` is null
-  const float* d_value = nullptr;   ///< one float32 on the plan's device (host memory on CPU)
+  double value = 1.0;              ///< used when `d_value` is null
+  const float* d_value = nullptr;  ///< one float32 on the plan's device (host memory on CPU)
 
   Factor() = default;
   Factor(double v) : value(v) {}  // NOLINT(google-explicit-constructor): a number is a Factor
@@ -181,8 +181,8 @@ class Plan {
   void rebind(const std::vector<std::pair<std::size_t, void*>>& changes,
               cudaStream_t stream = nullptr);
 
-  /// The executor's name and tuning, e.g. "cpu (threads=2, tasks=40, task_bytes=262144, loops=avx2+fma,
-  /// streaming=off)".
+  /// The executor's name and tuning, e.g. "cpu (threads=2, tasks=40, task_bytes=262144,
+  /// loops=avx2+fma, streaming=off)".
   std::string describe() const;
 
  private:

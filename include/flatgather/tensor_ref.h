@@ -33,12 +33,12 @@ std::string to_string(const Device& d);
 ///
 ///   TensorRef w{ptr, DType::Float32, {5, 10}, {10, 1}, Device::cpu(), "linear1.weight"};
 struct TensorRef {
-  void* data = nullptr;          ///< element [0, ..., 0]: storage plus offset
+  void* data = nullptr;  ///< element [0, ..., 0]: storage plus offset
   DType dtype = DType::Float32;
   std::vector<std::int64_t> sizes;    ///< empty for a 0-d scalar
   std::vector<std::int64_t> strides;  ///< in elements; empty means contiguous row-major
   Device device;
-  std::string name;              ///< used in the layout, the manifest and every error message
+  std::string name;  ///< used in the layout, the manifest and every error message
   /// A placeholder for a missing tensor (an undefined gradient under the zero-fill policy):
   /// gather writes zeros for it, scatter and scatter_add skip it. `data` must be null.
   bool zero_fill = false;

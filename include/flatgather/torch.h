@@ -37,8 +37,8 @@ struct Selection {
     Weights,  ///< tensors whose last name component contains "weight"
     Biases,   ///< tensors whose last name component contains "bias"
   };
-  bool parameters = true;   ///< include parameters
-  bool buffers = false;     ///< include buffers (running_mean, ...)
+  bool parameters = true;  ///< include parameters
+  bool buffers = false;    ///< include buffers (running_mean, ...)
   /// Use the parameters' gradients instead of their values (buffers have none; combining
   /// grads with buffers is an error).
   bool grads = false;
@@ -93,19 +93,19 @@ struct Factor {
   at::Tensor tensor;  ///< used instead of `value` when defined
 
   Factor() = default;
-  Factor(double v) : value(v) {}                   // NOLINT(google-explicit-constructor)
-  Factor(at::Tensor t) : tensor(std::move(t)) {}   // NOLINT(google-explicit-constructor)
+  Factor(double v) : value(v) {}                  // NOLINT(google-explicit-constructor)
+  Factor(at::Tensor t) : tensor(std::move(t)) {}  // NOLINT(google-explicit-constructor)
 };
 
 /// What Plan::gather computes in the same pass (NOTE: [gather statistics] in src/stats.h).
 ///
 ///   StatsOptions o; o.scale = inv_scale; o.check_finite = true; o.max_norm = 1.0;
 struct StatsOptions {
-  Factor scale;                   ///< written values are cast(source * scale)
-  bool norm = false;              ///< L2 norm of the written values
-  bool tensor_norms = false;      ///< one L2 norm per segment (names() order)
-  bool check_finite = false;      ///< found_inf: 1.0 when any source value is NaN or inf
-  std::optional<double> max_norm; ///< clip_coef = min(1, max_norm / (norm + 1e-6))
+  Factor scale;                    ///< written values are cast(source * scale)
+  bool norm = false;               ///< L2 norm of the written values
+  bool tensor_norms = false;       ///< one L2 norm per segment (names() order)
+  bool check_finite = false;       ///< found_inf: 1.0 when any source value is NaN or inf
+  std::optional<double> max_norm;  ///< clip_coef = min(1, max_norm / (norm + 1e-6))
 };
 
 /// Results of a gather with statistics: float32 tensors on the plan's device, written on its

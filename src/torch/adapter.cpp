@@ -66,7 +66,9 @@ cudaStream_t current_stream(const at::Device& device) {
   return c10::cuda::getCurrentCUDAStream(device.index()).stream();
 }
 #else
-cudaStream_t current_stream(const at::Device&) { return nullptr; }
+cudaStream_t current_stream(const at::Device&) {
+  return nullptr;
+}
 #endif
 
 }  // namespace
@@ -85,7 +87,8 @@ DType to_dtype(at::ScalarType t) {
     case at::kBool: return DType::Bool;
     default: break;
   }
-  FG_CHECK(false, "dtype " << c10::toString(t) << " is not supported; supported: " << dtype_valid_names());
+  FG_CHECK(false,
+           "dtype " << c10::toString(t) << " is not supported; supported: " << dtype_valid_names());
   return DType::Float32;
 }
 
@@ -107,9 +110,9 @@ at::ScalarType to_scalar_type(DType t) {
 
 struct Plan::State {
   flatgather::Plan core;
-  std::vector<std::string> names;      // per planned tensor
-  std::vector<at::Tensor> tensors;     // as planned (gradients: as of the last call)
-  std::vector<at::Tensor> params;      // gradients only: whose .grad() to read
+  std::vector<std::string> names;   // per planned tensor
+  std::vector<at::Tensor> tensors;  // as planned (gradients: as of the last call)
+  std::vector<at::Tensor> params;   // gradients only: whose .grad() to read
   bool grads = false;
   MissingGrad missing_grad = MissingGrad::Error;
   Options options;
@@ -157,11 +160,12 @@ struct Plan::State {
   void check_one(std::size_t i, std::vector<std::pair<std::size_t, void*>>& changes) const {
     const at::Tensor& now = tensors[i];
     const TensorRef& planned = core.tensors()[i];
-    const bool same_shape = now.sizes() == c10::IntArrayRef(planned.sizes) &&
-                            now.strides() == c10::IntArrayRef(planned.strides) &&
-                            now.scalar_type() == to_scalar_type(planned.dtype) &&
-                            now.device().type() == (planned.device.is_cuda() ? at::kCUDA : at::kCPU) &&
-                            (!now.is_cuda() || now.get_device() == planned.device.index);
+    const bool same_shape =
+        now.sizes() == c10::IntArrayRef(planned.sizes) &&
+        now.strides() == c10::IntArrayRef(planned.strides) &&
+        now.scalar_type() == to_scalar_type(planned.dtype) &&
+        now.device().type() == (planned.device.is_cuda() ? at::kCUDA : at::kCPU) &&
+        (!now.is_cuda() || now.get_device() == planned.device.index);
     FG_CHECK(same_shape, "tensor " << describe_tensor(names[i], now, options.spelling)
                                    << " changed since the plan was built (planned as "
                                    << flatgather::describe(planned)
@@ -192,12 +196,13 @@ struct Plan::State {
     FG_CHECK(flat.scalar_type() == to_scalar_type(want),
              op << ": the flat tensor has dtype "
                 << detail::dtype_spelling(flat.scalar_type(), options.spelling)
-                << " but the layout is " << dtype_name(want) << "; pass a " << dtype_name(want) << " tensor");
+                << " but the layout is " << dtype_name(want) << "; pass a " << dtype_name(want)
+                << " tensor");
     FG_CHECK(flat.device() == device, op << ": the flat tensor is on " << flat.device()
                                          << " but the plan's tensors are on " << device);
-    FG_CHECK(flat.numel() == core.layout().numel(),
-             op << ": the flat tensor has " << flat.numel() << " elements but the layout needs "
-                << core.layout().numel());
+    FG_CHECK(flat.numel() == core.layout().numel(), op << ": the flat tensor has " << flat.numel()
+                                                       << " elements but the layout needs "
+                                                       << core.layout().numel());
   }
 };
 
@@ -207,7 +212,8 @@ Plan Plan::from_tensors(const std::vector<at::Tensor>& tensors, std::vector<std:
            "got " << names.size() << " names for " << tensors.size()
                   << " tensors; give one name per tensor or none");
   if (names.empty()) {
-    for (std::size_t i = 0; i < tensors.size(); ++i) names.push_back("tensor[" + std::to_string(i) + "]");
+    for (std::size_t i = 0; i < tensors.size(); ++i)
+      names.push_back("tensor[" + std::to_string(i) + "]");
   }
   std::vector<TensorRef> refs;
   refs.reserve(tensors.size());
@@ -223,8 +229,7 @@ Plan Plan::make(std::vector<TensorRef> refs, std::vector<std::string> names,
   PlanOptions core_options;
   if (options.dtype) {
     FG_CHECK(detail::supported(*options.dtype),
-             "the flat dtype option is "
-                 << detail::dtype_spelling(*options.dtype, options.spelling)
+             "the flat dtype option is " << detail::dtype_spelling(*options.dtype, options.spelling)
                                          << ", which is not supported; use one of "
                                          << dtype_valid_names()
                                          << ", or leave it unset for the tensors' own dtype");
@@ -238,7 +243,8 @@ Plan Plan::make(std::vector<TensorRef> refs, std::vector<std::string> names,
   State& s = *plan.state_;
   s.core = flatgather::Plan::build(std::move(refs), core_options);
   s.first_tensor_of_segment.assign(s.core.layout().segments().size(), 0);
-  for (std::size_t i = tensors.size(); i-- > 0;) s.first_tensor_of_segment[s.core.segment_of(i)] = i;
+  for (std::size_t i = tensors.size(); i-- > 0;)
+    s.first_tensor_of_segment[s.core.segment_of(i)] = i;
   s.device = params.empty() ? tensors.at(0).device() : params[0].device();
   s.names = std::move(names);
   s.tensors = std::move(tensors);
@@ -251,8 +257,8 @@ Plan Plan::make(std::vector<TensorRef> refs, std::vector<std::string> names,
 
 Plan Plan::from_module(const ::torch::nn::Module& module, const Selection& selection,
                        const Options& options) {
-  return from_named(detail::walk_module(module, selection.parameters, selection.buffers),
-                    selection, options);
+  return from_named(detail::walk_module(module, selection.parameters, selection.buffers), selection,
+                    options);
 }
 
 Plan Plan::from_named(const std::vector<NamedTensor>& named, const Selection& selection,
@@ -285,27 +291,42 @@ Plan& Plan::operator=(Plan&&) noexcept = default;
 namespace {
 template <class S>
 S& checked(const std::shared_ptr<S>& s) {
-  FG_CHECK(s != nullptr, "this plan is empty (default-constructed or moved from); build one with "
-                         "Plan::from_tensors or Plan::from_module");
+  FG_CHECK(s != nullptr,
+           "this plan is empty (default-constructed or moved from); build one with "
+           "Plan::from_tensors or Plan::from_module");
   return *s;
 }
 }  // namespace
 
-const Layout& Plan::layout() const { return checked(state_).core.layout(); }
-at::ScalarType Plan::dtype() const { return to_scalar_type(layout().flat_dtype()); }
-at::Device Plan::device() const { return checked(state_).device; }
-std::int64_t Plan::numel() const { return layout().numel(); }
+const Layout& Plan::layout() const {
+  return checked(state_).core.layout();
+}
+at::ScalarType Plan::dtype() const {
+  return to_scalar_type(layout().flat_dtype());
+}
+at::Device Plan::device() const {
+  return checked(state_).device;
+}
+std::int64_t Plan::numel() const {
+  return layout().numel();
+}
 std::vector<std::string> Plan::names() const {
   std::vector<std::string> out;
   for (const Segment& s : layout().segments()) out.push_back(s.name);
   return out;
 }
-std::string Plan::manifest(int indent) const { return layout().to_json(indent); }
+std::string Plan::manifest(int indent) const {
+  return layout().to_json(indent);
+}
 void Plan::check_manifest(const std::string& json) const {
   layout().check_matches(Layout::from_json(json));
 }
-const flatgather::Plan& Plan::core() const { return checked(state_).core; }
-std::vector<at::Tensor> Plan::tensors() const { return checked(state_).tensors; }
+const flatgather::Plan& Plan::core() const {
+  return checked(state_).core;
+}
+std::vector<at::Tensor> Plan::tensors() const {
+  return checked(state_).tensors;
+}
 
 at::Tensor Plan::empty_flat() const {
   return at::empty({numel()}, at::TensorOptions().dtype(dtype()).device(device()));
@@ -351,7 +372,9 @@ cudaStream_t Plan::prepare_call(const at::Tensor& flat, const char* op) const {
   return stream;
 }
 
-void Plan::after_write() const { checked(state_).bump_versions(); }
+void Plan::after_write() const {
+  checked(state_).bump_versions();
+}
 
 std::vector<at::Tensor> Plan::views(const at::Tensor& flat) const {
   State& s = checked(state_);
@@ -367,8 +390,8 @@ std::vector<at::Tensor> Plan::views(const at::Tensor& flat) const {
     if (bytes) {  // typed views into a byte buffer (NOTE: [byte plans] in src/layout.cpp)
       const std::int64_t es = dtype_size(seg.dtype);
       FG_CHECK(reinterpret_cast<std::uintptr_t>(flat.data_ptr()) % es == 0,
-               "views: the byte buffer's data pointer is not a multiple of " << es
-                   << " bytes, the element size of tensor '" << seg.name
+               "views: the byte buffer's data pointer is not a multiple of "
+                   << es << " bytes, the element size of tensor '" << seg.name
                    << "'; use a flat tensor from empty_flat() or gather()");
       out.push_back(flat.narrow(0, seg.offset, seg.numel * es)
                         .view(to_scalar_type(seg.dtype))

@@ -82,14 +82,13 @@ void check_adoptable(const std::vector<std::string>& names, const std::vector<at
                                     "the flat dtype: convert the module to one dtype, leave "
                                     "the dtype option unset, or adopt the others separately "
                                     "(include/exclude)");
-    FG_CHECK(t.is_contiguous(),
-             "adopt: parameter " << who() << " is not contiguous (strides "
-                                 << t.strides()
-                                 << ", channels_last?); the flat buffer holds each parameter "
-                                    "in row-major order, as a plan does: "
-                                 << hint(spelling, "call p.set_data(p.contiguous()) first",
-                                         "call module.to(memory_format=torch.contiguous_format) "
-                                         "first"));
+    FG_CHECK(t.is_contiguous(), "adopt: parameter "
+                                    << who() << " is not contiguous (strides " << t.strides()
+                                    << ", channels_last?); the flat buffer holds each parameter "
+                                       "in row-major order, as a plan does: "
+                                    << hint(spelling, "call p.set_data(p.contiguous()) first",
+                                            "call module.to(memory_format=torch.contiguous_format) "
+                                            "first"));
     const c10::StorageImpl* storage = storage_of(t);
     if (storage == nullptr || t.numel() == 0 || storage == own) continue;
     const std::int64_t bytes = t.numel() * static_cast<std::int64_t>(t.element_size());
@@ -205,10 +204,9 @@ struct Adoption::State {
   // The adopted names' tensors in a fresh walk, in adoption order; throws if they differ.
   std::vector<at::Tensor> reselect(const std::vector<NamedTensor>& walk) const {
     detail::Selected now = detail::select(walk, selection, options.spelling);
-    FG_CHECK(now.names == names,
-             "adopt: the module's selection changed since it was adopted ("
-                 << now.names.size() << " tensors now, " << names.size()
-                 << " adopted); adopt it again instead of readopt");
+    FG_CHECK(now.names == names, "adopt: the module's selection changed since it was adopted ("
+                                     << now.names.size() << " tensors now, " << names.size()
+                                     << " adopted); adopt it again instead of readopt");
     return now.tensors;
   }
 };
@@ -219,8 +217,9 @@ Adoption::Adoption(Adoption&&) noexcept = default;
 Adoption& Adoption::operator=(Adoption&&) noexcept = default;
 
 Adoption::State& Adoption::state() const {
-  FG_CHECK(state_ != nullptr, "this adoption is empty (default-constructed or moved from); make "
-                              "one with flatgather::torch::adopt");
+  FG_CHECK(state_ != nullptr,
+           "this adoption is empty (default-constructed or moved from); make "
+           "one with flatgather::torch::adopt");
   return *state_;
 }
 
@@ -231,8 +230,9 @@ Adoption adopt(const ::torch::nn::Module& module, const Selection& selection,
 
 Adoption adopt_named(const std::vector<NamedTensor>& walk, const Selection& selection,
                      const AdoptOptions& options) {
-  FG_CHECK(!selection.grads, "adopt: the selection has grads = true; adopt selects parameters, "
-                             "set AdoptOptions::grads to adopt their gradients too");
+  FG_CHECK(!selection.grads,
+           "adopt: the selection has grads = true; adopt selects parameters, "
+           "set AdoptOptions::grads to adopt their gradients too");
   FG_CHECK(!selection.buffers && selection.parameters,
            "adopt: adopt takes parameters only; select parameters = true, buffers = false");
   Adoption adoption;
@@ -248,11 +248,21 @@ Adoption adopt_named(const std::vector<NamedTensor>& walk, const Selection& sele
   return adoption;
 }
 
-const at::Tensor& Adoption::flat() const { return state().flat; }
-const at::Tensor& Adoption::grad_flat() const { return state().grad_flat; }
-std::string Adoption::manifest(int indent) const { return state().plan.manifest(indent); }
-std::vector<std::string> Adoption::names() const { return state().names; }
-bool Adoption::released() const { return state().released; }
+const at::Tensor& Adoption::flat() const {
+  return state().flat;
+}
+const at::Tensor& Adoption::grad_flat() const {
+  return state().grad_flat;
+}
+std::string Adoption::manifest(int indent) const {
+  return state().plan.manifest(indent);
+}
+std::vector<std::string> Adoption::names() const {
+  return state().names;
+}
+bool Adoption::released() const {
+  return state().released;
+}
 
 std::vector<std::string> Adoption::check() const {
   const State& s = state();
@@ -274,7 +284,9 @@ std::vector<std::string> Adoption::check(const std::vector<NamedTensor>& walk) c
   return s.broken(current);
 }
 
-void Adoption::readopt() { state().adopt_all(); }
+void Adoption::readopt() {
+  state().adopt_all();
+}
 
 void Adoption::readopt(const std::vector<NamedTensor>& walk) {
   State& s = state();

@@ -64,14 +64,11 @@ struct ScriptAdoption : torch::CustomClassHolder {
   }
 };
 
-c10::intrusive_ptr<ScriptAdoption> adopt_op(std::vector<std::string> names,
-                                            const std::vector<at::Tensor>& tensors,
-                                            const c10::List<bool>& is_buffer,
-                                            std::vector<std::string> include,
-                                            std::vector<std::string> exclude, bool grads,
-                                            bool trainable_only,
-                                            c10::optional<at::ScalarType> dtype,
-                                            std::int64_t align_bytes) {
+c10::intrusive_ptr<ScriptAdoption> adopt_op(
+    std::vector<std::string> names, const std::vector<at::Tensor>& tensors,
+    const c10::List<bool>& is_buffer, std::vector<std::string> include,
+    std::vector<std::string> exclude, bool grads, bool trainable_only,
+    c10::optional<at::ScalarType> dtype, std::int64_t align_bytes) {
   return translate_errors([&] {
     fgt::Selection selection;
     selection.trainable_only = trainable_only;

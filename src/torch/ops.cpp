@@ -1,7 +1,7 @@
 // flatgather as PyTorch operators: TORCH_LIBRARY(flatgather, ...) and the TorchScript class
-// `torch.classes.flatgather.Plan`, both thin wrappers over the adapter (include/flatgather/torch.h).
-// Python loads this library with torch.ops.load_library (python/flatgather/_library.py); no
-// pybind11, no second build system.
+// `torch.classes.flatgather.Plan`, both thin wrappers over the adapter
+// (include/flatgather/torch.h). Python loads this library with torch.ops.load_library
+// (python/flatgather/_library.py); no pybind11, no second build system.
 //
 // NOTE: [operator registration]
 // Every operator is registered as a catch-all kernel (`m.def(schema, function)`), which the
@@ -89,14 +89,10 @@ struct ScriptPlan : torch::CustomClassHolder {
     translate_errors([&] { plan.gather(out); });
   }
   void scatter(const at::Tensor& flat) const {
-    translate_errors([&] {
-      plan.scatter(flat);
-    });
+    translate_errors([&] { plan.scatter(flat); });
   }
   void scatter_add(const at::Tensor& flat, double alpha) const {
-    translate_errors([&] {
-      plan.scatter_add(flat, alpha);
-    });
+    translate_errors([&] { plan.scatter_add(flat, alpha); });
   }
   // gather with statistics (src/torch/stats.cpp): `scale_tensor`, when given, replaces `scale`;
   // returns (norm, tensor_norms, found_inf, clip_coef), None where not asked for.
@@ -191,8 +187,8 @@ struct ScriptPlan : torch::CustomClassHolder {
 c10::intrusive_ptr<ScriptPlan> plan_from_tensors(const std::vector<at::Tensor>& tensors,
                                                  std::vector<std::string> names,
                                                  c10::optional<at::ScalarType> dtype,
-                                                 std::int64_t align_bytes,
-                                                 std::int64_t num_threads, bool check_tensors) {
+                                                 std::int64_t align_bytes, std::int64_t num_threads,
+                                                 bool check_tensors) {
   return translate_errors([&] {
     return c10::make_intrusive<ScriptPlan>(fgt::Plan::from_tensors(
         tensors, std::move(names), make_options(dtype, align_bytes, num_threads, check_tensors)));
@@ -248,9 +244,7 @@ at::Tensor gather_op(const std::vector<at::Tensor>& tensors, c10::optional<at::S
 
 void scatter_op(const at::Tensor& flat, const std::vector<at::Tensor>& tensors,
                 c10::optional<at::ScalarType> dtype, std::int64_t align_bytes) {
-  translate_errors([&] {
-    fgt::scatter(flat, tensors, make_options(dtype, align_bytes, 0, true));
-  });
+  translate_errors([&] { fgt::scatter(flat, tensors, make_options(dtype, align_bytes, 0, true)); });
 }
 
 // safetensors files (include/flatgather/torch_safetensors.h); Python passes a module's
@@ -262,7 +256,8 @@ void save_safetensors_op(const std::string& path, const std::vector<at::Tensor>&
   translate_errors([&] {
     FG_CHECK(metadata_keys.size() == metadata_values.size(), "metadata: one value per key");
     fgt::SafetensorsMetadata metadata;
-    for (std::size_t i = 0; i < metadata_keys.size(); ++i) metadata[metadata_keys[i]] = metadata_values[i];
+    for (std::size_t i = 0; i < metadata_keys.size(); ++i)
+      metadata[metadata_keys[i]] = metadata_values[i];
     fgt::save_safetensors(path, tensors, names, metadata);
   });
 }
@@ -289,7 +284,9 @@ std::string build_info() {
   return os.str();
 }
 
-bool cuda_available_op() { return flatgather::cuda_available(); }
+bool cuda_available_op() {
+  return flatgather::cuda_available();
+}
 
 }  // namespace
 

@@ -65,7 +65,8 @@ Options byte_options() {
 
 std::string list(const std::vector<std::string>& names) {
   std::ostringstream os;
-  for (std::size_t i = 0; i < names.size() && i < 5; ++i) os << (i ? ", " : "") << "'" << names[i] << "'";
+  for (std::size_t i = 0; i < names.size() && i < 5; ++i)
+    os << (i ? ", " : "") << "'" << names[i] << "'";
   if (names.size() > 5) os << " and " << names.size() - 5 << " more";
   return os.str();
 }
@@ -73,8 +74,8 @@ std::string list(const std::vector<std::string>& names) {
 void write_file(const std::string& path, const void* data, std::size_t bytes) {
   const std::string tmp = path + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  FG_CHECK(f != nullptr, "save_safetensors: cannot open '" << tmp << "' for writing: "
-                                                         << std::strerror(errno));
+  FG_CHECK(f != nullptr,
+           "save_safetensors: cannot open '" << tmp << "' for writing: " << std::strerror(errno));
   const std::size_t written = std::fwrite(data, 1, bytes, f);
   const int err = errno;
   const bool closed = std::fclose(f) == 0;
@@ -83,14 +84,15 @@ void write_file(const std::string& path, const void* data, std::size_t bytes) {
     FG_CHECK(false, "save_safetensors: writing '" << tmp << "' failed after " << written << " of "
                                                   << bytes << " bytes: " << std::strerror(err));
   }
-  FG_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0,
-           "save_safetensors: cannot rename '" << tmp << "' to '" << path
-                                               << "': " << std::strerror(errno));
+  FG_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "save_safetensors: cannot rename '"
+                                                            << tmp << "' to '" << path
+                                                            << "': " << std::strerror(errno));
 }
 
 at::Tensor read_file(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
-  FG_CHECK(f != nullptr, "load_safetensors: cannot open '" << path << "': " << std::strerror(errno));
+  FG_CHECK(f != nullptr,
+           "load_safetensors: cannot open '" << path << "': " << std::strerror(errno));
   std::fseek(f, 0, SEEK_END);
   const long size = std::ftell(f);
   std::fseek(f, 0, SEEK_SET);
@@ -132,9 +134,9 @@ at::Tensor staged(const Plan& plan, const std::vector<const SafetensorsEntry*>& 
 
 void save_safetensors(const std::string& path, const std::vector<at::Tensor>& tensors,
                       const std::vector<std::string>& names, const SafetensorsMetadata& metadata) {
-  FG_CHECK(names.size() == tensors.size(), "save_safetensors: got " << names.size() << " names for "
-                                                                    << tensors.size()
-                                                                    << " tensors; give one name each");
+  FG_CHECK(names.size() == tensors.size(), "save_safetensors: got "
+                                               << names.size() << " names for " << tensors.size()
+                                               << " tensors; give one name each");
   std::vector<SafetensorsEntry> entries;
   at::Tensor file;
   if (tensors.empty()) {
@@ -154,7 +156,8 @@ void save_safetensors(const std::string& path, const std::vector<at::Tensor>& te
   }
   const Plan packed = Plan::from_tensors(sorted, sorted_names, byte_options());
   for (const Segment& s : packed.layout().segments()) {
-    entries.push_back({s.name, s.dtype, s.shape, s.offset, s.offset + s.numel * dtype_size(s.dtype)});
+    entries.push_back(
+        {s.name, s.dtype, s.shape, s.offset, s.offset + s.numel * dtype_size(s.dtype)});
   }
   const std::string header = format_safetensors_header(entries, metadata);
   const auto header_bytes = static_cast<std::int64_t>(header.size());
@@ -174,18 +177,20 @@ void save_safetensors(const std::string& path, const ::torch::nn::Module& module
   save_safetensors(path, state_plan(module), metadata);
 }
 
-void save_safetensors(const std::string& path, const Plan& plan, const SafetensorsMetadata& metadata) {
+void save_safetensors(const std::string& path, const Plan& plan,
+                      const SafetensorsMetadata& metadata) {
   std::vector<std::string> names;
   std::vector<at::Tensor> tensors;
   named_tensors(plan, names, tensors);
   save_safetensors(path, tensors, names, metadata);
 }
 
-SafetensorsLoadResult load_safetensors(const std::string& path, const std::vector<at::Tensor>& tensors,
+SafetensorsLoadResult load_safetensors(const std::string& path,
+                                       const std::vector<at::Tensor>& tensors,
                                        const std::vector<std::string>& names, bool strict) {
-  FG_CHECK(names.size() == tensors.size(), "load_safetensors: got " << names.size() << " names for "
-                                                                    << tensors.size()
-                                                                    << " tensors; give one name each");
+  FG_CHECK(names.size() == tensors.size(), "load_safetensors: got "
+                                               << names.size() << " names for " << tensors.size()
+                                               << " tensors; give one name each");
   at::Tensor file = read_file(path);
   SafetensorsHeader h;
   try {
@@ -269,8 +274,9 @@ SafetensorsLoadResult load_safetensors(const std::string& path, const std::vecto
       l.entries.push_back(entry_of[k]);
     }
     l.plan = Plan::from_tensors(ts, ns, o);
-    FG_CHECK(l.plan.core().writable(),
-             "load_safetensors('" << path << "'): two target tensors overlap in memory; "
+    FG_CHECK(l.plan.core().writable(), "load_safetensors('"
+                                           << path
+                                           << "'): two target tensors overlap in memory; "
                                               "load into tensors that do not share memory");
     loads.push_back(std::move(l));
   };

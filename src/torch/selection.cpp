@@ -63,17 +63,17 @@ std::vector<NamedTensor> walk_module(const ::torch::nn::Module& module, bool par
   std::vector<NamedTensor> out;
   module.apply(
       [&](const std::string& prefix, const ::torch::nn::Module& m) {
-        const std::string dot = prefix.empty() ? "" : prefix + ".";
-        if (parameters) {
-          for (const auto& item : m.named_parameters(/*recurse=*/false)) {
-            if (item.value().defined()) out.push_back({dot + item.key(), item.value(), false});
-          }
-        }
-        if (buffers) {
-          for (const auto& item : m.named_buffers(/*recurse=*/false)) {
-            if (item.value().defined()) out.push_back({dot + item.key(), item.value(), true});
-          }
-        }
+    const std::string dot = prefix.empty() ? "" : prefix + ".";
+    if (parameters) {
+      for (const auto& item : m.named_parameters(/*recurse=*/false)) {
+        if (item.value().defined()) out.push_back({dot + item.key(), item.value(), false});
+      }
+    }
+    if (buffers) {
+      for (const auto& item : m.named_buffers(/*recurse=*/false)) {
+        if (item.value().defined()) out.push_back({dot + item.key(), item.value(), true});
+      }
+    }
       },
       std::string());
   return out;
@@ -115,23 +115,22 @@ Selected select(const std::vector<NamedTensor>& walk, const Selection& selection
       FG_CHECK(selection.missing_grad != MissingGrad::Error,
                undefined_gradient(describe_tensor(item.name, t, spelling), spelling)
                    << "run backward first, or select with "
-                   << missing_grad_spelling({MissingGrad::ZeroFill, MissingGrad::Skip},
-                                            spelling));
+                   << missing_grad_spelling({MissingGrad::ZeroFill, MissingGrad::Skip}, spelling));
       if (selection.missing_grad == MissingGrad::Skip) continue;
     }
     out.names.push_back(item.name);
     out.tensors.push_back(g);
     out.params.push_back(t);
   }
-  FG_CHECK(!out.tensors.empty(),
-           "empty selection: no " << (selection.grads ? "gradient" : "tensor")
-                                  << " of the module matches the selection (parameters="
-                                  << bool_spelling(selection.parameters, spelling)
-                                  << ", buffers=" << bool_spelling(selection.buffers, spelling)
-                                  << ", trainable_only="
-                                  << bool_spelling(selection.trainable_only, spelling)
-                                  << ", include/exclude patterns: " << selection.include.size()
-                                  << "/" << selection.exclude.size() << ")");
+  FG_CHECK(!out.tensors.empty(), "empty selection: no "
+                                     << (selection.grads ? "gradient" : "tensor")
+                                     << " of the module matches the selection (parameters="
+                                     << bool_spelling(selection.parameters, spelling)
+                                     << ", buffers=" << bool_spelling(selection.buffers, spelling)
+                                     << ", trainable_only="
+                                     << bool_spelling(selection.trainable_only, spelling)
+                                     << ", include/exclude patterns: " << selection.include.size()
+                                     << "/" << selection.exclude.size() << ")");
   return out;
 }
 

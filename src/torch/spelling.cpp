@@ -49,9 +49,16 @@ const char* missing_grad_name(MissingGrad m, Spelling spelling) {
 
 bool supported(at::ScalarType dtype) {
   switch (dtype) {
-    case at::kFloat: case at::kHalf: case at::kBFloat16: case at::kDouble: case at::kChar:
-    case at::kByte: case at::kShort: case at::kInt: case at::kLong: case at::kBool:
-      return true;
+    case at::kFloat:
+    case at::kHalf:
+    case at::kBFloat16:
+    case at::kDouble:
+    case at::kChar:
+    case at::kByte:
+    case at::kShort:
+    case at::kInt:
+    case at::kLong:
+    case at::kBool: return true;
     default: return false;
   }
 }

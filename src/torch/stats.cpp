@@ -16,10 +16,9 @@ flatgather::Factor core_factor(const Factor& f, const at::Device& device, const 
   if (!f.tensor.defined()) return flatgather::Factor(f.value);
   const at::Tensor& t = f.tensor;
   FG_CHECK(t.numel() == 1 && t.scalar_type() == at::kFloat && t.device() == device,
-           op << ": " << what << " must be a number or a one-element float32 tensor on "
-              << device << " (e.g. torch.tensor(0.5, device='" << device
-              << "')), got a tensor of shape " << t.sizes() << ", "
-              << c10::toString(t.scalar_type()) << ", on " << t.device());
+           op << ": " << what << " must be a number or a one-element float32 tensor on " << device
+              << " (e.g. torch.tensor(0.5, device='" << device << "')), got a tensor of shape "
+              << t.sizes() << ", " << c10::toString(t.scalar_type()) << ", on " << t.device());
   return flatgather::Factor::device(t.data_ptr<float>());
 }
 
@@ -36,8 +35,7 @@ GatherStats Plan::gather(const at::Tensor& out, const StatsOptions& options) con
     o.d_norm = stats.norm.data_ptr<float>();
   }
   if (options.tensor_norms) {
-    stats.tensor_norms =
-        at::empty({static_cast<std::int64_t>(layout().segments().size())}, f32);
+    stats.tensor_norms = at::empty({static_cast<std::int64_t>(layout().segments().size())}, f32);
     o.d_tensor_norms = stats.tensor_norms.data_ptr<float>();
   }
   if (options.check_finite) {

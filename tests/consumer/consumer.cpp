@@ -19,8 +19,8 @@ int main() {
   plan.scatter(weights * 2);
   const bool scatter_ok = torch::equal(plan.gather(), weights * 2);
 
-  std::cout << "flatgather::torch consumer: gather "
-            << (gather_ok ? "ok" : "FAIL") << ", scatter " << (scatter_ok ? "ok" : "FAIL")
-            << " (" << plan.numel() << " elements, " << plan.core().describe() << ")\n";
+  std::cout << "flatgather::torch consumer: gather " << (gather_ok ? "ok" : "FAIL") << ", scatter "
+            << (scatter_ok ? "ok" : "FAIL") << " (" << plan.numel() << " elements, "
+            << plan.core().describe() << ")\n";
   return gather_ok && scatter_ok ? 0 : 1;
 }

@@ -56,8 +56,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     file = flatgather::format_safetensors_header(h.entries, h.metadata);
     file.append(reinterpret_cast<const char*>(data) + h.data_offset,
                 static_cast<std::size_t>(h.data_bytes));
-    const auto again = flatgather::parse_safetensors(
-        reinterpret_cast<const unsigned char*>(file.data()), static_cast<std::int64_t>(file.size()));
+    const auto again =
+        flatgather::parse_safetensors(reinterpret_cast<const unsigned char*>(file.data()),
+                                      static_cast<std::int64_t>(file.size()));
     if (!same_entries(again, h)) fail("the written header parses to other entries", file);
   } catch (const flatgather::Error& e) {
     fail(e.what(), file.substr(0, 4096));
