@@ -2,6 +2,7 @@
 #include "flatgather/torch.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -389,6 +390,66 @@ TEST(Torch, CpuTensorOfMoreThan2To31Elements) {
   back.scatter(flat);
   EXPECT_TRUE(dest_small.equal(small));
   EXPECT_TRUE(dest_storage.equal(storage));
+}
+
+// The statistics come as views of one new tensor per call (one allocation): each holds its
+// own value, and a second call leaves the first call's results as they were.
+TEST(Torch, StatisticsAreViewsOfOneTensorPerCallAndIndependentAcrossCalls) {
+  at::manual_seed(17);
+  std::vector<at::Tensor> tensors = {random_tensor({33, 7}, at::kFloat),
+                                     random_tensor({5}, at::kHalf),
+                                     random_tensor({4, 6}, at::kFloat).t()};
+  fgt::Options o;
+  o.dtype = at::kFloat;
+  const fgt::Plan plan = fgt::Plan::from_tensors(tensors, {"a", "b", "c"}, o);
+  fgt::StatsOptions want;
+  want.norm = true;
+  want.tensor_norms = true;
+  want.check_finite = true;
+  want.max_norm = 1.0;
+  auto expect_stats = [&](const fgt::GatherStats& st, const at::Tensor& flat) {
+    const at::Tensor ref = reference_gather(tensors, at::kFloat);
+    EXPECT_TRUE(flat.equal(ref));
+    const double norm = at::linalg_vector_norm(ref.to(at::kDouble), 2).item<double>();
+    EXPECT_NEAR(st.norm.item<double>(), norm, 1e-6 * norm);
+    EXPECT_EQ(st.found_inf.item<float>(), 0.0f);
+    EXPECT_NEAR(st.clip_coef.item<double>(), std::min(1.0, 1.0 / (norm + 1e-6)), 1e-6);
+    ASSERT_EQ(st.tensor_norms.numel(), 3);
+    for (std::int64_t i = 0; i < 3; ++i) {
+      const double t = at::linalg_vector_norm(tensors[i].to(at::kDouble), 2).item<double>();
+      EXPECT_NEAR(st.tensor_norms[i].item<double>(), t, 1e-6 * t) << "tensor " << i;
+    }
+  };
+  at::Tensor flat = at::full({plan.numel()}, std::nan(""), at::kFloat);
+  const fgt::GatherStats first = plan.gather(flat, want);
+  expect_stats(first, flat);
+  // One storage for all four results.
+  EXPECT_TRUE(first.norm.is_alias_of(first.found_inf));
+  EXPECT_TRUE(first.norm.is_alias_of(first.clip_coef));
+  EXPECT_TRUE(first.norm.is_alias_of(first.tensor_norms));
+  const at::Tensor first_values = at::cat({first.norm.reshape(1), first.found_inf.reshape(1),
+                                           first.clip_coef.reshape(1), first.tensor_norms})
+                                      .clone();
+
+  for (at::Tensor& t : tensors) t.mul_(3);  // new data: every statistic changes
+  const fgt::GatherStats second = plan.gather(flat, want);
+  expect_stats(second, flat);
+  EXPECT_FALSE(second.norm.is_alias_of(first.norm));
+  EXPECT_TRUE(at::cat({first.norm.reshape(1), first.found_inf.reshape(1),
+                       first.clip_coef.reshape(1), first.tensor_norms})
+                  .equal(first_values));
+  EXPECT_NE(first.norm.item<float>(), second.norm.item<float>());
+
+  // Only what is asked for is allocated and set.
+  fgt::StatsOptions only_inf;
+  only_inf.check_finite = true;
+  const fgt::GatherStats inf = plan.gather(flat, only_inf);
+  EXPECT_FALSE(inf.norm.defined());
+  EXPECT_FALSE(inf.tensor_norms.defined());
+  EXPECT_FALSE(inf.clip_coef.defined());
+  ASSERT_TRUE(inf.found_inf.defined());
+  EXPECT_EQ(inf.found_inf.dim(), 0);
+  EXPECT_EQ(inf.found_inf.item<float>(), 0.0f);
 }
 
 }  // namespace

@@ -26,26 +26,41 @@ flatgather::Factor core_factor(const Factor& f, const at::Device& device, const 
 
 GatherStats Plan::gather(const at::Tensor& out, const StatsOptions& options) const {
   const cudaStream_t stream = prepare_call(out, "gather");
-  const at::TensorOptions f32 = at::TensorOptions().dtype(at::kFloat).device(device());
-  GatherStats stats;
   flatgather::GatherOptions o;
   o.scale = core_factor(options.scale, device(), "gather", "scale");
-  if (options.norm) {
-    stats.norm = at::empty({}, f32);
-    o.d_norm = stats.norm.data_ptr<float>();
+  // The statistics asked for are views of ONE new float32 tensor (one allocation per call):
+  // [norm, found_inf, clip_coef, tensor_norms...] as asked. Fresh per call, so a result never
+  // aliases an earlier call's; the caching allocator's allocation is graph-capturable.
+  const std::int64_t num_segments = static_cast<std::int64_t>(layout().segments().size());
+  const std::int64_t count = (options.norm ? 1 : 0) + (options.check_finite ? 1 : 0) +
+                             (options.max_norm ? 1 : 0) + (options.tensor_norms ? num_segments : 0);
+  GatherStats stats;
+  at::Tensor storage;
+  std::int64_t next = 0;
+  auto take = [&](std::int64_t n) -> float* {
+    float* p = storage.data_ptr<float>() + next;
+    next += n;
+    return p;
+  };
+  if (count > 0 || options.tensor_norms) {
+    storage = at::empty({count}, at::TensorOptions().dtype(at::kFloat).device(device()));
   }
-  if (options.tensor_norms) {
-    stats.tensor_norms = at::empty({static_cast<std::int64_t>(layout().segments().size())}, f32);
-    o.d_tensor_norms = stats.tensor_norms.data_ptr<float>();
+  if (options.norm) {
+    stats.norm = storage[next];
+    o.d_norm = take(1);
   }
   if (options.check_finite) {
-    stats.found_inf = at::empty({}, f32);
-    o.d_found_inf = stats.found_inf.data_ptr<float>();
+    stats.found_inf = storage[next];
+    o.d_found_inf = take(1);
   }
   if (options.max_norm) {
-    stats.clip_coef = at::empty({}, f32);
-    o.d_clip_coef = stats.clip_coef.data_ptr<float>();
+    stats.clip_coef = storage[next];
+    o.d_clip_coef = take(1);
     o.max_norm = *options.max_norm;
+  }
+  if (options.tensor_norms) {
+    stats.tensor_norms = storage.narrow(0, next, num_segments);
+    o.d_tensor_norms = take(num_segments);
   }
   core().gather(out.data_ptr(), out.numel(), o, stream);
   return stats;
