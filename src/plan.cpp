@@ -62,6 +62,7 @@ struct Plan::State {
   std::vector<std::size_t> first_tensor;  // per segment
   Layout layout;
   Device device;
+  bool check_pointers = true;    // PlanOptions::check_pointers
   std::string overlap;           // why scatter is refused; empty when writable
   std::string internal_overlap;  // a tensor whose elements share memory (fixed at build)
   std::string not_floating;      // the first tensor scatter_add cannot update, described
@@ -156,6 +157,7 @@ Plan Plan::build(std::vector<TensorRef> tensors, const PlanOptions& options) {
   }
   state->layout = std::move(built.layout);
   state->device = tensors[0].device;
+  state->check_pointers = options.check_pointers;
   state->segment_of = std::move(built.segment_of);
   state->tensors = std::move(tensors);
   for (const TensorRef& t : state->tensors) {
@@ -215,12 +217,14 @@ void Plan::gather(void* flat, std::int64_t flat_numel, cudaStream_t stream) cons
 namespace {
 
 // A float32 the caller hands to a call (a Factor's value, a statistic's output): 4-byte
-// aligned, and on a CUDA plan memory of its device.
-void check_scalar_memory(const void* p, Device device, const char* op, const char* what) {
+// aligned, and on a CUDA plan memory of its device (a driver query, skipped when `device_query`
+// is false: PlanOptions::check_pointers).
+void check_scalar_memory(const void* p, Device device, bool device_query, const char* op,
+                         const char* what) {
   if (p == nullptr) return;
   FG_CHECK(is_aligned(p, DType::Float32),
            op << ": " << what << " " << p << " is not aligned to 4 bytes (float32)");
-  if (!device.is_cuda()) return;
+  if (!device.is_cuda() || !device_query) return;
   const std::string problem = detail::cuda_pointer_problem(p, device.index);
   FG_CHECK(problem.empty(), op << ": " << what << " " << p << " " << problem << "; a plan on "
                                << to_string(device)
@@ -242,11 +246,14 @@ void Plan::gather(void* flat, std::int64_t flat_numel, const GatherOptions& opti
       options.d_clip_coef == nullptr || (options.max_norm > 0 && std::isfinite(options.max_norm)),
       "gather: clip_coef needs max_norm > 0 (clip_grad_norm_'s max_norm); got "
           << options.max_norm);
-  check_scalar_memory(options.scale.d_value, s.device, "gather", "the scale");
-  check_scalar_memory(options.d_norm, s.device, "gather", "the norm output");
-  check_scalar_memory(options.d_tensor_norms, s.device, "gather", "the tensor_norms output");
-  check_scalar_memory(options.d_found_inf, s.device, "gather", "the found_inf output");
-  check_scalar_memory(options.d_clip_coef, s.device, "gather", "the clip_coef output");
+  check_scalar_memory(options.scale.d_value, s.device, s.check_pointers, "gather", "the scale");
+  check_scalar_memory(options.d_norm, s.device, s.check_pointers, "gather", "the norm output");
+  check_scalar_memory(options.d_tensor_norms, s.device, s.check_pointers, "gather",
+                      "the tensor_norms output");
+  check_scalar_memory(options.d_found_inf, s.device, s.check_pointers, "gather",
+                      "the found_inf output");
+  check_scalar_memory(options.d_clip_coef, s.device, s.check_pointers, "gather",
+                      "the clip_coef output");
   s.check_flat(flat, flat_numel, "gather");
   detail::StatsRequest r;
   r.scale = options.scale.value;
@@ -276,7 +283,7 @@ void Plan::scatter(const void* flat, std::int64_t flat_numel, const Factor& scal
            "scatter: tensor " << s.not_floating
                               << " is not floating point; a scale needs float32, float16, "
                                  "bfloat16 or float64 tensors");
-  check_scalar_memory(scale.d_value, s.device, "scatter", "the scale");
+  check_scalar_memory(scale.d_value, s.device, s.check_pointers, "scatter", "the scale");
   s.check_flat(flat, flat_numel, "scatter");
   if (flat_numel > 0) s.executor->scatter(flat, scale, stream);
 }
@@ -300,7 +307,7 @@ void Plan::scatter_add(const void* flat, std::int64_t flat_numel, const Factor& 
                                        << s.not_floating
                                        << " is not floating point; scatter_add needs float32, "
                                           "float16, bfloat16 or float64 tensors");
-  check_scalar_memory(alpha.d_value, s.device, "scatter_add", "alpha");
+  check_scalar_memory(alpha.d_value, s.device, s.check_pointers, "scatter_add", "alpha");
   s.check_flat(flat, flat_numel, "scatter_add");
   if (flat_numel > 0) s.executor->scatter_add(flat, alpha, stream);
 }

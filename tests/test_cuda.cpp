@@ -653,6 +653,40 @@ TEST(CudaStats, EmptyPlanAndHundredThousandTensors) {
 
 // A gather with statistics and a scatter_add whose alpha is the clip coefficient, captured
 // into one graph and replayed with new gradients: two kernel nodes, no host sync.
+// PlanOptions::check_pointers: on, the core asks the driver where a device scalar lives and
+// refuses host memory; off, it skips the query and a valid pointer gives the same bits.
+TEST(CudaStats, CheckPointersRefusesHostScalarsAndOffGivesTheSameBits) {
+  SKIP_WITHOUT_CUDA();
+  const at::Tensor a = fgtest::random_tensor({1000}, at::kFloat).to(kCuda);
+  const at::Tensor b = fgtest::random_tensor({37}, at::kHalf).to(kCuda);
+  fg::PlanOptions checked;
+  checked.flat_dtype = fg::DType::Float32;
+  fg::PlanOptions unchecked = checked;
+  unchecked.check_pointers = false;
+  const fg::Plan on = fg::Plan::build({cuda_ref(a, "a"), cuda_ref(b, "b")}, checked);
+  const fg::Plan off = fg::Plan::build({cuda_ref(a, "a"), cuda_ref(b, "b")}, unchecked);
+  at::Tensor flat = poisoned_gpu(on.layout().numel(), at::kFloat);
+  float host_norm = -1.0f;
+  fg::GatherOptions bad;
+  bad.d_norm = &host_norm;
+  EXPECT_THROW_MSG(on.gather(flat.data_ptr(), flat.numel(), bad, nullptr), "gather",
+                   "the norm output", "cuda:0");
+  StatsOut s_on, s_off;
+  fg::GatherOptions o_on = ask_all(s_on, 2, kCuda, 1.0);
+  fg::GatherOptions o_off = ask_all(s_off, 2, kCuda, 1.0);
+  on.gather(flat.data_ptr(), flat.numel(), o_on, nullptr);
+  const at::Tensor flat_on = flat.clone();
+  flat.fill_(std::nan(""));
+  off.gather(flat.data_ptr(), flat.numel(), o_off, nullptr);
+  device_sync();
+  EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), flat_on.cpu()));
+  const double ref = flat_on.to(at::kDouble).norm().item<double>();
+  EXPECT_NEAR(s_on.norm.item<float>(), ref, 2e-7 * ref);
+  EXPECT_TRUE(fgtest::bits_equal(s_on.norm.cpu(), s_off.norm.cpu()));
+  EXPECT_TRUE(fgtest::bits_equal(s_on.tensor_norms.cpu(), s_off.tensor_norms.cpu()));
+  EXPECT_TRUE(fgtest::bits_equal(s_on.clip_coef.cpu(), s_off.clip_coef.cpu()));
+}
+
 TEST(CudaGraph, GatherWithStatsAndScatterAddReplayed) {
   SKIP_WITHOUT_CUDA();
   std::vector<Pair> grads = finite_tensors(at::kFloat, 41);

@@ -52,6 +52,13 @@ struct PlanOptions {
   /// Streaming stores on the CPU (ignored on CUDA). For benchmarks and tests; Auto is right
   /// for almost everyone.
   CpuStreaming cpu_streaming = CpuStreaming::Auto;
+  /// On a CUDA plan, a call given device scalars (a Factor::device, GatherOptions' outputs)
+  /// asks the driver whether each is memory of the plan's device (cudaPointerGetAttributes:
+  /// host time on every call, per pointer). false skips that query (alignment is still
+  /// checked); a pointer to other memory then faults in the kernel or reads the wrong data.
+  /// For callers that know where their memory is: the LibTorch adapter turns it off, since it
+  /// checks its tensors' devices itself.
+  bool check_pointers = true;
 };
 
 /// A multiplier for gather, scatter and scatter_add: a host number, or one float32 that the

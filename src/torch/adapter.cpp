@@ -238,6 +238,9 @@ Plan Plan::make(std::vector<TensorRef> refs, std::vector<std::string> names,
   core_options.align_bytes = options.align_bytes;
   core_options.num_threads = options.num_threads;
   core_options.cpu_streaming = options.cpu_streaming;
+  // Every device scalar the adapter hands the core is a tensor whose device it checked
+  // (core_factor in stats.cpp) or one it allocated on the plan's device: no driver query.
+  core_options.check_pointers = false;
   Plan plan;
   plan.state_ = std::make_shared<State>();
   State& s = *plan.state_;
