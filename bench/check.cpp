@@ -1,6 +1,7 @@
 // The reference check of flatgather-bench (NOTE: [honest timing] in timing.cpp).
 #include "check.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -37,16 +38,83 @@ std::string describe_mismatch(const at::Tensor& got, const at::Tensor& want,
   return os.str();
 }
 
+// The flat buffer a gather writes: every tensor times `scale` (in float32, float64 when
+// either side is float64; NOTE: [gather statistics]), cast to the flat dtype.
+at::Tensor gathered(const std::vector<at::Tensor>& tensors, at::ScalarType flat_type,
+                    double scale) {
+  std::vector<at::Tensor> parts;
+  for (const at::Tensor& t : tensors) {
+    at::Tensor part = t.reshape(-1);
+    if (scale != 1.0) {
+      const bool wide = t.scalar_type() == at::kDouble || flat_type == at::kDouble;
+      part = part.to(wide ? at::kDouble : at::kFloat) * scale;
+    }
+    parts.push_back(part.to(flat_type));
+  }
+  return at::cat(parts, 0);
+}
+
+// "" when `got` (a 0-dim tensor) is within `tolerance` relative of `want`.
+std::string compare_scalar(const at::Tensor& got, double want, double tolerance,
+                           const std::string& what) {
+  if (!got.defined() || got.numel() != 1) return "wrong result: no " + what;
+  const double value = got.to(at::kDouble).item<double>();
+  if (std::abs(value - want) <= tolerance * std::abs(want)) return "";
+  std::ostringstream os;
+  os.precision(10);
+  os << "wrong result: " << what << " " << value << " differs from the float64 reference " << want
+     << " by more than " << tolerance << " relative";
+  return os.str();
+}
+
+// gather_norm and unscale: the flat buffer exactly, then the statistics.
+std::string check_stats(Method& m, BenchOp op, Workload& w) {
+  BufferSet& s = w.sets[0];
+  const double scale = op == BenchOp::Unscale ? kUnscaleFactor : 1.0;
+  // Before the run: the unscale peer works in place.
+  const at::Tensor want = gathered(s.tensors, s.flat.scalar_type(), scale);
+  bool finite = true;
+  for (const at::Tensor& t : s.tensors) finite = finite && at::isfinite(t).all().item<bool>();
+  poison(s.flat);
+  m.run(0);
+  sync(w.dev);
+  if (!at::equal(s.flat, want)) return describe_mismatch(s.flat, want, "the flat buffer");
+  const StatsResult got = m.stats();
+  if (op == BenchOp::Unscale) {
+    return compare_scalar(got.found_inf, finite ? 0.0 : 1.0, 0.0, "found_inf");
+  }
+  // The norm of the values written, in float64.
+  const double norm = at::linalg_vector_norm(want.to(at::kDouble), 2).item<double>();
+  std::string wrong = compare_scalar(got.norm, norm, got.tolerance, "the norm");
+  if (!wrong.empty()) return wrong;
+  const double coef = std::min(1.0, kMaxNorm / (norm + 1e-6));
+  return compare_scalar(got.clip_coef, coef, got.tolerance, "the clip coefficient");
+}
+
 }  // namespace
 
-std::string check(Method& m, Op op, Workload& w, const Suite& suite) {
+double peer_norm_tolerance(const Suite& suite) {
+  // Explicit significand bits (the unit in the last place is 2^-bits relative).
+  auto bits_of = [](flatgather::DType d) {
+    switch (d) {
+      case flatgather::DType::BFloat16: return 7;
+      case flatgather::DType::Float16: return 10;
+      case flatgather::DType::Float32: return 23;
+      default: return 52;
+    }
+  };
+  int bits = bits_of(suite.flat_dtype);
+  for (const TensorSpec& t : suite.tensors) bits = std::min(bits, bits_of(t.dtype));
+  return std::max(1e-2, 4 * std::ldexp(1.0, -bits));
+}
+
+std::string check(Method& m, BenchOp op, Workload& w, const Suite& suite) {
   if (std::optional<std::string> own = m.self_check()) return *own;
+  if (is_stats_op(op)) return check_stats(m, op, w);
   BufferSet& s = w.sets[0];
   const at::ScalarType flat_type = s.flat.scalar_type();
-  if (op == Op::Gather) {
-    std::vector<at::Tensor> parts;
-    for (const at::Tensor& t : s.tensors) parts.push_back(t.reshape(-1).to(flat_type));
-    const at::Tensor want = at::cat(parts, 0);
+  if (op == BenchOp::Gather) {
+    const at::Tensor want = gathered(s.tensors, flat_type, 1.0);
     poison(s.flat);
     m.run(0);
     sync(w.dev);
@@ -54,7 +122,7 @@ std::string check(Method& m, Op op, Workload& w, const Suite& suite) {
   }
   const std::vector<at::Tensor> views = flat_views(w, suite, s.flat);
   std::vector<at::Tensor> before;
-  if (op == Op::ScatterAdd) {
+  if (op == BenchOp::ScatterAdd) {
     for (const at::Tensor& t : s.tensors) before.push_back(t.clone());
   } else {
     for (at::Tensor& t : s.tensors) poison(t);
@@ -64,7 +132,7 @@ std::string check(Method& m, Op op, Workload& w, const Suite& suite) {
   for (std::size_t i = 0; i < s.tensors.size(); ++i) {
     const at::Tensor& t = s.tensors[i];
     at::Tensor want;
-    if (op == Op::Scatter) {
+    if (op == BenchOp::Scatter) {
       want = views[i].to(t.scalar_type());
     } else {
       const bool wide = t.scalar_type() == at::kDouble || flat_type == at::kDouble;

@@ -37,14 +37,20 @@ namespace {
 
 void print_usage(const std::vector<Suite>& suites) {
   std::cout <<
-      R"(usage: flatgather-bench [--device cpu|cuda|all] [--manifest FILE.json]... [--threads N]
-                        [--full] [--summary_out FILE.md] [--runs N] [--list-suites]
-                        [Google Benchmark flags]
+      R"(usage: flatgather-bench [--device cpu|cuda|all] [--ops OP,...|all] [--manifest FILE.json]...
+                        [--threads N] [--full] [--summary_out FILE.md] [--runs N]
+                        [--list-suites] [Google Benchmark flags]
 
 Times flatgather's gather (tensors -> flat), scatter (flat -> tensors) and scatter_add
-(t += alpha * flat) next to its peers, on the embedded suites and on any manifest given.
+(t += alpha * flat) next to its peers, on the embedded suites and on any manifest given; with
+--ops, also gathers that compute gradient statistics in the same pass.
 Benchmarks are named <op>/<device>/<suite>/<method>:
-  op      gather | scatter | scatter_add
+  op      gather | scatter | scatter_add  (the default --ops)
+          gather_norm  gather + the flat buffer's L2 norm + clip_grad_norm_'s clip
+                       coefficient (max_norm 1)
+          unscale      gather times a device scalar 1 / loss_scale + found_inf (cuda; the
+                       peer's op has no CPU kernel in LibTorch 1.13; on the CPU with
+                       FGBENCH_GPU_PEERS_ON_CPU=1)
   device  cpu | cuda
 )";
   const char* prefix = "  method  ";
@@ -59,10 +65,15 @@ Benchmarks are named <op>/<device>/<suite>/<method>:
   std::cout <<
       R"(Counters: bytes_per_second (bytes read + written per second), time_us (per call), bytes,
 tensors, buffer_sets, cpu_threads (CPU threads used). Each benchmark's result is checked once
-against LibTorch; a wrong answer is an error, not a time, and makes the exit status 1.
+against LibTorch; a wrong answer is an error, not a time, and makes the exit status 1. The
+statistics ops' flat buffer is checked exactly, found_inf exactly, the norm and the clip
+coefficient against float64 within 1e-6 relative (ours) or 1e-2, 4 units in the last place
+of bfloat16 (a peer: float32 accumulation).
 
 Options:
   --device cpu|cuda|all  devices to run (default: all that are present)
+  --ops OP,...|all       ops to run, comma-separated (default: gather,scatter,scatter_add;
+                         all adds gather_norm and unscale)
   --manifest FILE.json   add a suite named after FILE's stem from a JSON array of
                          {"name": str, "shape": [int, ...], "dtype": "float32"|"bfloat16"|...}
                          Dump one from a PyTorch model with:
@@ -161,7 +172,7 @@ std::unique_ptr<benchmark::BenchmarkReporter> make_display_reporter(const std::s
 // One benchmark to register.
 struct Entry {
   std::string name;
-  Op op;
+  BenchOp op;
   Dev dev;
   const Suite* suite;
   const MethodSpec* method;
@@ -205,6 +216,31 @@ void register_all(const std::vector<Entry>& entries, const std::string& filter,
   }
 }
 
+// --ops: a comma-separated list of op names, or "all".
+std::vector<BenchOp> parse_ops(const std::string& list) {
+  if (list == "all") return {std::begin(kAllOps), std::end(kAllOps)};
+  std::vector<BenchOp> ops;
+  std::size_t begin = 0;
+  while (begin <= list.size()) {
+    const std::size_t end = std::min(list.find(',', begin), list.size());
+    const std::string name = list.substr(begin, end - begin);
+    const std::optional<BenchOp> op = op_from_name(name);
+    if (!op) {
+      std::string valid;
+      for (BenchOp o : kAllOps) valid += std::string(valid.empty() ? "" : ", ") + op_name(o);
+      throw std::runtime_error("--ops: unknown op '" + name + "'; valid: " + valid + " or all");
+    }
+    if (std::find(ops.begin(), ops.end(), *op) == ops.end()) ops.push_back(*op);
+    begin = end + 1;
+  }
+  // In kAllOps order, so that the summary's tables come in one order.
+  std::vector<BenchOp> ordered;
+  for (BenchOp o : kAllOps) {
+    if (std::find(ops.begin(), ops.end(), o) != ops.end()) ordered.push_back(o);
+  }
+  return ordered;
+}
+
 bool env_set(const char* name) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0' && std::string(v) != "0";
@@ -227,6 +263,7 @@ int main(int argc, char** argv) {
   // Our own flags; the rest goes to Google Benchmark.
   std::vector<char*> rest = {argv[0]};
   std::string device_flag = "all";
+  std::vector<BenchOp> ops(std::begin(kDefaultOps), std::end(kDefaultOps));
   std::string summary_path;
   int threads = 0, runs = 1;
   bool list = false, help = false, full = false;
@@ -266,6 +303,8 @@ int main(int argc, char** argv) {
         if (device_flag != "cpu" && device_flag != "cuda" && device_flag != "all") {
           throw std::runtime_error("--device must be cpu, cuda or all, got '" + device_flag + "'");
         }
+      } else if (is("--ops")) {
+        ops = parse_ops(value("--ops"));
       } else if (is("--manifest")) {
         Suite s = load_manifest(value("--manifest"));
         for (const Suite& other : suites) {
@@ -370,9 +409,17 @@ int main(int argc, char** argv) {
   // Every benchmark, counting what the filter selects so progress can say [k/N].
   std::vector<Entry> entries;
   for (Dev dev : devices) {
+    for (BenchOp op : ops) {
+      const std::string not_run = op_not_run(op, dev);
+      if (!not_run.empty()) {
+        std::fprintf(stderr, "flatgather-bench: %s not run on %s: %s\n", op_name(op), dev_name(dev),
+                     not_run.c_str());
+      }
+    }
     for (const Suite& suite : suites) {
       if (suite.gpu_only && dev == Dev::CPU) continue;
-      for (Op op : kOps) {
+      for (BenchOp op : ops) {
+        if (!op_not_run(op, dev).empty()) continue;  // said once, above
         std::vector<Unavailable> missing;
         const std::vector<const MethodSpec*> methods = methods_for(op, dev, suite, &missing);
         if (methods.empty() && !missing.empty()) {

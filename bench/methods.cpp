@@ -6,11 +6,13 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <stdexcept>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include "check.h"
 #include "cuda_peers.h"
 #include "flatgather/torch.h"
 
@@ -38,9 +40,39 @@ constexpr std::size_t kCheckedMinTensors = 1000;
 
 // ---- the methods ------------------------------------------------------------------------------
 
+// Unscale's device scalar 1 / loss_scale (kUnscaleFactor), as GradScaler keeps it.
+at::Tensor unscale_factor(Dev dev) {
+  return at::full({}, kUnscaleFactor, at::TensorOptions().dtype(at::kFloat).device(to_device(dev)));
+}
+
+// torch::cat of reshape(-1) into the existing flat buffer (parameters_to_vector's technique,
+// without its allocation). reshape copies non-contiguous tensors: that is the peer's cost.
+void cat_into(const at::Tensor& flat, const std::vector<at::Tensor>& tensors) {
+  std::vector<at::Tensor> flat_parts;
+  flat_parts.reserve(tensors.size());
+  for (const at::Tensor& t : tensors) flat_parts.push_back(t.reshape(-1));
+  at::Tensor out = flat;
+  at::cat_out(out, flat_parts, 0);
+}
+
+// clip_grad_norm_'s coefficient from its total norm, as it computes it.
+at::Tensor clip_coefficient(const at::Tensor& norm) {
+  return (kMaxNorm / (norm + 1e-6)).clamp_max(1.0);
+}
+
+// The tensors grouped by dtype, as clip_grad_norm_ and GradScaler group them (untimed here)
+// so that every group takes the foreach fast path where there is one.
+std::vector<std::vector<at::Tensor>> by_dtype(const std::vector<at::Tensor>& tensors) {
+  std::map<at::ScalarType, std::vector<at::Tensor>> groups;
+  for (const at::Tensor& t : tensors) groups[t.scalar_type()].push_back(t);
+  std::vector<std::vector<at::Tensor>> out;
+  for (auto& [type, group] : groups) out.push_back(std::move(group));
+  return out;
+}
+
 class FlatgatherMethod final : public Method {
  public:
-  FlatgatherMethod(Op op, Workload& w, const Suite& suite, bool check_tensors,
+  FlatgatherMethod(BenchOp op, Workload& w, const Suite& suite, bool check_tensors,
                    flatgather::CpuStreaming streaming = flatgather::CpuStreaming::Auto)
       : op_(op), w_(w) {
     flatgather::torch::Options options;
@@ -50,51 +82,70 @@ class FlatgatherMethod final : public Method {
     for (BufferSet& set : w.sets) {
       plans_.push_back(flatgather::torch::Plan::from_tensors(set.tensors, w.names, options));
     }
+    if (op == BenchOp::GatherNorm) {
+      stats_options_.norm = true;
+      stats_options_.max_norm = kMaxNorm;
+    } else if (op == BenchOp::Unscale) {
+      stats_options_.scale = unscale_factor(w.dev);
+      stats_options_.check_finite = true;
+    }
   }
   void run(std::size_t set) override {
     const at::Tensor& flat = w_.sets[set].flat;
     switch (op_) {
-      case Op::Gather: plans_[set].gather(flat); break;
-      case Op::Scatter: plans_[set].scatter(flat); break;
-      case Op::ScatterAdd: plans_[set].scatter_add(flat, kAlpha); break;
+      case BenchOp::Gather: plans_[set].gather(flat); break;
+      case BenchOp::Scatter: plans_[set].scatter(flat); break;
+      case BenchOp::ScatterAdd: plans_[set].scatter_add(flat, kAlpha); break;
+      case BenchOp::GatherNorm:
+      case BenchOp::Unscale: stats_ = plans_[set].gather(flat, stats_options_); break;
     }
   }
   int threads() const override { return w_.dev == Dev::CPU ? omp_get_max_threads() : 0; }
+  StatsResult stats() const override {
+    return {stats_.norm, stats_.clip_coef, stats_.found_inf, kOursNormTolerance};
+  }
 
  private:
-  Op op_;
+  BenchOp op_;
   Workload& w_;
   std::vector<flatgather::torch::Plan> plans_;
+  flatgather::torch::StatsOptions stats_options_;
+  flatgather::torch::GatherStats stats_;
 };
 
-// torch::cat of reshape(-1) into the existing flat buffer (parameters_to_vector's technique,
-// without its allocation). reshape copies non-contiguous tensors: that is the peer's cost.
+// at::cat_out of reshape(-1) into the flat buffer (cat_into); for gather_norm followed by
+// at::linalg_vector_norm of the flat buffer and the clip coefficient.
 class TorchCatMethod final : public Method {
  public:
-  explicit TorchCatMethod(Workload& w) : w_(w) {}
+  TorchCatMethod(BenchOp op, Workload& w, const Suite& suite)
+      : op_(op), w_(w), tolerance_(peer_norm_tolerance(suite)) {}
   void run(std::size_t set) override {
     const BufferSet& s = w_.sets[set];
-    std::vector<at::Tensor> flat_parts;
-    flat_parts.reserve(s.tensors.size());
-    for (const at::Tensor& t : s.tensors) flat_parts.push_back(t.reshape(-1));
-    at::Tensor out = s.flat;
-    at::cat_out(out, flat_parts, 0);
+    cat_into(s.flat, s.tensors);
+    if (op_ == BenchOp::GatherNorm) {
+      norm_ = at::linalg_vector_norm(s.flat, 2);
+      clip_coef_ = clip_coefficient(norm_);
+    }
   }
   int threads() const override { return w_.dev == Dev::CPU ? at::get_num_threads() : 0; }
+  StatsResult stats() const override { return {norm_, clip_coef_, {}, tolerance_}; }
 
  private:
+  BenchOp op_;
   Workload& w_;
+  at::Tensor norm_, clip_coef_;
+  double tolerance_;
 };
 
 // Base of the peers that work on per-tensor views of the flat buffer, prepared untimed.
 class ViewsMethod : public Method {
  public:
-  ViewsMethod(Op op, Workload& w, const Suite& suite) : op_(op), w_(w) {
+  ViewsMethod(BenchOp op, Workload& w, const Suite& suite) : op_(op), w_(w) {
     for (BufferSet& set : w.sets) views_.push_back(flat_views(w, suite, set.flat));
   }
 
  protected:
-  Op op_;
+  BenchOp op_;
   Workload& w_;
   std::vector<std::vector<at::Tensor>> views_;
 };
@@ -108,9 +159,10 @@ class CopyLoopMethod final : public ViewsMethod {
     const std::vector<at::Tensor>& views = views_[set];
     for (std::size_t i = 0; i < tensors.size(); ++i) {
       switch (op_) {
-        case Op::Gather: views[i].copy_(tensors[i]); break;
-        case Op::Scatter: tensors[i].copy_(views[i]); break;
-        case Op::ScatterAdd: tensors[i].add_(views[i], kAlpha); break;
+        case BenchOp::Gather: views[i].copy_(tensors[i]); break;
+        case BenchOp::Scatter: tensors[i].copy_(views[i]); break;
+        case BenchOp::ScatterAdd: tensors[i].add_(views[i], kAlpha); break;
+        default: throw std::logic_error("copy_loop runs the copy ops only");
       }
     }
   }
@@ -126,13 +178,14 @@ class ForeachMethod final : public ViewsMethod {
     std::vector<at::Tensor>& tensors = w_.sets[set].tensors;
     switch (op_) {
 #if FGBENCH_HAVE_FOREACH_COPY
-      case Op::Gather: at::_foreach_copy_(views_[set], tensors); break;
-      case Op::Scatter: at::_foreach_copy_(tensors, views_[set]); break;
+      case BenchOp::Gather: at::_foreach_copy_(views_[set], tensors); break;
+      case BenchOp::Scatter: at::_foreach_copy_(tensors, views_[set]); break;
 #else
-      case Op::Gather:
-      case Op::Scatter: throw std::runtime_error("_foreach_copy_ is not in this LibTorch");
+      case BenchOp::Gather:
+      case BenchOp::Scatter: throw std::runtime_error("_foreach_copy_ is not in this LibTorch");
 #endif
-      case Op::ScatterAdd: at::_foreach_add_(tensors, views_[set], kAlpha); break;
+      case BenchOp::ScatterAdd: at::_foreach_add_(tensors, views_[set], kAlpha); break;
+      default: throw std::logic_error("foreach_copy runs the copy ops only");
     }
   }
 };
@@ -158,10 +211,81 @@ class SplitWithSizesCopyMethod final : public Method {
   std::vector<std::vector<at::Tensor>> outs_;
 };
 
+// clip_grad_norm_'s _foreach_norm path (per dtype group: at::_foreach_norm, then at::stack
+// of every norm and at::linalg_vector_norm of the stack, then the clip coefficient), and the
+// flat buffer by cat_into: the same results as ours. On the CPU _foreach_norm falls back to
+// one norm per tensor, which is also clip_grad_norm_(foreach=False).
+class ForeachNormMethod final : public Method {
+ public:
+  ForeachNormMethod(Workload& w, const Suite& suite)
+      : w_(w), tolerance_(peer_norm_tolerance(suite)) {
+    for (const BufferSet& set : w.sets) groups_.push_back(by_dtype(set.tensors));
+  }
+  void run(std::size_t set) override {
+    std::vector<at::Tensor> norms;
+    for (const std::vector<at::Tensor>& group : groups_[set]) {
+      for (at::Tensor& n : at::_foreach_norm(group, 2)) norms.push_back(std::move(n));
+    }
+    norm_ = at::linalg_vector_norm(at::stack(norms), 2);
+    clip_coef_ = clip_coefficient(norm_);
+    const BufferSet& s = w_.sets[set];
+    cat_into(s.flat, s.tensors);
+  }
+  int threads() const override { return w_.dev == Dev::CPU ? at::get_num_threads() : 0; }
+  StatsResult stats() const override { return {norm_, clip_coef_, {}, tolerance_}; }
+
+ private:
+  Workload& w_;
+  double tolerance_;
+  std::vector<std::vector<std::vector<at::Tensor>>> groups_;
+  at::Tensor norm_, clip_coef_;
+};
+
+// GradScaler's unscale: found_inf zeroed, at::_amp_foreach_non_finite_check_and_unscale_ per
+// dtype group (in place, by the device scalar kUnscaleFactor), then cat_into for the flat
+// buffer.
+class AmpUnscaleMethod final : public Method {
+ public:
+  explicit AmpUnscaleMethod(Workload& w) : w_(w) {
+    inv_scale_ = unscale_factor(w.dev);
+    found_inf_ = at::zeros({}, inv_scale_.options());
+    for (const BufferSet& set : w.sets) groups_.push_back(by_dtype(set.tensors));
+  }
+  void run(std::size_t set) override {
+    found_inf_.zero_();
+    for (std::vector<at::Tensor>& group : groups_[set]) {
+      at::_amp_foreach_non_finite_check_and_unscale_(group, found_inf_, inv_scale_);
+    }
+    const BufferSet& s = w_.sets[set];
+    cat_into(s.flat, s.tensors);
+  }
+  StatsResult stats() const override { return {{}, {}, found_inf_, 0}; }
+
+ private:
+  Workload& w_;
+  at::Tensor inv_scale_, found_inf_;
+  std::vector<std::vector<std::vector<at::Tensor>>> groups_;
+};
+
+// Whether this LibTorch has a CPU kernel for the unscale peer (1.13 has none).
+bool amp_unscale_on_cpu() {
+  static const bool has = [] {
+    try {
+      std::vector<at::Tensor> one = {at::ones({1})};
+      at::Tensor found_inf = at::zeros({});
+      at::_amp_foreach_non_finite_check_and_unscale_(one, found_inf, at::ones({}));
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }();
+  return has;
+}
+
 // cub::DeviceMemcpy::Batched or cudaMemcpyBatchAsync: one byte copy per tensor.
 class BatchedCopyMethod final : public Method {
  public:
-  BatchedCopyMethod(Op op, Workload& w, const Suite& suite, bool cub) {
+  BatchedCopyMethod(BenchOp op, Workload& w, const Suite& suite, bool cub) {
     for (BufferSet& set : w.sets) {
       std::vector<const void*> srcs;
       std::vector<void*> dsts;
@@ -171,8 +295,8 @@ class BatchedCopyMethod final : public Method {
       for (std::size_t i = 0; i < set.tensors.size(); ++i) {
         void* tensor = set.tensors[i].data_ptr();
         void* segment = flat + w.offsets[i] * elem;
-        srcs.push_back(op == Op::Gather ? tensor : segment);
-        dsts.push_back(op == Op::Gather ? segment : tensor);
+        srcs.push_back(op == BenchOp::Gather ? tensor : segment);
+        dsts.push_back(op == BenchOp::Gather ? segment : tensor);
         sizes.push_back(static_cast<std::size_t>(suite.tensors[i].nbytes()));
       }
       copies_.push_back(cub ? cuda::make_cub_batched(srcs, dsts, sizes)
@@ -191,7 +315,7 @@ class BatchedCopyMethod final : public Method {
 // over the same number of OpenMP threads flatgather uses, or cudaMemcpyAsync device to device.
 class RooflineMethod final : public Method {
  public:
-  RooflineMethod(Op op, Workload& w, const Suite& suite) : w_(w) {
+  RooflineMethod(BenchOp op, Workload& w, const Suite& suite) : w_(w) {
     bytes_ = bytes_moved(op, suite) / 2;
     const auto options = at::TensorOptions().dtype(at::kByte).device(to_device(w.dev));
     while (buffers_.size() < w.sets.size()) {
@@ -258,14 +382,19 @@ Applies only_if(bool runs) {
   return runs ? yes() : no();
 }
 
-// The streaming variants: gather and scatter on the CPU (scatter_add never streams).
-bool cpu_copy(Op op, Dev dev) {
-  return dev == Dev::CPU && op != Op::ScatterAdd;
+bool gpu_peers_on_cpu() {
+  return std::getenv("FGBENCH_GPU_PEERS_ON_CPU") != nullptr;
+}
+
+// The streaming variants: gather and scatter on the CPU (scatter_add never streams, and
+// the statistics loops have no streaming flavour).
+bool cpu_copy(BenchOp op, Dev dev) {
+  return dev == Dev::CPU && (op == BenchOp::Gather || op == BenchOp::Scatter);
 }
 
 // The byte-copy peers: CUDA, gather and scatter, one dtype and contiguous tensors.
-Applies byte_copy_applies(Op op, Dev dev, const Suite& suite, const std::string& why_not) {
-  if (op == Op::ScatterAdd || dev != Dev::CUDA) return no();
+Applies byte_copy_applies(BenchOp op, Dev dev, const Suite& suite, const std::string& why_not) {
+  if ((op != BenchOp::Gather && op != BenchOp::Scatter) || dev != Dev::CUDA) return no();
   if (!why_not.empty()) return unavailable(why_not);
   if (!suite.plain()) return unavailable("byte copies cannot cast or follow strides");
   return yes();
@@ -277,104 +406,144 @@ const std::vector<MethodSpec>& method_table() {
   static const std::vector<MethodSpec> table =
       {
           {"flatgather", Role::Ours, "ours, Options::check_tensors = false (hot-loop setting)",
-           false, [](Op, Dev, const Suite&) { return yes(); },
-           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+           false, [](BenchOp, Dev, const Suite&) { return yes(); },
+           [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
              return std::make_unique<FlatgatherMethod>(op, w, s, false);
            }},
           {"flatgather_checked", Role::OursChecked,
            "ours, check_tensors = true (the default: O(tensors) host\n"
            "work per call); on suites of 1,000 tensors or more",
            false,
-           [](Op, Dev, const Suite& s) { return only_if(s.tensors.size() >= kCheckedMinTensors); },
-           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+           [](BenchOp, Dev,
+              const Suite& s) { return only_if(s.tensors.size() >= kCheckedMinTensors); },
+           [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
              return std::make_unique<FlatgatherMethod>(op, w, s, true);
            }},
           {"flatgather_stream_on", Role::Variant,
            "ours with CpuStreaming::On: streaming stores on every\n"
            "gather and scatter (cpu; A/B of the Auto threshold)",
-           false, [](Op op, Dev dev, const Suite&) { return only_if(cpu_copy(op, dev)); },
-           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+           false, [](BenchOp op, Dev dev, const Suite&) { return only_if(cpu_copy(op, dev)); },
+           [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
              return std::make_unique<FlatgatherMethod>(op, w, s, false,
                                                        flatgather::CpuStreaming::On);
            }},
           {"flatgather_stream_off", Role::Variant,
            "ours with CpuStreaming::Off: normal stores only (cpu)", false,
-           [](Op op, Dev dev, const Suite&) { return only_if(cpu_copy(op, dev)); },
-           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+           [](BenchOp op, Dev dev, const Suite&) { return only_if(cpu_copy(op, dev)); },
+           [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
              return std::make_unique<FlatgatherMethod>(op, w, s, false,
                                                        flatgather::CpuStreaming::Off);
            }},
           {"torch_cat", Role::Peer,
-           "at::cat_out of every t.reshape(-1) into the flat buffer (gather)", false,
-           [](Op op, Dev, const Suite&) { return only_if(op == Op::Gather); },
-           [](Op, Workload& w, const Suite&) -> std::unique_ptr<Method> {
-             return std::make_unique<TorchCatMethod>(w);
+           "at::cat_out of every t.reshape(-1) into the flat buffer (gather;\n"
+           "gather_norm: then at::linalg_vector_norm of it and the clip\n"
+           "coefficient)",
+           false,
+           [](BenchOp op, Dev, const Suite&) {
+    return only_if(op == BenchOp::Gather || op == BenchOp::GatherNorm);
+           },
+           [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+             return std::make_unique<TorchCatMethod>(op, w, s);
            }},
-          {"copy_loop", Role::Peer, "one copy_ per tensor (add_ for scatter_add)", false,
-           [](Op, Dev, const Suite&) { return yes(); },
-           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-             return std::make_unique<CopyLoopMethod>(op, w, s);
+          {"foreach_norm", Role::Peer,
+           "gather_norm: clip_grad_norm_'s path (at::_foreach_norm per dtype,\n"
+           "stack, linalg_vector_norm, clip coefficient) and at::cat_out",
+           false, [](BenchOp op, Dev, const Suite&) { return only_if(op == BenchOp::GatherNorm); },
+           [](BenchOp, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+             return std::make_unique<ForeachNormMethod>(w, s);
            }},
-          {"foreach_copy", Role::Peer, "at::_foreach_copy_ (cuda, LibTorch >= 2.1)", true,
-           [](Op op, Dev, const Suite&) {
-    if (op == Op::ScatterAdd) return no();
+          {"amp_unscale", Role::Peer,
+           "unscale: GradScaler's at::_amp_foreach_non_finite_check_and_\n"
+           "unscale_ per dtype (in place), then at::cat_out (cuda)",
+           false,
+           [](BenchOp op, Dev dev, const Suite&) {
+    if (op != BenchOp::Unscale) return no();
+    if (dev == Dev::CPU && !amp_unscale_on_cpu()) {
+      return unavailable("no CPU kernel in LibTorch " TORCH_VERSION);
+    }
+    return yes();
+           },
+           [](BenchOp, Workload& w, const Suite&) -> std::unique_ptr<Method> {
+             return std::make_unique<AmpUnscaleMethod>(w);
+           }},
+                                       {"copy_loop", Role::Peer,
+                                        "one copy_ per tensor (add_ for scatter_add)", false,
+                                        [](BenchOp op, Dev, const Suite&) {
+    return only_if(!is_stats_op(op));
+                                        },
+                                        [](BenchOp op, Workload& w,
+                                           const Suite& s) -> std::unique_ptr<Method> {
+                                          return std::make_unique<CopyLoopMethod>(op, w, s);
+                                        }},
+      {"foreach_copy", Role::Peer, "at::_foreach_copy_ (cuda, LibTorch >= 2.1)", true,
+       [](BenchOp op, Dev, const Suite&) {
+    if (op != BenchOp::Gather && op != BenchOp::Scatter) return no();
     if (!FGBENCH_HAVE_FOREACH_COPY) {
       return unavailable("at::_foreach_copy_ is not in LibTorch " TORCH_VERSION);
     }
     return yes();
-           },
-           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-             return std::make_unique<ForeachMethod>(op, w, s);
-           }},
-          {"foreach_add", Role::Peer, "at::_foreach_add_ (cuda, scatter_add)", true,
-           [](Op op, Dev, const Suite&) { return only_if(op == Op::ScatterAdd); },
-           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-             return std::make_unique<ForeachMethod>(op, w, s);
-           }},
-          {"split_with_sizes_copy", Role::Peer,
-           "at::split_with_sizes_copy_out (cuda, scatter, plain suites)", true,
-           [](Op op, Dev, const Suite& s) {
-    if (op != Op::Scatter) return no();
+       },
+       [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+         return std::make_unique<ForeachMethod>(op, w, s);
+       }},
+      {"foreach_add", Role::Peer, "at::_foreach_add_ (cuda, scatter_add)", true,
+       [](BenchOp op, Dev, const Suite&) { return only_if(op == BenchOp::ScatterAdd); },
+       [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+         return std::make_unique<ForeachMethod>(op, w, s);
+       }},
+      {"split_with_sizes_copy", Role::Peer,
+       "at::split_with_sizes_copy_out (cuda, scatter, plain suites)", true,
+       [](BenchOp op, Dev, const Suite& s) {
+    if (op != BenchOp::Scatter) return no();
     return s.plain() ? yes() : unavailable("one dtype, contiguous tensors only");
-           },
-           [](Op, Workload& w,
-              const Suite& s) -> std::
-                                  unique_ptr<Method> {
-    return std::make_unique<SplitWithSizesCopyMethod>(w, s);
-          }},
+       },
+       [](BenchOp, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+         return std::make_unique<SplitWithSizesCopyMethod>(w, s);
+       }},
       {"cub_batched", Role::Peer, "cub::DeviceMemcpy::Batched, metadata prepared untimed (cuda)",
        true,
-       [](Op op, Dev dev, const Suite& s) {
+       [](BenchOp op, Dev dev, const Suite& s) {
     return byte_copy_applies(op, dev, s, cuda::cub_batched_unavailable());
        },
-       [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+       [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
          return std::make_unique<BatchedCopyMethod>(op, w, s, true);
        }},
       {"memcpy_batch", Role::Peer, "cudaMemcpyBatchAsync, CUDA >= 12.8 (cuda)", true,
-       [](Op op, Dev dev, const Suite& s) {
+       [](BenchOp op, Dev dev, const Suite& s) {
     return byte_copy_applies(op, dev, s, cuda::memcpy_batch_unavailable());
        },
-       [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+       [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
          return std::make_unique<BatchedCopyMethod>(op, w, s, false);
        }},
       {"roofline", Role::Roofline,
        "one plain copy of the same total bytes (memcpy on the same\n"
        "OpenMP threads / cudaMemcpyAsync device to device)",
-       false, [](Op, Dev, const Suite&) { return yes(); },
-       [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+       false, [](BenchOp, Dev, const Suite&) { return yes(); },
+       [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
          return std::make_unique<RooflineMethod>(op, w, s);
        }},
       };
   return table;
 }
 
-std::vector<const MethodSpec*> methods_for(Op op, Dev dev, const Suite& suite,
+std::string op_not_run(BenchOp op, Dev dev) {
+  if (op == BenchOp::Unscale && dev == Dev::CPU && !gpu_peers_on_cpu()) {
+    return "cuda only (FGBENCH_GPU_PEERS_ON_CPU=1 runs it on the CPU)";
+  }
+  return "";
+}
+
+std::vector<const MethodSpec*> methods_for(BenchOp op, Dev dev, const Suite& suite,
                                            std::vector<Unavailable>* unavailable) {
-  if (op == Op::ScatterAdd && !suite.floating()) {
-    if (unavailable) unavailable->push_back({"every method", "scatter_add needs floating tensors"});
+  if (!op_not_run(op, dev).empty()) return {};
+  if ((op == BenchOp::ScatterAdd || is_stats_op(op)) && !suite.floating()) {
+    if (unavailable) {
+      unavailable->push_back(
+          {"every method", std::string(op_name(op)) + " needs floating tensors"});
+    }
     return {};
   }
-  const bool gpu_peers = dev == Dev::CUDA || std::getenv("FGBENCH_GPU_PEERS_ON_CPU") != nullptr;
+  const bool gpu_peers = dev == Dev::CUDA || gpu_peers_on_cpu();
   std::vector<const MethodSpec*> methods;
   for (const MethodSpec& spec : method_table()) {
     if (spec.gpu_peer && !gpu_peers) continue;

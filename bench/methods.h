@@ -13,6 +13,16 @@
 
 namespace fgbench {
 
+/// The statistics of one call of a statistics op (BenchOp::GatherNorm, Unscale): tensors on
+/// the workload's device, undefined when the op does not produce them.
+struct StatsResult {
+  at::Tensor norm;       ///< 0-dim: the L2 norm of the flat buffer's values
+  at::Tensor clip_coef;  ///< 0-dim: min(1, kMaxNorm / (norm + 1e-6))
+  at::Tensor found_inf;  ///< 0-dim: 1 when a source value is NaN or infinite, else 0
+  /// Relative tolerance of norm and clip_coef against the float64 reference (check.h).
+  double tolerance = 0;
+};
+
 /// One method prepared over every buffer set of the resident workload.
 class Method {
  public:
@@ -25,6 +35,8 @@ class Method {
   /// A method that is not one of the ops (the roofline) checks its own result on set 0 and
   /// returns "" or what went wrong; the others return nullopt and are compared with LibTorch.
   virtual std::optional<std::string> self_check() { return std::nullopt; }
+  /// What a statistics op's method computed in its last call (check.cpp compares it).
+  virtual StatsResult stats() const { return {}; }
 };
 
 /// What a method is in the summary.
@@ -54,8 +66,8 @@ struct MethodSpec {
   /// A peer that PyTorch users reach for on a GPU. It runs on the CPU only when
   /// FGBENCH_GPU_PEERS_ON_CPU=1 (slow there, but it checks its set-up and results).
   bool gpu_peer;
-  Applies (*applies)(Op op, Dev dev, const Suite& suite);
-  std::unique_ptr<Method> (*make)(Op op, Workload& w, const Suite& suite);
+  Applies (*applies)(BenchOp op, Dev dev, const Suite& suite);
+  std::unique_ptr<Method> (*make)(BenchOp op, Workload& w, const Suite& suite);
 };
 
 /// Every method, ours first and the roofline last: the order benchmarks run in.
@@ -67,9 +79,14 @@ struct Unavailable {
   std::string reason;
 };
 
+/// Why `op` is not run on `dev` at all, or "": unscale runs on cuda only (its peer,
+/// _amp_foreach_non_finite_check_and_unscale_, has no CPU kernel in LibTorch 1.13), and on the
+/// CPU only with FGBENCH_GPU_PEERS_ON_CPU=1 (to check ours and the set-up without a GPU).
+std::string op_not_run(BenchOp op, Dev dev);
+
 /// The methods run for (op, device, suite), in table order. Those that cannot run here are
 /// appended to `unavailable` (when given).
-std::vector<const MethodSpec*> methods_for(Op op, Dev dev, const Suite& suite,
+std::vector<const MethodSpec*> methods_for(BenchOp op, Dev dev, const Suite& suite,
                                            std::vector<Unavailable>* unavailable = nullptr);
 
 }  // namespace fgbench

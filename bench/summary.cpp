@@ -219,7 +219,7 @@ Summary::Summary(const std::vector<Results>& rounds, const std::vector<Dev>& dev
                  const std::vector<Suite>& suites, std::string cuda_skip_reason)
     : rounds_(rounds.size()), cuda_skip_reason_(std::move(cuda_skip_reason)) {
   for (Dev dev : devices) {
-    for (Op op : kOps) {
+    for (BenchOp op : kAllOps) {
       const std::string prefix = std::string(op_name(op)) + "/" + dev_name(dev) + "/";
       SummaryTable table;
       double threads = 0;

@@ -36,7 +36,7 @@ double elapsed_seconds() {
 
 }  // namespace
 
-void run_benchmark(benchmark::State& state, Op op, Dev dev, const Suite& suite,
+void run_benchmark(benchmark::State& state, BenchOp op, Dev dev, const Suite& suite,
                    const MethodSpec& method, const std::string& progress) {
   const at::NoGradGuard no_grad;
   const std::string key = std::string(op_name(op)) + "/" + method.name;

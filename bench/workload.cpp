@@ -54,9 +54,38 @@ int sets_for(const Suite& suite, Dev dev) {
 
 Workload::~Workload() = default;
 
-std::int64_t bytes_moved(Op op, const Suite& suite) {
+const char* op_name(BenchOp op) {
+  switch (op) {
+    case BenchOp::GatherNorm: return "gather_norm";
+    case BenchOp::Unscale: return "unscale";
+    default: return flatgather::detail::op_name(library_op(op));
+  }
+}
+
+std::optional<BenchOp> op_from_name(const std::string& name) {
+  for (BenchOp op : kAllOps) {
+    if (name == op_name(op)) return op;
+  }
+  return std::nullopt;
+}
+
+flatgather::detail::Op library_op(BenchOp op) {
+  using flatgather::detail::Op;
+  switch (op) {
+    case BenchOp::Scatter: return Op::Scatter;
+    case BenchOp::ScatterAdd: return Op::ScatterAdd;
+    default: return Op::Gather;
+  }
+}
+
+bool is_stats_op(BenchOp op) {
+  return op == BenchOp::GatherNorm || op == BenchOp::Unscale;
+}
+
+// Statistics cost reads only: the results are a few floats.
+std::int64_t bytes_moved(BenchOp op, const Suite& suite) {
   const std::int64_t tensors = suite.tensor_bytes(), flat = suite.flat_bytes();
-  return op == Op::ScatterAdd ? flat + 2 * tensors : flat + tensors;
+  return op == BenchOp::ScatterAdd ? flat + 2 * tensors : flat + tensors;
 }
 
 at::Device to_device(Dev dev) {
