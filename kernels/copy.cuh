@@ -201,12 +201,13 @@ FG_DEVICE FG_FORCE_INLINE void store_pack(const Side<T>& side, std::int64_t i, c
   for (int j = 0; j < K; ++j) store<Streaming>(side.at(i + j), p.v[j]);
 }
 
-/// The warp moves elements [first, first + count) of one copy from `src` to `dst` with `op`
-/// (see NOTE: [vector split] and NOTE: [cache hints]). All lanes of the warp call it with the
-/// same arguments except `lane`; no lane waits for another.
+/// The warp moves elements [first, first + count) of one copy from `src` to `dst` with `op`,
+/// cut as `split` says (NOTE: [vector split]): each lane applies `op` to its elements in a
+/// fixed order (its head elements, its packs batch by batch, its tail elements). All lanes
+/// of the warp call it with the same arguments except `lane`; no lane waits for another.
 template <bool Streaming, class S, class D, class Op>
-FG_DEVICE FG_FORCE_INLINE void copy_piece(const Side<S>& src, const Side<D>& dst,
-                                          std::int64_t first, std::int64_t count, const Op& op,
+FG_DEVICE FG_FORCE_INLINE void copy_split(const Side<S>& src, const Side<D>& dst,
+                                          std::int64_t first, const Split& split, const Op& op,
                                           int lane) {
   constexpr int K = pack_elements(sizeof(S), sizeof(D));
   constexpr int U = CopyPolicy::unroll(K);
@@ -220,23 +221,6 @@ FG_DEVICE FG_FORCE_INLINE void copy_piece(const Side<S>& src, const Side<D>& dst
     if constexpr (Op::kReadsDst) d = load_mutable<Streaming, D>(d_address);
     store<Streaming>(d_address, op.template apply<S, D>(s, d));
   };
-  const bool src_strided = Op::kReadsSrc && src.strided != nullptr;
-  if (src_strided || dst.strided != nullptr) {
-    // A strided tensor: element by element, lane by lane (see NOTE: [strided copies]).
-    for (std::int64_t j = lane; j < count; j += L) scalar(j);
-    return;
-  }
-  const std::uint64_t dst_address =
-      reinterpret_cast<std::uint64_t>(dst.base) + static_cast<std::uint64_t>(first) * sizeof(D);
-  // A side that is not read (zero fill, where S == D) never limits vectorization: it takes
-  // the destination's place.
-  std::uint64_t src_address = dst_address;
-  if constexpr (Op::kReadsSrc) {
-    src_address =
-        reinterpret_cast<std::uint64_t>(src.base) + static_cast<std::uint64_t>(first) * sizeof(S);
-  }
-  const Split split = split_range(src_address, static_cast<int>(sizeof(S)), true, dst_address,
-                                  static_cast<int>(sizeof(D)), true, count);
   const std::int64_t body = first + split.head;
   auto packs = [&](std::int64_t p0) {
     Pack<S, K> in[U] = {};
@@ -264,6 +248,29 @@ FG_DEVICE FG_FORCE_INLINE void copy_piece(const Side<S>& src, const Side<D>& dst
     }
   };
   distribute<L, U>(split, lane, scalar, packs);
+}
+
+/// copy_split with the split that the addresses allow (NOTE: [vector split]); element by
+/// element where a side is strided.
+template <bool Streaming, class S, class D, class Op>
+FG_DEVICE FG_FORCE_INLINE void copy_piece(const Side<S>& src, const Side<D>& dst,
+                                          std::int64_t first, std::int64_t count, const Op& op,
+                                          int lane) {
+  const std::uint64_t dst_address =
+      reinterpret_cast<std::uint64_t>(dst.base) + static_cast<std::uint64_t>(first) * sizeof(D);
+  // A side that is not read (zero fill, where S == D) never limits vectorization: it takes
+  // the destination's place.
+  std::uint64_t src_address = dst_address;
+  if constexpr (Op::kReadsSrc) {
+    src_address =
+        reinterpret_cast<std::uint64_t>(src.base) + static_cast<std::uint64_t>(first) * sizeof(S);
+  }
+  const bool strided = (Op::kReadsSrc && src.strided != nullptr) || dst.strided != nullptr;
+  const Split split = strided ? all_scalar(count)
+                              : split_range(src_address, static_cast<int>(sizeof(S)), true,
+                                            dst_address, static_cast<int>(sizeof(D)), true, count);
+  // One call (inlined once): the kernels stay small.
+  copy_split<Streaming>(src, dst, first, split, op, lane);
 }
 
 // ---- one piece of one copy: pick the element types, then copy_piece -------------------------

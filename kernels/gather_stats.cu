@@ -13,17 +13,17 @@
 // so graph replays and the next call start from zero. No floating-point atomics: the result
 // depends only on the tiles (the tuning), not on the grid or on scheduling. The scratch is
 // the plan's, so gathers with statistics through one plan must not run concurrently (on two
-// streams); plain gathers may. Elements are moved one per lane (no vector packs): this
-// kernel favours simplicity over the copy kernels' bandwidth.
+// streams); plain gathers may. Each piece is moved by the copy routine (kernels/copy.cuh:
+// 16-byte packs, several in flight per lane, where the addresses allow) with the lanes'
+// element order fixed by the plan (NOTE: [stats order] in kernels/stats_piece.cuh). Loads
+// and stores use the default cache hints (NOTE: [cache hints]), never the streaming ones.
 #include <cmath>
 #include <cstdint>
 
 #include "device_table.h"
-#include "cast.h"
-#include "copy_desc.h"
-#include "flatgather/dtype.h"
 #include "launch.h"
 #include "stats.h"
+#include "stats_piece.cuh"
 #include "tiles.cuh"
 #include "tuning.h"
 
@@ -31,60 +31,6 @@ namespace flatgather {
 namespace detail {
 
 namespace {
-
-template <class T, class F>
-using ScaleType = std::conditional_t<sizeof(typename Compute<T>::type) == 8 ||
-                                         sizeof(typename Compute<F>::type) == 8,
-                                     double, float>;
-
-// dispatch_floating for device lambdas: a __host__ __device__ dispatcher may not call the
-// implicitly constexpr __device__ lambdas below.
-template <class F>
-__device__ __forceinline__ void with_floating(DType t, F&& f) {
-  switch (t) {
-    case DType::Float64: f(double{}); break;
-    case DType::Float16: f(Half{}); break;
-    case DType::BFloat16: f(BFloat16{}); break;
-    default: f(float{}); break;
-  }
-}
-
-// The warp's share of one piece: lanes take elements lane, lane + 32, ...
-__device__ __forceinline__ void stats_piece(const KernelArgs& a, double scale, const DeviceCopy& d,
-                                            std::int64_t first, std::int64_t count, int lane,
-                                            double& sum, int& bad) {
-  constexpr int kWarp = CopyPolicy::kWarpThreads;
-  char* flat = static_cast<char*>(a.d_flat) + d.flat_offset * dtype_size(a.flat_dtype);
-  if (d.d_data == nullptr) {  // padding or a zero-filled tensor: zeros, nothing to add
-    with_floating(a.flat_dtype, [&](auto flat_value) {
-      using F = decltype(flat_value);
-      for (std::int64_t j = lane; j < count; j += kWarp)
-        reinterpret_cast<F*>(flat)[first + j] = F{};
-    });
-    return;
-  }
-  const CopyDesc* strided = d.strided >= 0 ? a.d_strided + d.strided : nullptr;
-  with_floating(d.dtype, [&](auto tensor_value) {
-    with_floating(a.flat_dtype, [&](auto flat_value) {
-      using T = decltype(tensor_value);
-      using F = decltype(flat_value);
-      using C = ScaleType<T, F>;
-      const T* tensor = static_cast<const T*>(d.d_data);
-      F* out = reinterpret_cast<F*>(flat);
-      const C s = static_cast<C>(scale);
-      for (std::int64_t j = lane; j < count; j += kWarp) {
-        const std::int64_t i = first + j;
-        const std::int64_t e = strided ? element_offset(*strided, i) : i;
-        const C v = convert<C>(tensor[e]);
-        const F w = convert<F>(static_cast<C>(v * s));
-        out[i] = w;
-        const double x = convert<double>(w);
-        sum += x * x;
-        bad |= isfinite(v) ? 0 : 1;
-      }
-    });
-  });
-}
 
 __global__ void __launch_bounds__(kMaxBlockThreads, kMinBlocksPerSm)
     gather_stats_kernel(const KernelArgs args, const StatsArgs stats) {
@@ -97,10 +43,9 @@ __global__ void __launch_bounds__(kMaxBlockThreads, kMinBlocksPerSm)
     std::int64_t slot = stats.d_piece_begin[t];
     for_each_piece(args.d_tiles, t, args.d_copies, args.num_copies,
                    [&](std::int32_t c, std::int64_t first, std::int64_t count) {
-      const DeviceCopy& d = args.d_copies[c];
       double sum = 0.0;
       int bad = 0;
-      stats_piece(args, scale, d, first, count, lane, sum, bad);
+      stats_piece(args, scale, args.d_copies[c], first, count, lane, sum, bad);
       for (int offset = kWarp / 2; offset > 0; offset /= 2) {  // fixed tree
         sum += __shfl_down_sync(0xffffffffu, sum, offset);
         bad |= __shfl_down_sync(0xffffffffu, bad, offset);
@@ -135,37 +80,16 @@ __global__ void __launch_bounds__(kMaxBlockThreads, kMinBlocksPerSm)
   *stats.d_counter = 0u;
 }
 
-// scatter with a scale: tensor = cast(flat * scale), the scale in args.alpha / args.d_alpha.
-// Elements one per lane, as above; used only when the scale is not the number 1.
+// scatter with a scale: tensor = cast(flat * scale), the scale in args.alpha / args.d_alpha;
+// used only when the scale is not the number 1.
 __global__ void __launch_bounds__(kMaxBlockThreads, kMinBlocksPerSm)
     scatter_scaled_kernel(const KernelArgs args) {
-  constexpr int kWarp = CopyPolicy::kWarpThreads;
   const WarpPlace w = warp_place();
-  const int lane = w.lane;
   const double scale = args.d_alpha ? static_cast<double>(*args.d_alpha) : args.alpha;
   for (std::int64_t t = w.warp; t < args.num_tiles; t += w.warps) {
     for_each_piece(args.d_tiles, t, args.d_copies, args.num_copies,
                    [&](std::int32_t c, std::int64_t first, std::int64_t count) {
-      const DeviceCopy& d = args.d_copies[c];
-      if (d.d_data == nullptr) return;  // padding or a missing tensor: nothing to write
-      const CopyDesc* strided = d.strided >= 0 ? args.d_strided + d.strided : nullptr;
-      const char* flat =
-          static_cast<const char*>(args.d_flat) + d.flat_offset * dtype_size(args.flat_dtype);
-      with_floating(d.dtype, [&](auto tensor_value) {
-        with_floating(args.flat_dtype, [&](auto flat_value) {
-          using T = decltype(tensor_value);
-          using F = decltype(flat_value);
-          using C = ScaleType<T, F>;
-          T* tensor = static_cast<T*>(d.d_data);
-          const F* in = reinterpret_cast<const F*>(flat);
-          const C s = static_cast<C>(scale);
-          for (std::int64_t j = lane; j < count; j += kWarp) {
-            const std::int64_t i = first + j;
-            const std::int64_t e = strided ? element_offset(*strided, i) : i;
-            tensor[e] = convert<T>(static_cast<C>(convert<C>(in[i]) * s));
-          }
-        });
-      });
+      scaled_scatter_piece(args, scale, args.d_copies[c], first, count, w.lane);
     });
   }
 }

@@ -80,6 +80,40 @@ FG_HOST_DEVICE FG_FORCE_INLINE Split split_range(std::uint64_t src, int src_size
   return s;
 }
 
+/// The split of a piece where a side is strided: every element on its own, lane l taking
+/// elements l, l + 32, ... (NOTE: [strided copies] in kernels/copy.cuh).
+FG_HOST_DEVICE FG_FORCE_INLINE Split all_scalar(std::int64_t n) {
+  Split s;
+  s.head = n;
+  return s;
+}
+
+/// A split that depends only on where the piece sits in its buffers, not on the buffers'
+/// addresses (NOTE: [stats order] in kernels/gather_stats.cu): the head is what the
+/// contiguous destination would need if its buffer started pack-aligned, with `dst_index` the
+/// piece's first element index in it; a side is accessed in packs only when its real address
+/// is aligned after that head (else element by element, in the same order). A strided
+/// source gives all_scalar.
+FG_HOST_DEVICE FG_FORCE_INLINE Split split_fixed(std::int64_t dst_index, std::uint64_t src,
+                                                 int src_size, bool src_contiguous,
+                                                 std::uint64_t dst, int dst_size, std::int64_t n) {
+  if (!src_contiguous) return all_scalar(n);
+  Split s;
+  s.pack = pack_elements(src_size, dst_size);
+  if (n <= 0) return s;
+  const std::uint64_t anchor =
+      static_cast<std::uint64_t>(dst_index) * static_cast<std::uint64_t>(dst_size);
+  const std::int64_t head = elements_to_alignment(anchor, dst_size, s.pack);
+  s.head = head < n ? head : n;
+  s.packs = (n - s.head) / s.pack;
+  s.tail = n - s.head - s.packs * s.pack;
+  if (s.packs > 0) {
+    s.dst_vector = elements_to_alignment(dst, dst_size, s.pack) == s.head;
+    s.src_vector = elements_to_alignment(src, src_size, s.pack) == s.head;
+  }
+  return s;
+}
+
 /// Spreads a split over `Lanes` lanes: `scalar(j)` for head and tail element j (relative to
 /// the piece), `packs(p0)` for pack batches p0, p0 + Lanes, ..., p0 + Lanes * (Unroll - 1)
 /// (those below split.packs; the callee checks). Every element is visited by one lane.

@@ -10,6 +10,7 @@
 
 #include "device_emulation.h"  // before copy.cuh: runs the kernels' warp code on the CPU
 #include "copy.cuh"
+#include "stats_piece.cuh"
 #include "copy_desc.h"
 #include "test_util.h"
 #include "tiles.cuh"
@@ -370,6 +371,30 @@ TEST(Split, ExhaustiveAlignmentsAndDistribution) {
   }
 }
 
+// split_fixed: head, packs and tail follow the destination index only; the addresses decide
+// only which side moves in packs (NOTE: [stats order] in kernels/stats_piece.cuh).
+TEST(Split, FixedSplitFollowsTheIndexNotTheAddresses) {
+  for (std::int64_t index = 0; index < 8; ++index) {
+    const Split base = fg::detail::split_fixed(index, 0, 4, true, 0, 4, 100);
+    EXPECT_EQ(base.head, (4 - index % 4) % 4);
+    EXPECT_EQ(base.head + base.packs * base.pack + base.tail, 100);
+    for (std::uint64_t src_shift : {0, 4, 8, 12}) {
+      for (std::uint64_t dst_shift : {0, 4, 8, 12}) {
+        const std::uint64_t src = 4096 + src_shift, dst = 8192 + dst_shift;
+        const Split s = fg::detail::split_fixed(index, src, 4, true, dst, 4, 100);
+        EXPECT_EQ(s.head, base.head);
+        EXPECT_EQ(s.packs, base.packs);
+        EXPECT_EQ(s.tail, base.tail);
+        EXPECT_EQ(s.dst_vector, (dst + 4 * s.head) % 16 == 0);
+        EXPECT_EQ(s.src_vector, (src + 4 * s.head) % 16 == 0);
+      }
+    }
+  }
+  const Split strided = fg::detail::split_fixed(3, 4096, 2, false, 8192, 4, 50);
+  EXPECT_EQ(strided.head, 50);
+  EXPECT_EQ(strided.packs, 0);
+}
+
 TEST(Split, LargePieceBeyond32Bits) {
   const std::int64_t n = (std::int64_t{1} << 33) + 5;
   const Split s = fg::detail::split_range(0x100000002ull, 2, true, 0x200000004ull, 4, true, n);
@@ -477,15 +502,18 @@ struct Scenario {
   bool streaming = true;  // which cache-hint flavour of the kernels (NOTE: [cache hints])
 };
 
-// Runs gather, scatter and scatter_add through the emulated kernels and the reference and
-// compares every byte. Returns the gather's access counts.
-fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed) {
-  fg_emulation::AccessCounts gather_counts;
-  std::mt19937_64 rng(seed);
-  const int fs = fg::dtype_size(sc.flat_dtype);
-  // Tensors: each in its own buffer, at its element offset.
+/// A scenario's tensors, each in its own buffer of random values at its element offset, and
+/// the copies of its layout (padding included).
+struct Built {
   std::vector<Buffer> buffers;
   std::vector<CopyDesc> copies;
+  std::int64_t flat_numel = 0;
+};
+
+Built build_scenario(const Scenario& sc, std::mt19937_64& rng) {
+  Built b;
+  std::vector<Buffer>& buffers = b.buffers;
+  std::vector<CopyDesc>& copies = b.copies;
   std::int64_t cursor = 0;
   for (const TensorSpec& t : sc.tensors) {
     CopyDesc d;
@@ -529,20 +557,39 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
     copies.push_back(d);
     cursor += d.numel;
   }
-  const std::int64_t flat_numel = cursor;
+  b.flat_numel = cursor;
+  return b;
+}
+
+/// KernelArgs over a host table, as the executor uploads them.
+fg::detail::KernelArgs kernel_args(const fg::detail::HostTable& table, fg::DType flat_dtype,
+                                   char* flat, double alpha) {
+  fg::detail::KernelArgs a;
+  a.d_copies = table.copies.data();
+  a.d_strided = table.strided.data();
+  a.d_tiles = table.tiles.data();
+  a.num_tiles = static_cast<std::int64_t>(table.tiles.size()) - 1;
+  a.num_copies = static_cast<std::int32_t>(table.copies.size());
+  a.flat_dtype = flat_dtype;
+  a.d_flat = flat;
+  a.alpha = alpha;
+  return a;
+}
+
+// Runs gather, scatter and scatter_add through the emulated kernels and the reference and
+// compares every byte. Returns the gather's access counts.
+fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed) {
+  fg_emulation::AccessCounts gather_counts;
+  std::mt19937_64 rng(seed);
+  const int fs = fg::dtype_size(sc.flat_dtype);
+  Built built = build_scenario(sc, rng);
+  std::vector<CopyDesc>& copies = built.copies;
+  const std::int64_t flat_numel = built.flat_numel;
   const fg::detail::HostTable table =
       fg::detail::build_host_table(copies, flat_numel, sc.flat_dtype, sc.params);
 
   auto run = [&](Op op, char* flat, double alpha) {
-    fg::detail::KernelArgs a;
-    a.d_copies = table.copies.data();
-    a.d_strided = table.strided.data();
-    a.d_tiles = table.tiles.data();
-    a.num_tiles = static_cast<std::int64_t>(table.tiles.size()) - 1;
-    a.num_copies = static_cast<std::int32_t>(table.copies.size());
-    a.flat_dtype = sc.flat_dtype;
-    a.d_flat = flat;
-    a.alpha = alpha;
+    const fg::detail::KernelArgs a = kernel_args(table, sc.flat_dtype, flat, alpha);
     for (std::int64_t t = 0; t < a.num_tiles; ++t) {
       for (int lane = 0; lane < 32; ++lane) {
         auto piece = [&](auto op_tag) {
@@ -773,6 +820,183 @@ TEST(EmulatedKernels, TinyTileBudgetsCutInsideCopies) {
 }
 
 // FLATGATHER_CUDA_TUNING (NOTE: [tuning overrides]).
+// ---- the gather-with-statistics warp code (kernels/stats_piece.cuh), emulated ----------------
+
+namespace {
+
+/// One piece's partial as gather_stats_kernel stores it.
+struct PiecePartial {
+  double sumsq;
+  int bad;
+};
+
+/// The stats kernel's warp code over every tile: each piece by 32 lanes in turn through
+/// stats_piece, then the kernel's shuffle tree (lane l adds lane l + offset, offset 16, 8, 4,
+/// 2, 1; lane 0 holds the piece's total). Partials in piece order.
+std::vector<PiecePartial> run_stats(const fg::detail::HostTable& table, fg::DType flat_dtype,
+                                    char* flat, double scale) {
+  const fg::detail::KernelArgs a = kernel_args(table, flat_dtype, flat, 1.0);
+  std::vector<PiecePartial> out;
+  for (std::int64_t t = 0; t < a.num_tiles; ++t) {
+    fg::detail::for_each_piece(a.d_tiles, t, a.d_copies, a.num_copies,
+                               [&](std::int32_t c, std::int64_t first, std::int64_t count) {
+      double sum[32] = {};
+      int bad[32] = {};
+      for (int lane = 0; lane < 32; ++lane) {
+        fg::detail::stats_piece(a, scale, a.d_copies[c], first, count, lane, sum[lane], bad[lane]);
+      }
+      for (int offset = 16; offset > 0; offset /= 2) {
+        for (int l = 0; l + offset < 32; ++l) {  // ascending: reads l + offset before it changes
+          sum[l] += sum[l + offset];
+          bad[l] |= bad[l + offset];
+        }
+      }
+      out.push_back({sum[0], bad[0]});
+    });
+  }
+  return out;
+}
+
+/// The result of one emulated gather with statistics.
+struct StatsRun {
+  std::vector<char> flat;  // the written flat buffer
+  std::vector<PiecePartial> parts;
+  fg_emulation::AccessCounts counts;
+};
+
+/// Gathers `built` with statistics into a poisoned flat buffer `flat_shift` elements past a
+/// 16-byte boundary; checks that nothing outside the flat buffer was written.
+StatsRun gather_stats_at(const Built& built, const Scenario& sc, std::int64_t flat_shift,
+                         double scale) {
+  const int fs = fg::dtype_size(sc.flat_dtype);
+  const fg::detail::HostTable table =
+      fg::detail::build_host_table(built.copies, built.flat_numel, sc.flat_dtype, sc.params);
+  Buffer buffer(static_cast<std::size_t>((built.flat_numel + flat_shift + 4) * fs));
+  std::memset(buffer.bytes(), 0xA5, buffer.storage.size() * 16);
+  char* flat = buffer.bytes() + flat_shift * fs;
+  fg_emulation::counts() = {};
+  StatsRun r;
+  r.parts = run_stats(table, sc.flat_dtype, flat, scale);
+  r.counts = fg_emulation::counts();
+  r.flat.assign(flat, flat + built.flat_numel * fs);
+  for (std::int64_t b = 0; b < flat_shift * fs; ++b)
+    EXPECT_EQ(buffer.bytes()[b], static_cast<char>(0xA5)) << "before the flat buffer";
+  for (std::int64_t b = 0; b < 4 * fs; ++b)
+    EXPECT_EQ(flat[built.flat_numel * fs + b], static_cast<char>(0xA5)) << "after it";
+  return r;
+}
+
+double as_double(const char* p, fg::DType dtype) {
+  double v = 0;
+  fg::dispatch_floating(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    T t;
+    std::memcpy(&t, p, sizeof(T));
+    v = fg::convert<double>(t);
+  });
+  return v;
+}
+
+}  // namespace
+
+// The flat buffer is cast(source * scale) (LibTorch's rounding, NOTE: [gather statistics]),
+// the pieces' sums add up to the float64 sum of squares of the written values, and the
+// non-finite flag is set exactly where a source holds an infinity (float16's overflow).
+TEST(EmulatedStats, WritesScaledValuesAndSumsEverySquareOnce) {
+  const fg::DType floats[] = {fg::DType::Float32, fg::DType::Float16, fg::DType::BFloat16,
+                              fg::DType::Float64};
+  std::uint64_t seed = 500;
+  for (fg::DType tdt : floats) {
+    for (fg::DType fdt : floats) {
+      for (const double scale : {1.0, 0.375}) {
+        SCOPED_TRACE(std::string(fg::dtype_name(tdt)) + " -> " + fg::dtype_name(fdt) + " scale " +
+                     std::to_string(scale));
+        Scenario sc;
+        sc.tensors = sample_specs(tdt, true);
+        sc.flat_dtype = fdt;
+        sc.align_elems = 16;
+        sc.params = seed % 2 ? TileParams{32 * 1024, 1024} : TileParams{512, 64};
+        std::mt19937_64 rng(seed++);
+        const Built built = build_scenario(sc, rng);
+        const int fs = fg::dtype_size(fdt);
+        // The reference: -0 + scale * source with one rounding (torch_add_scaled), so a zero
+        // product keeps its sign.
+        std::vector<char> want(static_cast<std::size_t>(built.flat_numel * fs), 0);
+        bool any_bad = false;
+        for (const CopyDesc& d : built.copies) {
+          if (!d.data || d.numel == 0) continue;
+          const int es = fg::dtype_size(d.dtype);
+          std::vector<char> src(static_cast<std::size_t>(d.numel * es));
+          for (std::int64_t i = 0; i < d.numel; ++i) {
+            const char* e =
+                static_cast<const char*>(d.data) + fg::detail::element_offset(d, i) * es;
+            std::memcpy(src.data() + i * es, e, static_cast<std::size_t>(es));
+            any_bad = any_bad || !std::isfinite(as_double(e, d.dtype));
+          }
+          const std::vector<double> minus_zero(static_cast<std::size_t>(d.numel), -0.0);
+          const std::vector<char> zeros =
+              fgtest::torch_cast(minus_zero.data(), d.numel, fg::DType::Float64, fdt);
+          const std::vector<char> cast =
+              fgtest::torch_add_scaled(zeros.data(), fdt, src.data(), d.dtype, d.numel, scale);
+          std::memcpy(want.data() + d.flat_offset * fs, cast.data(), cast.size());
+        }
+        const StatsRun r = gather_stats_at(built, sc, 1, scale);
+        EXPECT_EQ(r.counts.misaligned, 0);
+        EXPECT_EQ(std::memcmp(r.flat.data(), want.data(), want.size()), 0) << "flat differs";
+        long double exact = 0;
+        for (std::int64_t i = 0; i < built.flat_numel; ++i) {
+          const long double v = as_double(want.data() + i * fs, fdt);
+          exact += v * v;
+        }
+        double total = 0;
+        int bad = 0;
+        for (const PiecePartial& p : r.parts) {
+          total += p.sumsq;
+          bad |= p.bad;
+        }
+        EXPECT_EQ(bad, any_bad ? 1 : 0);
+        if (std::isfinite(static_cast<double>(exact))) {
+          EXPECT_NEAR(total, static_cast<double>(exact), 1e-12 * static_cast<double>(exact));
+        } else {
+          EXPECT_EQ(total, static_cast<double>(exact));
+        }
+      }
+    }
+  }
+}
+
+// NOTE: [stats order]: the pieces' sums have the same bits wherever the flat buffer starts,
+// though an aligned buffer moves in packs and a misaligned one element by element.
+TEST(EmulatedStats, SameBitsWhereverTheFlatBufferStarts) {
+  for (fg::DType tdt : {fg::DType::Float32, fg::DType::BFloat16, fg::DType::Float64}) {
+    SCOPED_TRACE(fg::dtype_name(tdt));
+    Scenario sc;
+    sc.tensors = sample_specs(tdt, true);
+    sc.tensors.push_back({tdt, {50000}, {}, 0});  // long enough for many packs per lane
+    sc.flat_dtype = fg::DType::Float32;
+    std::mt19937_64 rng(77);
+    const Built built = build_scenario(sc, rng);
+    const int fs = fg::dtype_size(sc.flat_dtype);
+    const int pack_bytes = fg::detail::pack_elements(fg::dtype_size(tdt), fs) * fs;
+    const StatsRun aligned = gather_stats_at(built, sc, 0, 0.5);
+    EXPECT_GT(aligned.counts.stores[pack_bytes], 0) << "the aligned buffer takes the vector path";
+    for (std::int64_t shift : {1, 2, 3}) {
+      SCOPED_TRACE("shift " + std::to_string(shift));
+      const StatsRun moved = gather_stats_at(built, sc, shift, 0.5);
+      if (shift * fs % pack_bytes != 0) {
+        EXPECT_EQ(moved.counts.stores[pack_bytes], 0);
+      }
+      EXPECT_EQ(moved.counts.misaligned, 0);
+      EXPECT_EQ(moved.flat, aligned.flat);
+      ASSERT_EQ(moved.parts.size(), aligned.parts.size());
+      for (std::size_t p = 0; p < aligned.parts.size(); ++p) {
+        EXPECT_EQ(std::memcmp(&moved.parts[p].sumsq, &aligned.parts[p].sumsq, sizeof(double)), 0)
+            << "piece " << p;
+      }
+    }
+  }
+}
+
 TEST(Tuning, OverridesApplyAndBadSpecsThrow) {
   fg::detail::Tuning t = fg::detail::tuning_for(9, 0);
   EXPECT_EQ(t.tiles.tile_bytes, 32 * 1024);
