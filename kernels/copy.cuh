@@ -286,6 +286,18 @@ FG_DEVICE FG_FORCE_INLINE void with_raw(int size, F&& f) {
   }
 }
 
+/// Zeros into elements [first, first + count) of the flat segment at `flat` (elements of
+/// `flat_size` bytes): a gather's padding and zero-filled tensors.
+template <bool Streaming>
+FG_DEVICE FG_FORCE_INLINE void zero_piece(char* flat, int flat_size, std::int64_t first,
+                                          std::int64_t count, int lane) {
+  with_raw(flat_size, [&](auto raw) {
+    using R = decltype(raw);
+    const Side<R> dst{flat, nullptr};
+    copy_piece<Streaming, R, R>(dst, dst, first, count, ZeroOp{}, lane);
+  });
+}
+
 /// The warp's share of one piece: elements [first, first + count) of copy `d`.
 template <Op kOp, bool Streaming>
 FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCopy& d,
@@ -293,13 +305,7 @@ FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCo
   const int flat_size = dtype_size(a.flat_dtype);
   char* flat = static_cast<char*>(a.d_flat) + d.flat_offset * flat_size;
   if (d.d_data == nullptr) {  // padding or a zero-filled tensor: zeros on gather only
-    if constexpr (kOp == Op::Gather) {
-      with_raw(flat_size, [&](auto raw) {
-        using R = decltype(raw);
-        const Side<R> dst{flat, nullptr};
-        copy_piece<Streaming, R, R>(dst, dst, first, count, ZeroOp{}, lane);
-      });
-    }
+    if constexpr (kOp == Op::Gather) zero_piece<Streaming>(flat, flat_size, first, count, lane);
     return;
   }
   char* data = static_cast<char*>(d.d_data);

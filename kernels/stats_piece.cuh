@@ -39,6 +39,12 @@ FG_DEVICE FG_FORCE_INLINE void with_floating(DType t, F&& f) {
   }
 }
 
+/// f(T{}, F{}) with the floating types of a tensor (`tensor`) and of the flat buffer (`flat`).
+template <class Fn>
+FG_DEVICE FG_FORCE_INLINE void with_floating_pair(DType tensor, DType flat, Fn&& f) {
+  with_floating(tensor, [&](auto t) { with_floating(flat, [&](auto fl) { f(t, fl); }); });
+}
+
 /// The product type of a gather with a scale: float32, float64 when either side is float64.
 template <class T, class F>
 using ScaleType = std::conditional_t<sizeof(typename Compute<T>::type) == 8 ||
@@ -92,29 +98,22 @@ FG_DEVICE FG_FORCE_INLINE void stats_piece(const KernelArgs& a, double scale, co
   char* flat = static_cast<char*>(a.d_flat) + d.flat_offset * flat_size;
   const std::int64_t flat_index = d.flat_offset + first;
   if (d.d_data == nullptr) {  // padding or a zero-filled tensor: zeros, nothing to add
-    with_raw(flat_size, [&](auto raw) {
-      using R = decltype(raw);
-      const Side<R> dst{flat, nullptr};
-      copy_piece<false, R, R>(dst, dst, first, count, ZeroOp{}, lane);
-    });
+    zero_piece<false>(flat, flat_size, first, count, lane);
     return;
   }
   char* data = static_cast<char*>(d.d_data);
   const CopyDesc* strided = d.strided >= 0 ? a.d_strided + d.strided : nullptr;
-  with_floating(d.dtype, [&](auto tensor_value) {
-    with_floating(a.flat_dtype, [&](auto flat_value) {
-      using T = decltype(tensor_value);
-      using F = decltype(flat_value);
-      using C = ScaleType<T, F>;
-      const Side<T> src{data, strided};
-      const Side<F> dst{flat, nullptr};
-      const Split split = split_fixed(flat_index, reinterpret_cast<std::uint64_t>(src.at(first)),
-                                      static_cast<int>(sizeof(T)), strided == nullptr,
-                                      reinterpret_cast<std::uint64_t>(dst.at(first)),
-                                      static_cast<int>(sizeof(F)), count);
-      const ScaleStatsOp<C> op{static_cast<C>(scale), sum, bad};
-      copy_split<false, T, F>(src, dst, first, split, op, lane);
-    });
+  with_floating_pair(d.dtype, a.flat_dtype, [&](auto tensor_value, auto flat_value) {
+    using T = decltype(tensor_value);
+    using F = decltype(flat_value);
+    const Side<T> src{data, strided};
+    const Side<F> dst{flat, nullptr};
+    const Split split = split_fixed(flat_index, reinterpret_cast<std::uint64_t>(src.at(first)),
+                                    static_cast<int>(sizeof(T)), strided == nullptr,
+                                    reinterpret_cast<std::uint64_t>(dst.at(first)),
+                                    static_cast<int>(sizeof(F)), count);
+    const ScaleStatsOp<ScaleType<T, F>> op{static_cast<ScaleType<T, F>>(scale), sum, bad};
+    copy_split<false, T, F>(src, dst, first, split, op, lane);
   });
 }
 
@@ -126,15 +125,13 @@ FG_DEVICE FG_FORCE_INLINE void scaled_scatter_piece(const KernelArgs& a, double 
   if (d.d_data == nullptr) return;  // padding or a missing tensor: nothing to write
   char* flat = static_cast<char*>(a.d_flat) + d.flat_offset * dtype_size(a.flat_dtype);
   const CopyDesc* strided = d.strided >= 0 ? a.d_strided + d.strided : nullptr;
-  with_floating(d.dtype, [&](auto tensor_value) {
-    with_floating(a.flat_dtype, [&](auto flat_value) {
-      using T = decltype(tensor_value);
-      using F = decltype(flat_value);
-      using C = ScaleType<T, F>;
-      const Side<F> src{flat, nullptr};
-      const Side<T> dst{static_cast<char*>(d.d_data), strided};
-      copy_piece<false, F, T>(src, dst, first, count, ScaleOp<C>{static_cast<C>(scale)}, lane);
-    });
+  with_floating_pair(d.dtype, a.flat_dtype, [&](auto tensor_value, auto flat_value) {
+    using T = decltype(tensor_value);
+    using F = decltype(flat_value);
+    using C = ScaleType<T, F>;
+    const Side<F> src{flat, nullptr};
+    const Side<T> dst{static_cast<char*>(d.d_data), strided};
+    copy_piece<false, F, T>(src, dst, first, count, ScaleOp<C>{static_cast<C>(scale)}, lane);
   });
 }
 
