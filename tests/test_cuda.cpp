@@ -1013,6 +1013,7 @@ void check_guarded_round_trip(at::ScalarType tensor_dtype, at::ScalarType flat_d
         source.narrow(0, s.offset, s.numel).to(tensor_dtype).reshape(views[i].sizes())))
         << "scatter, tensor " << i;
   }
+  if (!at::isFloatingType(tensor_dtype)) return;  // scatter_add needs floating tensors
   std::vector<at::Tensor> before;
   for (const at::Tensor& v : views) before.push_back(v.cpu());
   plan.scatter_add(flat.data_ptr(), n, -0.5, nullptr);
@@ -1136,6 +1137,69 @@ TEST(CudaGatherScatter, BothCacheHintFlavoursAndTinyTiles) {
           std::pair{at::kFloat, at::kFloat}}) {
       SCOPED_TRACE(std::string(spec) + " " + c10::toString(t) + " -> " + c10::toString(f));
       check_guarded_round_trip(t, f, seed++);
+    }
+  }
+}
+
+// Issue 19's A/B switches (NOTE: [tile scaling], NOTE: [bytes in flight]), each forced both
+// ways: 1- and 2-byte copies (the byte-sized unroll) and casts, aligned (both sides in whole
+// packs: the new unroll runs) and misaligned or strided (it must not), plans small enough
+// that scaling shrinks the tiles; the plan's description shows the switch reached it.
+TEST(CudaGatherScatter, TileScalingAndBytesUnrollVariants) {
+  SKIP_WITHOUT_CUDA();
+  std::uint64_t seed = 190;
+  for (const char* spec :
+       {"tile_scaling=old,unroll=old", "tile_scaling=new,unroll=new",
+        "tile_scaling=new,min_tile=64,unroll=new,streaming=1", "tile_scaling=old,unroll=new"}) {
+    TuningOverride tuning(spec);
+    const std::string text(spec);
+    for (const auto& [t, f] :
+         {std::pair{at::kByte, at::kByte}, std::pair{at::kBool, at::kBool},
+          std::pair{at::kBFloat16, at::kBFloat16}, std::pair{at::kHalf, at::kBFloat16},
+          std::pair{at::kShort, at::kShort}, std::pair{at::kFloat, at::kFloat}}) {
+      SCOPED_TRACE(text + " " + c10::toString(t) + " -> " + c10::toString(f));
+      check_guarded_round_trip(t, f, seed++);  // misaligned and strided views, canaries
+      // Aligned tensors, 16-byte segments: whole packs on both sides.
+      at::manual_seed(seed++);
+      std::vector<at::Tensor> tensors;
+      for (const int64_t n : {int64_t{100003}, int64_t{4099}, int64_t{77}, int64_t{1} << 20}) {
+        tensors.push_back(fgtest::random_tensor({n}, t).to(kCuda));
+      }
+      std::vector<fg::TensorRef> refs;
+      for (std::size_t i = 0; i < tensors.size(); ++i) {
+        refs.push_back(cuda_ref(tensors[i], "a" + std::to_string(i)));
+      }
+      fg::PlanOptions options;
+      options.flat_dtype = fgt::to_dtype(f);
+      options.align_bytes = 16;
+      fg::Plan plan = fg::Plan::build(refs, options);
+      const std::string described = plan.describe();
+      EXPECT_NE(described.find(text.find("unroll=old") != std::string::npos ? "unroll=old"
+                                                                            : "unroll=new"),
+                std::string::npos)
+          << described;
+      EXPECT_NE(
+          described.find(text.find("tile_scaling=old") != std::string::npos ? "tile_scaling=old"
+                                                                            : "tile_scaling=new"),
+          std::string::npos)
+          << described;
+      const int64_t n = plan.layout().numel();
+      at::Tensor flat = fgtest::poisoned(n, f).to(kCuda);
+      plan.gather(flat.data_ptr(), n, nullptr);
+      device_sync();
+      std::vector<at::Tensor> cpu_tensors;
+      for (const at::Tensor& x : tensors) cpu_tensors.push_back(x.cpu());
+      EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), expected_flat(cpu_tensors, plan.layout(), f)));
+      const at::Tensor source = fgtest::random_tensor({n}, f);
+      flat.copy_(source.to(kCuda));
+      for (const at::Tensor& x : tensors) poison(x);
+      plan.scatter(flat.data_ptr(), n, nullptr);
+      device_sync();
+      for (std::size_t i = 0; i < tensors.size(); ++i) {
+        const fg::Segment& s = plan.layout().segments()[i];
+        EXPECT_TRUE(fgtest::bits_equal(tensors[i].cpu(), source.narrow(0, s.offset, s.numel).to(t)))
+            << "scatter, tensor " << i;
+      }
     }
   }
 }
