@@ -38,15 +38,48 @@ constexpr std::size_t kCheckedMinTensors = 1000;
 
 // ---- the methods ------------------------------------------------------------------------------
 
+// Sets FLATGATHER_CUDA_TUNING for a scope (NOTE: [tuning overrides] in kernels/tuning.h):
+// `spec` after whatever the user set, so that it wins; restored after.
+class ScopedCudaTuning {
+ public:
+  explicit ScopedCudaTuning(const std::string& spec) : active_(!spec.empty()) {
+    if (!active_) return;
+    const char* previous = std::getenv(kVariable);
+    had_previous_ = previous != nullptr;
+    if (had_previous_) previous_ = previous;
+    const std::string value = had_previous_ ? previous_ + "," + spec : spec;
+    setenv(kVariable, value.c_str(), 1);
+  }
+  ~ScopedCudaTuning() {
+    if (!active_) return;
+    if (had_previous_) {
+      setenv(kVariable, previous_.c_str(), 1);
+    } else {
+      unsetenv(kVariable);
+    }
+  }
+  ScopedCudaTuning(const ScopedCudaTuning&) = delete;
+  ScopedCudaTuning& operator=(const ScopedCudaTuning&) = delete;
+
+ private:
+  static constexpr const char* kVariable = "FLATGATHER_CUDA_TUNING";
+  bool active_;
+  bool had_previous_ = false;
+  std::string previous_;
+};
+
 class FlatgatherMethod final : public Method {
  public:
+  /// `cuda_tuning`: FLATGATHER_CUDA_TUNING keys the plans are built with (A/B variants).
   FlatgatherMethod(Op op, Workload& w, const Suite& suite, bool check_tensors,
-                   flatgather::CpuStreaming streaming = flatgather::CpuStreaming::Auto)
+                   flatgather::CpuStreaming streaming = flatgather::CpuStreaming::Auto,
+                   const std::string& cuda_tuning = "")
       : op_(op), w_(w) {
     flatgather::torch::Options options;
     options.dtype = flatgather::torch::to_scalar_type(suite.flat_dtype);
     options.check_tensors = check_tensors;
     options.cpu_streaming = streaming;
+    const ScopedCudaTuning tuning(cuda_tuning);  // read when a CUDA plan is built
     for (BufferSet& set : w.sets) {
       plans_.push_back(flatgather::torch::Plan::from_tensors(set.tensors, w.names, options));
     }
@@ -262,6 +295,32 @@ bool cpu_copy(Op op, Dev dev) {
   return dev == Dev::CPU && op != Op::ScatterAdd;
 }
 
+// The CUDA A/B variants of issue 19 (NOTE: [tuning overrides]). Tile scaling changes nothing
+// on plans so large that the fixed budget already gives kTilesPerWarp tiles per warp (over
+// about 1 GB moved on an H200): llama-7b is left out. The byte-sized unroll only changes
+// copies of 1- and 2-byte elements.
+constexpr std::int64_t kTileScalingMaxBytes = std::int64_t{2} << 30;
+
+Applies tiles_variant_applies(Op, Dev dev, const Suite& suite) {
+  return only_if(dev == Dev::CUDA &&
+                 suite.tensor_bytes() + suite.flat_bytes() < kTileScalingMaxBytes);
+}
+
+Applies unroll_variant_applies(Op, Dev dev, const Suite& suite) {
+  bool narrow = flatgather::dtype_size(suite.flat_dtype) <= 2;
+  for (const TensorSpec& t : suite.tensors) narrow = narrow || flatgather::dtype_size(t.dtype) <= 2;
+  return only_if(dev == Dev::CUDA && narrow);
+}
+
+template <const char* kSpec>
+std::unique_ptr<Method> make_cuda_variant(Op op, Workload& w, const Suite& s) {
+  return std::make_unique<FlatgatherMethod>(op, w, s, false, flatgather::CpuStreaming::Auto, kSpec);
+}
+constexpr char kTilesOld[] = "tile_scaling=old";
+constexpr char kTilesNew[] = "tile_scaling=new";
+constexpr char kUnrollOld[] = "unroll=old";
+constexpr char kUnrollNew[] = "unroll=new";
+
 // The byte-copy peers: CUDA, gather and scatter, one dtype and contiguous tensors.
 Applies byte_copy_applies(Op op, Dev dev, const Suite& suite, const std::string& why_not) {
   if (op == Op::ScatterAdd || dev != Dev::CUDA) return no();
@@ -303,6 +362,22 @@ const std::vector<MethodSpec>& method_table() {
              return std::make_unique<FlatgatherMethod>(op, w, s, false,
                                                        flatgather::CpuStreaming::Off);
            }},
+          {"flatgather_tiles_old", Role::Variant,
+           "ours with FLATGATHER_CUDA_TUNING=tile_scaling=old: the\n"
+           "fixed tile budget for every plan (cuda; suites under 2 GB)",
+           false, tiles_variant_applies, make_cuda_variant<kTilesOld>},
+          {"flatgather_tiles_new", Role::Variant,
+           "ours with tile_scaling=new: the budget scaled to about 4 tiles\n"
+           "per resident warp (cuda; suites under 2 GB)",
+           false, tiles_variant_applies, make_cuda_variant<kTilesNew>},
+          {"flatgather_unroll_old", Role::Variant,
+           "ours with unroll=old: the unroll counted in packs (cuda;\n"
+           "suites with 1- or 2-byte dtypes)",
+           false, unroll_variant_applies, make_cuda_variant<kUnrollOld>},
+          {"flatgather_unroll_new", Role::Variant,
+           "ours with unroll=new: 64 bytes in flight per lane in same-dtype\n"
+           "1- and 2-byte copies (cuda; suites with 1- or 2-byte dtypes)",
+           false, unroll_variant_applies, make_cuda_variant<kUnrollNew>},
           {"torch_cat", Role::Peer,
            "at::cat_out of every t.reshape(-1) into the flat buffer (gather;\n"
            "in a byte buffer each viewed as bytes, .view(uint8))",
