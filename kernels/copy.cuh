@@ -351,10 +351,10 @@ FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCo
           const Side<R> flat_side{flat, nullptr};
           if constexpr (kOp == Op::Gather) {
             copy_piece<Streaming, R, R>(tensor, flat_side, first / word, count / word, CopyOp{},
-                                        lane);
+                                        lane, a.bytes_unroll);
           } else {
             copy_piece<Streaming, R, R>(flat_side, tensor, first / word, count / word, CopyOp{},
-                                        lane);
+                                        lane, a.bytes_unroll);
           }
         });
         return;
