@@ -16,6 +16,8 @@ void poison(at::Tensor t) {
     t.fill_(std::nan(""));
   } else if (t.scalar_type() == at::kBool) {
     t.fill_(true);
+  } else if (t.scalar_type() == at::kByte) {  // -123 would not fit
+    t.fill_(0xA5);
   } else {
     t.fill_(-123);
   }
@@ -44,8 +46,8 @@ std::string check(Method& m, Op op, Workload& w, const Suite& suite) {
   BufferSet& s = w.sets[0];
   const at::ScalarType flat_type = s.flat.scalar_type();
   if (op == Op::Gather) {
-    std::vector<at::Tensor> parts;
-    for (const at::Tensor& t : s.tensors) parts.push_back(t.reshape(-1).to(flat_type));
+    std::vector<at::Tensor> parts = cat_parts(w, suite, s.tensors);
+    for (at::Tensor& p : parts) p = p.to(flat_type);  // a cast when the suite casts
     const at::Tensor want = at::cat(parts, 0);
     poison(s.flat);
     m.run(0);

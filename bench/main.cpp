@@ -217,8 +217,8 @@ int main(int argc, char** argv) {
   using namespace fgbench;
   std::vector<Suite> suites = builtin_suites();
   // Smallest first, so progress is visible early; the GPU-only one last.
-  const std::vector<std::string> order = {"many-tiny",  "resnet50",   "strided",
-                                          "mixed-cast", "gpt2-small", "llama-7b"};
+  const std::vector<std::string> order = {"many-tiny",  "resnet18-state", "resnet50", "strided",
+                                          "mixed-cast", "gpt2-small",     "llama-7b"};
   std::stable_sort(suites.begin(), suites.end(), [&](const Suite& a, const Suite& b) {
     return std::find(order.begin(), order.end(), a.name) <
            std::find(order.begin(), order.end(), b.name);

@@ -101,22 +101,21 @@ class FlatgatherMethod final : public Method {
 };
 
 // torch::cat of reshape(-1) into the existing flat buffer (parameters_to_vector's technique,
-// without its allocation). reshape copies non-contiguous tensors: that is the peer's cost.
+// without its allocation); in a byte plan each part is viewed as bytes, .view(uint8).
+// reshape copies non-contiguous tensors: that is the peer's cost.
 class TorchCatMethod final : public Method {
  public:
-  explicit TorchCatMethod(Workload& w) : w_(w) {}
+  TorchCatMethod(Workload& w, const Suite& suite) : w_(w), suite_(suite) {}
   void run(std::size_t set) override {
     const BufferSet& s = w_.sets[set];
-    std::vector<at::Tensor> flat_parts;
-    flat_parts.reserve(s.tensors.size());
-    for (const at::Tensor& t : s.tensors) flat_parts.push_back(t.reshape(-1));
     at::Tensor out = s.flat;
-    at::cat_out(out, flat_parts, 0);
+    at::cat_out(out, cat_parts(w_, suite_, s.tensors), 0);
   }
   int threads() const override { return w_.dev == Dev::CPU ? at::get_num_threads() : 0; }
 
  private:
   Workload& w_;
+  const Suite& suite_;
 };
 
 // Base of the peers that work on per-tensor views of the flat buffer, prepared untimed.
@@ -380,10 +379,11 @@ const std::vector<MethodSpec>& method_table() {
            "1- and 2-byte copies (cuda; suites with 1- or 2-byte dtypes)",
            false, unroll_variant_applies, make_cuda_variant<kUnrollNew>},
           {"torch_cat", Role::Peer,
-           "at::cat_out of every t.reshape(-1) into the flat buffer (gather)", false,
-           [](Op op, Dev, const Suite&) { return only_if(op == Op::Gather); },
-           [](Op, Workload& w, const Suite&) -> std::unique_ptr<Method> {
-             return std::make_unique<TorchCatMethod>(w);
+           "at::cat_out of every t.reshape(-1) into the flat buffer (gather;\n"
+           "in a byte buffer each viewed as bytes, .view(uint8))",
+           false, [](Op op, Dev, const Suite&) { return only_if(op == Op::Gather); },
+           [](Op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+             return std::make_unique<TorchCatMethod>(w, s);
            }},
           {"copy_loop", Role::Peer, "one copy_ per tensor (add_ for scatter_add)", false,
            [](Op, Dev, const Suite&) { return yes(); },

@@ -134,6 +134,49 @@ Suite resnet50() {
   return s;
 }
 
+// ResNet-18 (He et al. 2016), torchvision names: basic blocks [2, 2, 2, 2], and the whole
+// state_dict(): every batch norm also holds running_mean, running_var (float32) and the int64
+// scalar num_batches_tracked, as model.state_dict() returns them.
+Suite resnet18_state() {
+  Suite s;
+  s.name = "resnet18-state";
+  s.description =
+      "ResNet-18's whole state_dict(): 20 convolutions, fc, 20 batch norms (weight, bias, "
+      "running_mean, running_var in float32, num_batches_tracked an int64 scalar); byte for "
+      "byte into a uint8 flat buffer";
+  s.flat_dtype = DType::UInt8;
+  auto conv = [&](const std::string& name, std::int64_t out, std::int64_t in, std::int64_t k) {
+    add(s, name + ".weight", {out, in, k, k});
+  };
+  auto bn = [&](const std::string& name, std::int64_t c) {
+    for (const char* field : {"weight", "bias", "running_mean", "running_var"}) {
+      add(s, name + "." + field, {c});
+    }
+    add(s, name + ".num_batches_tracked", {}, DType::Int64);
+  };
+  conv("conv1", 64, 3, 7);
+  bn("bn1", 64);
+  std::int64_t inplanes = 64;
+  for (int layer = 0; layer < 4; ++layer) {
+    const std::int64_t planes = 64 << layer;
+    for (int b = 0; b < 2; ++b) {
+      const std::string p = "layer" + std::to_string(layer + 1) + "." + std::to_string(b) + ".";
+      conv(p + "conv1", planes, b == 0 ? inplanes : planes, 3);
+      bn(p + "bn1", planes);
+      conv(p + "conv2", planes, planes, 3);
+      bn(p + "bn2", planes);
+      if (b == 0 && layer > 0) {
+        conv(p + "downsample.0", planes, inplanes, 1);
+        bn(p + "downsample.1", planes);
+      }
+    }
+    inplanes = planes;
+  }
+  add(s, "fc.weight", {1000, 512});
+  add(s, "fc.bias", {1000});
+  return s;
+}
+
 // splitmix64: a fixed, portable sequence (std distributions differ between libraries).
 std::uint64_t splitmix64(std::uint64_t& state) {
   std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
@@ -292,6 +335,24 @@ std::int64_t Suite::numel() const {
   return n;
 }
 
+std::vector<std::int64_t> Suite::flat_offsets() const {
+  std::vector<std::int64_t> offsets;
+  std::int64_t cursor = 0;
+  for (const TensorSpec& t : tensors) {
+    const std::int64_t align = byte_plan() ? flatgather::dtype_size(t.dtype) : 1;
+    cursor = (cursor + align - 1) / align * align;
+    offsets.push_back(cursor);
+    cursor += byte_plan() ? t.nbytes() : t.numel();
+  }
+  return offsets;
+}
+
+std::int64_t Suite::flat_numel() const {
+  if (tensors.empty()) return 0;
+  const TensorSpec& last = tensors.back();
+  return flat_offsets().back() + (byte_plan() ? last.nbytes() : last.numel());
+}
+
 std::int64_t Suite::tensor_bytes() const {
   std::int64_t n = 0;
   for (const TensorSpec& t : tensors) n += t.nbytes();
@@ -322,7 +383,8 @@ std::vector<Suite> builtin_suites() {
           misaligned(),
           plan_4mb(),
           gpt2_same_dtype("gpt2-bf16", DType::BFloat16, "bfloat16"),
-          gpt2_same_dtype("gpt2-uint8", DType::UInt8, "uint8 (8-bit quantized)")};
+          gpt2_same_dtype("gpt2-uint8", DType::UInt8, "uint8 (8-bit quantized)"),
+          resnet18_state()};
 }
 
 Suite load_manifest(const std::string& path) {
@@ -384,26 +446,12 @@ Suite load_manifest(const std::string& path) {
     same_dtype = same_dtype && (s.tensors.empty() || t.dtype == s.tensors.front().dtype);
     s.tensors.push_back(std::move(t));
   }
+  // One dtype: that dtype. Floating dtypes only: cast into float32. Otherwise (a whole
+  // state_dict with its int64 counters): a byte buffer, every dtype byte for byte.
   if (same_dtype) {
     s.flat_dtype = s.tensors.front().dtype;
-  } else if (all_floating) {
-    s.flat_dtype = DType::Float32;
   } else {
-    // Name the first tensor that cannot join the others.
-    const DType first = s.tensors.front().dtype;
-    for (std::size_t i = 0; i < s.tensors.size(); ++i) {
-      const TensorSpec& t = s.tensors[i];
-      if (t.dtype != first &&
-          !(flatgather::dtype_is_floating(t.dtype) && flatgather::dtype_is_floating(first))) {
-        throw std::runtime_error(
-            path + ":" + std::to_string(i < lines.size() ? lines[i] : 1) + ": element " +
-            std::to_string(i) + " ('" + t.name + "', " + flatgather::dtype_name(t.dtype) +
-            ") cannot share a flat buffer with the " + flatgather::dtype_name(first) +
-            " tensors before it: only floating types are cast into one another. Leave it out "
-            "(dump named_parameters() rather than state_dict()) or put it in a manifest of its "
-            "own");
-      }
-    }
+    s.flat_dtype = all_floating ? DType::Float32 : DType::UInt8;
   }
   return s;
 }

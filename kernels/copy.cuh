@@ -9,7 +9,9 @@
 // element, lane l taking elements l, l + 32, ...; each computes its address with
 // element_offset (the CPU executor's function). The contiguous side stays coalesced; the
 // strided side is as coalesced as its innermost stride allows. Keeping the cursor and the
-// 64-bit divisions out of the pack loop keeps the kernels small and free of spills.
+// 64-bit divisions out of the pack loop keeps the kernels small and free of spills. A byte
+// plan's strided tensor moves in words of its element size, not bytes (NOTE: [byte plan
+// words] in src/copy_desc.h).
 //
 // NOTE: [bytes in flight]
 // The unroll of the pack loop (packs in flight per lane, loads first, then stores) was
@@ -336,6 +338,27 @@ FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCo
   const CopyDesc* strided = d.strided >= 0 ? a.d_strided + d.strided : nullptr;
   if constexpr (kOp != Op::ScatterAdd) {
     if (d.dtype == a.flat_dtype) {  // same dtype: move bits
+      // A strided byte copy in words of its element size where the piece and both addresses
+      // allow (NOTE: [byte plan words]); its word view follows its descriptor.
+      const int word = d.word_bytes;
+      if (word > 1 && first % word == 0 && count % word == 0 &&
+          (reinterpret_cast<std::uintptr_t>(flat) | reinterpret_cast<std::uintptr_t>(data)) %
+                  word ==
+              0) {
+        with_raw(word, [&](auto raw) {
+          using R = decltype(raw);
+          const Side<R> tensor{data, strided + 1};
+          const Side<R> flat_side{flat, nullptr};
+          if constexpr (kOp == Op::Gather) {
+            copy_piece<Streaming, R, R>(tensor, flat_side, first / word, count / word, CopyOp{},
+                                        lane, a.bytes_unroll);
+          } else {
+            copy_piece<Streaming, R, R>(flat_side, tensor, first / word, count / word, CopyOp{},
+                                        lane, a.bytes_unroll);
+          }
+        });
+        return;
+      }
       with_raw(flat_size, [&](auto raw) {
         using R = decltype(raw);
         const Side<R> tensor{data, strided};

@@ -34,7 +34,11 @@ struct DeviceCopy {
   std::int64_t numel = 0;
   std::int32_t strided = -1;     ///< index into KernelArgs::strided, -1 when contiguous
   DType dtype = DType::Float32;  ///< the tensor's dtype
-  std::uint8_t reserved[3] = {};
+  /// 2, 4 or 8: a strided byte copy that can move in words of this size, whose word view
+  /// (word_view in src/copy_desc.h) follows its descriptor at `strided + 1`; else 1 (NOTE:
+  /// [byte plan words]).
+  std::uint8_t word_bytes = 1;
+  std::uint8_t reserved[2] = {};
 };
 static_assert(sizeof(DeviceCopy) == 32, "DeviceCopy is uploaded as is: keep it 32 bytes");
 
@@ -82,6 +86,11 @@ inline HostTable build_host_table(const std::vector<CopyDesc>& copies, std::int6
     if (!d.contiguous && d.numel > 0) {
       dc.strided = static_cast<std::int32_t>(table.strided.size());
       table.strided.push_back(d);
+      const int word = flat_size == 1 ? word_bytes(d) : 1;
+      if (word > 1) {  // NOTE: [byte plan words]
+        dc.word_bytes = static_cast<std::uint8_t>(word);
+        table.strided.push_back(word_view(d, word));
+      }
     }
     table.copies.push_back(dc);
   }

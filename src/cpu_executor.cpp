@@ -155,14 +155,21 @@ class CpuExecutor final : public Executor {
         copy_of_segment_[seg] = static_cast<std::int32_t>(c);
       }
       const std::int64_t per_elem = bytes_per_element(d, flat_size);
+      // Pieces are cut on multiples of `unit` elements: whole rows of a transposed copy (NOTE:
+      // [cpu transposed blocks]), whole words of a strided byte copy (NOTE: [byte plan words]).
+      std::int64_t unit = 1;
+      const int word = flat_size == 1 ? word_bytes(d) : 1;
+      if (is_transposed_2d(d)) {
+        unit = d.sizes[d.ndim - 1];
+      } else if (word > 1) {
+        const CopyDesc words = word_view(d, word);
+        unit = is_transposed_2d(words) ? words.sizes[words.ndim - 1] * word : word;
+      }
       if (d.data) tensor_bytes += d.numel * dtype_size(d.dtype);
       std::int64_t begin = 0;
       while (begin < d.numel) {
         std::int64_t fit = std::max<std::int64_t>(1, budget / per_elem);
-        if (is_transposed_2d(d)) {  // whole rows, see NOTE: [cpu transposed blocks]
-          const std::int64_t cols = d.sizes[d.ndim - 1];
-          fit = std::max(cols, fit / cols * cols);
-        }
+        if (unit > 1) fit = std::max(unit, fit / unit * unit);
         const std::int64_t end = std::min(d.numel, begin + fit);
         pieces_.push_back({static_cast<std::int32_t>(c), begin, end});
         budget -= (end - begin) * per_elem;

@@ -1402,3 +1402,45 @@ TEST(CudaBytePlan, EveryDtypeByteForByte) {
     EXPECT_THROW(gpu_plan.scatter_add(flat, 1.0), fg::Error);
   }
 }
+
+// Strided tensors of every element size in a byte plan (NOTE: [byte plan words]): large enough
+// for many tiles; into a flat buffer at offset 0 (they move in words of their element size) and
+// at odd byte offsets (byte by byte); each against the tensor's own contiguous bytes, and
+// scattered back bit for bit.
+TEST(CudaBytePlan, StridedTensorsOfEveryElementSize) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(62);
+  const auto transposed = [](const at::Tensor& x) { return x.t(); };
+  const auto channels_last = [](const at::Tensor& x) {
+    return x.contiguous(at::MemoryFormat::ChannelsLast);
+  };
+  std::vector<Pair> tensors;
+  tensors.push_back(make_pair(fgtest::random_tensor({513, 257}, at::kChar), transposed));
+  tensors.push_back(make_pair(fgtest::random_tensor({257, 1031}, at::kHalf), transposed));
+  tensors.push_back(make_pair(fgtest::random_tensor({96, 64, 3, 3}, at::kFloat), channels_last));
+  tensors.push_back(make_pair(fgtest::random_tensor({64, 32, 5, 5}, at::kInt), channels_last));
+  tensors.push_back(make_pair(fgtest::random_tensor({301, 517}, at::kLong), transposed));
+  tensors.push_back(make_pair(fgtest::random_tensor({800, 300}, at::kDouble),
+                              [](const at::Tensor& x) { return x.slice(1, 0, 300, 3); }));
+  for (const Pair& p : tensors) ASSERT_FALSE(p.gpu.is_contiguous());
+  fgt::Options opt;
+  opt.dtype = at::kByte;
+  fgt::Plan gpu_plan = fgt::Plan::from_tensors(gpus(tensors), {}, opt);
+  const at::Tensor reference = fgtest::reference_bytes(cpus(tensors), 0);
+  const std::int64_t n = gpu_plan.numel();
+  for (std::int64_t shift : {0, 1, 3}) {
+    SCOPED_TRACE("flat shift " + std::to_string(shift));
+    at::Tensor storage = poisoned_gpu(n + 8, at::kByte);
+    at::Tensor flat = storage.narrow(0, shift, n);
+    gpu_plan.core().gather(flat.data_ptr(), n, nullptr);
+    device_sync();
+    EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), reference));
+    for (const Pair& p : tensors) poison(p.gpu);
+    device_sync();
+    gpu_plan.core().scatter(flat.data_ptr(), n, nullptr);
+    device_sync();
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      EXPECT_TRUE(fgtest::bits_equal(tensors[i].gpu.cpu(), tensors[i].cpu)) << i;
+    }
+  }
+}

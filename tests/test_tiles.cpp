@@ -796,6 +796,44 @@ TEST(EmulatedKernels, EveryDtypePairOddAlignmentsStrided) {
   }
 }
 
+// Strided tensors of every element size w as a byte plan hands them over (uint8 with one more,
+// innermost dimension of size w and stride 1, NOTE: [byte plans]): with the flat buffer
+// aligned, the kernels move them in w-byte words only (NOTE: [byte plan words]); with it
+// misaligned, byte by byte; the same bytes either way, against the plain element loop.
+TEST(EmulatedKernels, StridedByteCopiesMoveInWordsOfTheirElementSize) {
+  std::uint64_t seed = 500;
+  for (std::int64_t w : {1, 2, 4, 8}) {
+    auto as_bytes = [&](std::vector<std::int64_t> sizes, std::vector<std::int64_t> strides,
+                        std::int64_t offset) {
+      for (std::int64_t& stride : strides) stride *= w;
+      sizes.push_back(w);
+      strides.push_back(1);
+      return TensorSpec{fg::DType::UInt8, sizes, strides, offset * w};
+    };
+    for (std::int64_t shift : {0, 1, 8}) {
+      for (const TileParams params : {TileParams{32 * 1024, 1024}, TileParams{512, 64}}) {
+        SCOPED_TRACE("element size " + std::to_string(w) + " shift " + std::to_string(shift) +
+                     " tile budget " + std::to_string(params.tile_bytes));
+        Scenario sc;
+        sc.flat_dtype = fg::DType::UInt8;
+        sc.align_elems = 8;  // a multiple of every element size, as the plan's rule gives
+        sc.flat_shift = shift;
+        sc.params = params;
+        sc.tensors = {as_bytes({33, 17}, {1, 33}, 0), as_bytes({2, 5, 7, 3}, {105, 1, 15, 5}, 1),
+                      as_bytes({10, 4}, {12, 3}, 2), as_bytes({300, 41}, {1, 300}, 3)};
+        const fg_emulation::AccessCounts counts = check_scenario(sc, seed++);
+        if (w > 1 && shift % w == 0) {
+          // (the zero padding between segments is stored as bytes; nothing is loaded as one)
+          EXPECT_EQ(counts.loads[1], 0) << "a byte load on the word path";
+          EXPECT_GT(counts.loads[w], 0);
+        } else {
+          EXPECT_GT(counts.loads[1], 0);
+        }
+      }
+    }
+  }
+}
+
 TEST(EmulatedKernels, MixedDtypesInOnePlan) {
   Scenario sc;
   for (fg::DType t :
