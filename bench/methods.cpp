@@ -38,15 +38,13 @@ constexpr std::size_t kCheckedMinTensors = 1000;
 
 // ---- the methods ------------------------------------------------------------------------------
 
+// `options`: the knobs of a variant (check_tensors, cpu_streaming, cpu_tuning); the flat
+// dtype is the suite's.
 class FlatgatherMethod final : public Method {
  public:
-  FlatgatherMethod(Op op, Workload& w, const Suite& suite, bool check_tensors,
-                   flatgather::CpuStreaming streaming = flatgather::CpuStreaming::Auto)
+  FlatgatherMethod(Op op, Workload& w, const Suite& suite, flatgather::torch::Options options)
       : op_(op), w_(w) {
-    flatgather::torch::Options options;
     options.dtype = flatgather::torch::to_scalar_type(suite.flat_dtype);
-    options.check_tensors = check_tensors;
-    options.cpu_streaming = streaming;
     for (BufferSet& set : w.sets) {
       plans_.push_back(flatgather::torch::Plan::from_tensors(set.tensors, w.names, options));
     }
@@ -263,6 +261,23 @@ bool cpu_copy(Op op, Dev dev) {
   return dev == Dev::CPU && op != Op::ScatterAdd;
 }
 
+// Ours with Options::check_tensors = Checked and the CPU knobs a variant changes.
+template <bool Checked, flatgather::CpuStreaming Streaming = flatgather::CpuStreaming::Auto,
+          std::int64_t TaskBytes = 0,
+          flatgather::CpuSchedule Schedule = flatgather::CpuSchedule::Dynamic>
+std::unique_ptr<Method> make_ours(Op op, Workload& w, const Suite& s) {
+  flatgather::torch::Options options;
+  options.check_tensors = Checked;
+  options.cpu_streaming = Streaming;
+  options.cpu_tuning = {TaskBytes, Schedule};
+  return std::make_unique<FlatgatherMethod>(op, w, s, options);
+}
+
+// The CPU work split variants (NOTE: [cpu work split]): every op, on the CPU.
+Applies on_cpu(Op, Dev dev, const Suite&) {
+  return only_if(dev == Dev::CPU);
+}
+
 // The byte-copy peers: CUDA, gather and scatter, one dtype and contiguous tensors.
 Applies byte_copy_applies(Op op, Dev dev, const Suite& suite, const std::string& why_not) {
   if (op == Op::ScatterAdd || dev != Dev::CUDA) return no();
@@ -277,33 +292,33 @@ const std::vector<MethodSpec>& method_table() {
   static const std::vector<MethodSpec> table =
       {
           {"flatgather", Role::Ours, "ours, Options::check_tensors = false (hot-loop setting)",
-           false, [](Op, Dev, const Suite&) { return yes(); },
-           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-             return std::make_unique<FlatgatherMethod>(op, w, s, false);
-           }},
+           false, [](Op, Dev, const Suite&) { return yes(); }, make_ours<false>},
           {"flatgather_checked", Role::OursChecked,
            "ours, check_tensors = true (the default: O(tensors) host\n"
            "work per call); on suites of 1,000 tensors or more",
            false,
            [](Op, Dev, const Suite& s) { return only_if(s.tensors.size() >= kCheckedMinTensors); },
-           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-             return std::make_unique<FlatgatherMethod>(op, w, s, true);
-           }},
+           make_ours<true>},
           {"flatgather_stream_on", Role::Variant,
            "ours with CpuStreaming::On: streaming stores on every\n"
            "gather and scatter (cpu; A/B of the Auto threshold)",
            false, [](Op op, Dev dev, const Suite&) { return only_if(cpu_copy(op, dev)); },
-           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-             return std::make_unique<FlatgatherMethod>(op, w, s, false,
-                                                       flatgather::CpuStreaming::On);
-           }},
+           make_ours<false, flatgather::CpuStreaming::On>},
           {"flatgather_stream_off", Role::Variant,
            "ours with CpuStreaming::Off: normal stores only (cpu)", false,
            [](Op op, Dev dev, const Suite&) { return only_if(cpu_copy(op, dev)); },
-           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-             return std::make_unique<FlatgatherMethod>(op, w, s, false,
-                                                       flatgather::CpuStreaming::Off);
-           }},
+           make_ours<false, flatgather::CpuStreaming::Off>},
+          {"flatgather_static", Role::Variant,
+           "ours with CpuSchedule::Static: each thread one contiguous\n"
+           "run of the tasks (cpu; A/B of the schedule)",
+           false, on_cpu,
+           make_ours<false, flatgather::CpuStreaming::Auto, 0, flatgather::CpuSchedule::Static>},
+          {"flatgather_task_64k", Role::Variant,
+           "ours with CpuTuning::task_bytes = 64 KiB (cpu; A/B of the\n"
+           "task size, default 256 KiB)",
+           false, on_cpu, make_ours<false, flatgather::CpuStreaming::Auto, 64 * 1024>},
+          {"flatgather_task_4m", Role::Variant, "ours with CpuTuning::task_bytes = 4 MiB (cpu)",
+           false, on_cpu, make_ours<false, flatgather::CpuStreaming::Auto, 4 * 1024 * 1024>},
           {"torch_cat", Role::Peer,
            "at::cat_out of every t.reshape(-1) into the flat buffer (gather)", false,
            [](Op op, Dev, const Suite&) { return only_if(op == Op::Gather); },
