@@ -75,7 +75,7 @@ struct PlanOptions {
   /// for almost everyone.
   CpuStreaming cpu_streaming = CpuStreaming::Auto;
   /// Task size and schedule on the CPU (ignored on CUDA). For benchmarks and tests.
-  CpuTuning cpu_tuning;
+  CpuTuning cpu_tuning = {};
 };
 
 /// A multiplier for gather, scatter and scatter_add: a host number, or one float32 that the

@@ -77,7 +77,7 @@ struct Options {
   /// everyone.
   CpuStreaming cpu_streaming = CpuStreaming::Auto;
   /// Task size and schedule on the CPU (see flatgather::CpuTuning); for benchmarks and tests.
-  CpuTuning cpu_tuning;
+  CpuTuning cpu_tuning = {};
   /// Before every call, compare each tensor's data pointer, shape, strides, dtype and device
   /// with the plan's, rebinding gradients that were reallocated and throwing for anything
   /// else. Costs O(number of tensors) host time per call (see docs/perf.md); turn off in hot
