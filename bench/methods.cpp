@@ -38,13 +38,45 @@ constexpr std::size_t kCheckedMinTensors = 1000;
 
 // ---- the methods ------------------------------------------------------------------------------
 
-// `options`: the knobs of a variant (check_tensors, cpu_streaming, cpu_tuning); the flat
-// dtype is the suite's.
+// Sets FLATGATHER_CUDA_TUNING for a scope (NOTE: [tuning overrides] in kernels/tuning.h):
+// `spec` after whatever the user set, so that it wins; restored after.
+class ScopedCudaTuning {
+ public:
+  explicit ScopedCudaTuning(const std::string& spec) : active_(!spec.empty()) {
+    if (!active_) return;
+    const char* previous = std::getenv(kVariable);
+    had_previous_ = previous != nullptr;
+    if (had_previous_) previous_ = previous;
+    const std::string value = had_previous_ ? previous_ + "," + spec : spec;
+    setenv(kVariable, value.c_str(), 1);
+  }
+  ~ScopedCudaTuning() {
+    if (!active_) return;
+    if (had_previous_) {
+      setenv(kVariable, previous_.c_str(), 1);
+    } else {
+      unsetenv(kVariable);
+    }
+  }
+  ScopedCudaTuning(const ScopedCudaTuning&) = delete;
+  ScopedCudaTuning& operator=(const ScopedCudaTuning&) = delete;
+
+ private:
+  static constexpr const char* kVariable = "FLATGATHER_CUDA_TUNING";
+  bool active_;
+  bool had_previous_ = false;
+  std::string previous_;
+};
+
+// `options`: the knobs of a variant (check_tensors, cpu_streaming, cpu_tuning), the flat dtype
+// being the suite's; `cuda_tuning`: FLATGATHER_CUDA_TUNING keys the plans are built with.
 class FlatgatherMethod final : public Method {
  public:
-  FlatgatherMethod(Op op, Workload& w, const Suite& suite, flatgather::torch::Options options)
+  FlatgatherMethod(Op op, Workload& w, const Suite& suite, flatgather::torch::Options options,
+                   const std::string& cuda_tuning = "")
       : op_(op), w_(w) {
     options.dtype = flatgather::torch::to_scalar_type(suite.flat_dtype);
+    const ScopedCudaTuning tuning(cuda_tuning);  // read when a CUDA plan is built
     for (BufferSet& set : w.sets) {
       plans_.push_back(flatgather::torch::Plan::from_tensors(set.tensors, w.names, options));
     }
@@ -278,6 +310,34 @@ Applies on_cpu(Op, Dev dev, const Suite&) {
   return only_if(dev == Dev::CPU);
 }
 
+// The CUDA A/B variants of issue 19 (NOTE: [tuning overrides]). Tile scaling changes nothing
+// on plans so large that the fixed budget already gives kTilesPerWarp tiles per warp (over
+// about 1 GB moved on an H200): llama-7b is left out. The byte-sized unroll only changes
+// copies of 1- and 2-byte elements.
+constexpr std::int64_t kTileScalingMaxBytes = std::int64_t{2} << 30;
+
+Applies tiles_variant_applies(Op, Dev dev, const Suite& suite) {
+  return only_if(dev == Dev::CUDA &&
+                 suite.tensor_bytes() + suite.flat_bytes() < kTileScalingMaxBytes);
+}
+
+Applies unroll_variant_applies(Op, Dev dev, const Suite& suite) {
+  bool narrow = flatgather::dtype_size(suite.flat_dtype) <= 2;
+  for (const TensorSpec& t : suite.tensors) narrow = narrow || flatgather::dtype_size(t.dtype) <= 2;
+  return only_if(dev == Dev::CUDA && narrow);
+}
+
+template <const char* kSpec>
+std::unique_ptr<Method> make_cuda_variant(Op op, Workload& w, const Suite& s) {
+  flatgather::torch::Options options;
+  options.check_tensors = false;
+  return std::make_unique<FlatgatherMethod>(op, w, s, options, kSpec);
+}
+constexpr char kTilesOld[] = "tile_scaling=old";
+constexpr char kTilesNew[] = "tile_scaling=new";
+constexpr char kUnrollOld[] = "unroll=old";
+constexpr char kUnrollNew[] = "unroll=new";
+
 // The byte-copy peers: CUDA, gather and scatter, one dtype and contiguous tensors.
 Applies byte_copy_applies(Op op, Dev dev, const Suite& suite, const std::string& why_not) {
   if (op == Op::ScatterAdd || dev != Dev::CUDA) return no();
@@ -319,6 +379,22 @@ const std::vector<MethodSpec>& method_table() {
            false, on_cpu, make_ours<false, flatgather::CpuStreaming::Auto, 64 * 1024>},
           {"flatgather_task_4m", Role::Variant, "ours with CpuTuning::task_bytes = 4 MiB (cpu)",
            false, on_cpu, make_ours<false, flatgather::CpuStreaming::Auto, 4 * 1024 * 1024>},
+          {"flatgather_tiles_old", Role::Variant,
+           "ours with FLATGATHER_CUDA_TUNING=tile_scaling=old: the\n"
+           "fixed tile budget for every plan (cuda; suites under 2 GB)",
+           false, tiles_variant_applies, make_cuda_variant<kTilesOld>},
+          {"flatgather_tiles_new", Role::Variant,
+           "ours with tile_scaling=new: the budget scaled to about 4 tiles\n"
+           "per resident warp (cuda; suites under 2 GB)",
+           false, tiles_variant_applies, make_cuda_variant<kTilesNew>},
+          {"flatgather_unroll_old", Role::Variant,
+           "ours with unroll=old: the unroll counted in packs (cuda;\n"
+           "suites with 1- or 2-byte dtypes)",
+           false, unroll_variant_applies, make_cuda_variant<kUnrollOld>},
+          {"flatgather_unroll_new", Role::Variant,
+           "ours with unroll=new: 64 bytes in flight per lane in same-dtype\n"
+           "1- and 2-byte copies (cuda; suites with 1- or 2-byte dtypes)",
+           false, unroll_variant_applies, make_cuda_variant<kUnrollNew>},
           {"torch_cat", Role::Peer,
            "at::cat_out of every t.reshape(-1) into the flat buffer (gather)", false,
            [](Op op, Dev, const Suite&) { return only_if(op == Op::Gather); },

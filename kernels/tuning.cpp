@@ -23,6 +23,17 @@ std::int64_t parse_integer(const std::string& key, const std::string& value) {
   return v;
 }
 
+/// An A/B switch: "new" is true, "old" false (NOTE: [tuning overrides]).
+bool parse_switch(const std::string& key, const std::string& value) {
+  FG_CHECK(value == "old" || value == "new", "FLATGATHER_CUDA_TUNING: '"
+                                                 << key << "=" << value
+                                                 << "' must be old or new, e.g. " << key << "=old");
+  return value == "new";
+}
+
+constexpr const char* kValidKeys =
+    "block, blocks_per_sm, tile, copy_cost, streaming, min_tile, tile_scaling, unroll";
+
 }  // namespace
 
 void apply_tuning_overrides(Tuning& t, const std::string& spec) {
@@ -36,10 +47,18 @@ void apply_tuning_overrides(Tuning& t, const std::string& spec) {
     const std::size_t eq = item.find('=');
     FG_CHECK(eq != std::string::npos, "FLATGATHER_CUDA_TUNING: '"
                                           << item
-                                          << "' is not key=value; valid keys: block, "
-                                             "blocks_per_sm, tile, copy_cost, streaming");
+                                          << "' is not key=value; valid keys: " << kValidKeys);
     const std::string key = item.substr(0, eq);
-    const std::int64_t v = parse_integer(key, item.substr(eq + 1));
+    const std::string value = item.substr(eq + 1);
+    if (key == "tile_scaling") {
+      t.scale_tiles = parse_switch(key, value);
+      continue;
+    }
+    if (key == "unroll") {
+      t.bytes_unroll = parse_switch(key, value);
+      continue;
+    }
+    const std::int64_t v = parse_integer(key, value);
     if (key == "block") {
       FG_CHECK(v >= 32 && v <= kMaxBlockThreads && v % 32 == 0,
                "FLATGATHER_CUDA_TUNING: block=" << v << " must be a multiple of 32 in [32, "
@@ -57,11 +76,12 @@ void apply_tuning_overrides(Tuning& t, const std::string& spec) {
       t.tiles.copy_cost_bytes = v;
     } else if (key == "streaming") {
       t.streaming_min_bytes = v;
+    } else if (key == "min_tile") {
+      FG_CHECK(v >= 1, "FLATGATHER_CUDA_TUNING: min_tile=" << v << " must be at least 1 byte");
+      t.tiles.min_tile_bytes = v;
     } else {
-      FG_CHECK(false, "FLATGATHER_CUDA_TUNING: unknown key '"
-                          << key
-                          << "'; valid keys: block, blocks_per_sm, tile, copy_cost, "
-                             "streaming");
+      FG_CHECK(false,
+               "FLATGATHER_CUDA_TUNING: unknown key '" << key << "'; valid keys: " << kValidKeys);
     }
   }
 }

@@ -7,11 +7,14 @@
 //
 // NOTE: [tuning overrides]
 // FLATGATHER_CUDA_TUNING="key=value,..." (keys: block, blocks_per_sm, tile, copy_cost,
-// streaming) overrides fields of the tuning of every CUDA plan built after it is set. It is
-// for experiments and for the GPU tests, which force each cache-hint flavour
-// (streaming=1: every plan streams; streaming=-1: none does) and tiny tile budgets (so that
-// cuts fall inside copies with casts, strides and misaligned tensors). Unknown keys and bad
-// values throw flatgather::Error at build.
+// streaming, min_tile, tile_scaling, unroll) overrides fields of the tuning of every CUDA plan
+// built after it is set. It is for experiments, for the GPU tests, which force each cache-hint
+// flavour (streaming=1: every plan streams; streaming=-1: none does) and tiny tile budgets (so
+// that cuts fall inside copies with casts, strides and misaligned tensors), and for the A/B
+// methods of flatgather-bench: tile_scaling=old|new (NOTE: [tile scaling] in
+// kernels/tiles.cuh) and unroll=old|new (CopyPolicy::unroll_bytes) choose between a path and
+// the one it replaces in the same binary, so that one GPU run measures both. Unknown keys and
+// bad values throw flatgather::Error at build.
 
 #include <cstdint>
 #include <sstream>
@@ -31,7 +34,22 @@ struct CopyPolicy {
   FG_HOST_DEVICE static constexpr int unroll(int pack) {
     return pack <= 4 ? 4 : (pack <= 8 ? 2 : 1);
   }
+  /// Bytes in flight per lane that the byte-sized unroll aims for: an H200 needs about 16 KB
+  /// of reads in flight per SM (Little's law), and 64 bytes per lane is what the float32 path
+  /// has (4 packs of 16 bytes).
+  static constexpr int kLaneBytesInFlight = 64;
+  /// Packs in flight per lane when both sides move whole 16-byte packs (Tuning::bytes_unroll):
+  /// sized in bytes, so 1- and 2-byte types (16 and 8 elements a pack) keep as many bytes in
+  /// flight as float32. Only for vector accesses on both sides: a pack loaded element by
+  /// element would hold 64 scalars in registers.
+  FG_HOST_DEVICE static constexpr int unroll_bytes(int pack_bytes) {
+    return pack_bytes >= kLaneBytesInFlight ? 1 : kLaneBytesInFlight / pack_bytes;
+  }
 };
+
+/// Tiles per resident warp that a scaled tile budget aims for (NOTE: [tile scaling]): enough
+/// that warps finishing early find more work, few enough that a tile's fixed cost stays small.
+constexpr int kTilesPerWarp = 4;
 
 /// Largest block the kernels are compiled for (__launch_bounds__).
 constexpr int kMaxBlockThreads = 256;
@@ -44,6 +62,9 @@ struct TileParams {
   std::int64_t tile_bytes = 0;       ///< cost budget of one tile, bytes moved (read + written)
   std::int64_t copy_cost_bytes = 0;  ///< cost of starting a copy piece (descriptor load, head
                                      ///< and tail), in bytes moved
+  /// Smallest budget a scaled plan gets (NOTE: [tile scaling]): below it a tile's own cost
+  /// (its load, the descriptor loads, a partly idle unroll batch) outweighs its work.
+  std::int64_t min_tile_bytes = 0;
 };
 
 /// Run-time tuning of one CUDA plan, chosen from the compute capability (tuning_for).
@@ -60,6 +81,13 @@ struct Tuning {
   /// (see NOTE: [cache hints] in kernels/copy.cuh); 0 means the device's L2 size, a negative
   /// value never streams.
   std::int64_t streaming_min_bytes = 0;
+  /// A/B switches (NOTE: [tuning overrides]); false is the path the new one replaces.
+  /// Scale the tile budget with the plan (NOTE: [tile scaling]); false: tiles.tile_bytes for
+  /// every plan.
+  bool scale_tiles = true;
+  /// Size the unroll in bytes for 1- and 2-byte types (CopyPolicy::unroll_bytes); false:
+  /// CopyPolicy::unroll, counted in packs.
+  bool bytes_unroll = true;
 };
 
 /// Tuning for a device of compute capability major.minor: the one place the numbers live.
@@ -71,11 +99,17 @@ constexpr Tuning tuning_for(int major, int /*minor*/) {
   // busy as long, with the same number of tiles per warp.
   t.tiles.tile_bytes = major >= 9 ? 32 * 1024 : 16 * 1024;
   t.tiles.copy_cost_bytes = 1024;
+  // One full unroll batch of the float32 path per lane: 32 lanes x 4 packs x 16 bytes read,
+  // as many written.
+  t.tiles.min_tile_bytes = 2 * CopyPolicy::kWarpThreads * CopyPolicy::kLaneBytesInFlight;
   t.streaming_min_bytes = 0;  // the device's L2 size
+  t.scale_tiles = true;
+  t.bytes_unroll = true;
   return t;
 }
 
-/// "block=256 blocks/SM<=8 tile=32768B copy_cost=1024B streaming>=52428800B".
+/// "block=256 blocks/SM<=8 tile=32768B copy_cost=1024B streaming>=52428800B
+/// tile_scaling=new(min 4096B) unroll=new".
 inline std::string to_string(const Tuning& t) {
   std::ostringstream os;
   os << "block=" << t.block_threads << " blocks/SM<=" << t.max_blocks_per_sm
@@ -85,6 +119,12 @@ inline std::string to_string(const Tuning& t) {
   } else {
     os << "streaming>=" << t.streaming_min_bytes << "B";
   }
+  if (t.scale_tiles) {
+    os << " tile_scaling=new(min " << t.tiles.min_tile_bytes << "B)";
+  } else {
+    os << " tile_scaling=old";
+  }
+  os << " unroll=" << (t.bytes_unroll ? "new" : "old");
   return os.str();
 }
 

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 struct alignas(16) uint4 {
   unsigned int x, y, z, w;
@@ -25,6 +26,16 @@ struct AccessCounts {
   std::int64_t plain_loads = 0;       ///< ld.global
   std::int64_t streaming_stores = 0;  ///< __stcs (evict-first)
   std::int64_t plain_stores = 0;      ///< st.global
+  /// 16-byte loads issued since the lane's last store, and the most seen: the packs a lane
+  /// keeps in flight (NOTE: [bytes in flight] in kernels/copy.cuh). Lanes run one after
+  /// another and every lane's batch ends with its stores, so runs never span two lanes.
+  std::int64_t vector_load_run = 0;
+  std::int64_t max_vector_loads_in_flight = 0;
+  /// When `visits` is non-empty: stores per byte of [visit_base, visit_base + visits.size()),
+  /// and stores that fall outside it.
+  const char* visit_base = nullptr;
+  std::vector<int> visits;
+  std::int64_t outside_stores = 0;
 };
 inline AccessCounts& counts() {
   static AccessCounts c;
@@ -34,6 +45,11 @@ template <class T>
 inline T load(const T* p) {
   if (reinterpret_cast<std::uintptr_t>(p) % alignof(T) != 0) ++counts().misaligned;
   ++counts().loads[sizeof(T)];
+  if (sizeof(T) == 16) {
+    AccessCounts& c = counts();
+    if (++c.vector_load_run > c.max_vector_loads_in_flight)
+      c.max_vector_loads_in_flight = c.vector_load_run;
+  }
   T v;
   std::memcpy(&v, p, sizeof(T));
   return v;
@@ -41,7 +57,17 @@ inline T load(const T* p) {
 template <class T>
 inline void store(T* p, T v) {
   if (reinterpret_cast<std::uintptr_t>(p) % alignof(T) != 0) ++counts().misaligned;
-  ++counts().stores[sizeof(T)];
+  AccessCounts& c = counts();
+  ++c.stores[sizeof(T)];
+  c.vector_load_run = 0;
+  if (!c.visits.empty()) {
+    const char* b = reinterpret_cast<const char*>(p);
+    if (b < c.visit_base || b + sizeof(T) > c.visit_base + c.visits.size()) {
+      ++c.outside_stores;
+    } else {
+      for (std::size_t k = 0; k < sizeof(T); ++k) ++c.visits[(b - c.visit_base) + k];
+    }
+  }
   std::memcpy(p, &v, sizeof(T));
 }
 }  // namespace fg_emulation
