@@ -68,17 +68,14 @@ class ScopedCudaTuning {
   std::string previous_;
 };
 
+// `options`: the knobs of a variant (check_tensors, cpu_streaming, cpu_tuning), the flat dtype
+// being the suite's; `cuda_tuning`: FLATGATHER_CUDA_TUNING keys the plans are built with.
 class FlatgatherMethod final : public Method {
  public:
-  /// `cuda_tuning`: FLATGATHER_CUDA_TUNING keys the plans are built with (A/B variants).
-  FlatgatherMethod(Op op, Workload& w, const Suite& suite, bool check_tensors,
-                   flatgather::CpuStreaming streaming = flatgather::CpuStreaming::Auto,
+  FlatgatherMethod(Op op, Workload& w, const Suite& suite, flatgather::torch::Options options,
                    const std::string& cuda_tuning = "")
       : op_(op), w_(w) {
-    flatgather::torch::Options options;
     options.dtype = flatgather::torch::to_scalar_type(suite.flat_dtype);
-    options.check_tensors = check_tensors;
-    options.cpu_streaming = streaming;
     const ScopedCudaTuning tuning(cuda_tuning);  // read when a CUDA plan is built
     for (BufferSet& set : w.sets) {
       plans_.push_back(flatgather::torch::Plan::from_tensors(set.tensors, w.names, options));
@@ -295,6 +292,23 @@ bool cpu_copy(Op op, Dev dev) {
   return dev == Dev::CPU && op != Op::ScatterAdd;
 }
 
+// Ours with Options::check_tensors = Checked and the CPU knobs a variant changes.
+template <bool Checked, flatgather::CpuStreaming Streaming = flatgather::CpuStreaming::Auto,
+          std::int64_t TaskBytes = 0,
+          flatgather::CpuSchedule Schedule = flatgather::CpuSchedule::Dynamic>
+std::unique_ptr<Method> make_ours(Op op, Workload& w, const Suite& s) {
+  flatgather::torch::Options options;
+  options.check_tensors = Checked;
+  options.cpu_streaming = Streaming;
+  options.cpu_tuning = {TaskBytes, Schedule};
+  return std::make_unique<FlatgatherMethod>(op, w, s, options);
+}
+
+// The CPU work split variants (NOTE: [cpu work split]): every op, on the CPU.
+Applies on_cpu(Op, Dev dev, const Suite&) {
+  return only_if(dev == Dev::CPU);
+}
+
 // The CUDA A/B variants of issue 19 (NOTE: [tuning overrides]). Tile scaling changes nothing
 // on plans so large that the fixed budget already gives kTilesPerWarp tiles per warp (over
 // about 1 GB moved on an H200): llama-7b is left out. The byte-sized unroll only changes
@@ -314,7 +328,9 @@ Applies unroll_variant_applies(Op, Dev dev, const Suite& suite) {
 
 template <const char* kSpec>
 std::unique_ptr<Method> make_cuda_variant(Op op, Workload& w, const Suite& s) {
-  return std::make_unique<FlatgatherMethod>(op, w, s, false, flatgather::CpuStreaming::Auto, kSpec);
+  flatgather::torch::Options options;
+  options.check_tensors = false;
+  return std::make_unique<FlatgatherMethod>(op, w, s, options, kSpec);
 }
 constexpr char kTilesOld[] = "tile_scaling=old";
 constexpr char kTilesNew[] = "tile_scaling=new";
@@ -335,33 +351,33 @@ const std::vector<MethodSpec>& method_table() {
   static const std::vector<MethodSpec> table =
       {
           {"flatgather", Role::Ours, "ours, Options::check_tensors = false (hot-loop setting)",
-           false, [](Op, Dev, const Suite&) { return yes(); },
-           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-             return std::make_unique<FlatgatherMethod>(op, w, s, false);
-           }},
+           false, [](Op, Dev, const Suite&) { return yes(); }, make_ours<false>},
           {"flatgather_checked", Role::OursChecked,
            "ours, check_tensors = true (the default: O(tensors) host\n"
            "work per call); on suites of 1,000 tensors or more",
            false,
            [](Op, Dev, const Suite& s) { return only_if(s.tensors.size() >= kCheckedMinTensors); },
-           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-             return std::make_unique<FlatgatherMethod>(op, w, s, true);
-           }},
+           make_ours<true>},
           {"flatgather_stream_on", Role::Variant,
            "ours with CpuStreaming::On: streaming stores on every\n"
            "gather and scatter (cpu; A/B of the Auto threshold)",
            false, [](Op op, Dev dev, const Suite&) { return only_if(cpu_copy(op, dev)); },
-           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-             return std::make_unique<FlatgatherMethod>(op, w, s, false,
-                                                       flatgather::CpuStreaming::On);
-           }},
+           make_ours<false, flatgather::CpuStreaming::On>},
           {"flatgather_stream_off", Role::Variant,
            "ours with CpuStreaming::Off: normal stores only (cpu)", false,
            [](Op op, Dev dev, const Suite&) { return only_if(cpu_copy(op, dev)); },
-           [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-             return std::make_unique<FlatgatherMethod>(op, w, s, false,
-                                                       flatgather::CpuStreaming::Off);
-           }},
+           make_ours<false, flatgather::CpuStreaming::Off>},
+          {"flatgather_static", Role::Variant,
+           "ours with CpuSchedule::Static: each thread one contiguous\n"
+           "run of the tasks (cpu; A/B of the schedule)",
+           false, on_cpu,
+           make_ours<false, flatgather::CpuStreaming::Auto, 0, flatgather::CpuSchedule::Static>},
+          {"flatgather_task_64k", Role::Variant,
+           "ours with CpuTuning::task_bytes = 64 KiB (cpu; A/B of the\n"
+           "task size, default 256 KiB)",
+           false, on_cpu, make_ours<false, flatgather::CpuStreaming::Auto, 64 * 1024>},
+          {"flatgather_task_4m", Role::Variant, "ours with CpuTuning::task_bytes = 4 MiB (cpu)",
+           false, on_cpu, make_ours<false, flatgather::CpuStreaming::Auto, 4 * 1024 * 1024>},
           {"flatgather_tiles_old", Role::Variant,
            "ours with FLATGATHER_CUDA_TUNING=tile_scaling=old: the\n"
            "fixed tile budget for every plan (cuda; suites under 2 GB)",

@@ -238,6 +238,7 @@ Plan Plan::make(std::vector<TensorRef> refs, std::vector<std::string> names,
   core_options.align_bytes = options.align_bytes;
   core_options.num_threads = options.num_threads;
   core_options.cpu_streaming = options.cpu_streaming;
+  core_options.cpu_tuning = options.cpu_tuning;
   Plan plan;
   plan.state_ = std::make_shared<State>();
   State& s = *plan.state_;
