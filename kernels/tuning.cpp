@@ -23,6 +23,13 @@ std::int64_t parse_integer(const std::string& key, const std::string& value) {
   return v;
 }
 
+CopyPath parse_path(const std::string& key, const std::string& value) {
+  FG_CHECK(value == "old" || value == "new", "FLATGATHER_CUDA_TUNING: '"
+                                                 << key << "=" << value
+                                                 << "' needs old or new, e.g. " << key << "=new");
+  return value == "new" ? CopyPath::New : CopyPath::Old;
+}
+
 }  // namespace
 
 void apply_tuning_overrides(Tuning& t, const std::string& spec) {
@@ -34,11 +41,20 @@ void apply_tuning_overrides(Tuning& t, const std::string& spec) {
     begin = end + 1;
     if (item.empty()) continue;
     const std::size_t eq = item.find('=');
-    FG_CHECK(eq != std::string::npos, "FLATGATHER_CUDA_TUNING: '"
-                                          << item
-                                          << "' is not key=value; valid keys: block, "
-                                             "blocks_per_sm, tile, copy_cost, streaming");
+    FG_CHECK(eq != std::string::npos,
+             "FLATGATHER_CUDA_TUNING: '"
+                 << item
+                 << "' is not key=value; valid keys: block, "
+                    "blocks_per_sm, tile, copy_cost, streaming, strided, misaligned");
     const std::string key = item.substr(0, eq);
+    if (key == "strided") {
+      t.strided_path = parse_path(key, item.substr(eq + 1));
+      continue;
+    }
+    if (key == "misaligned") {
+      t.misaligned_path = parse_path(key, item.substr(eq + 1));
+      continue;
+    }
     const std::int64_t v = parse_integer(key, item.substr(eq + 1));
     if (key == "block") {
       FG_CHECK(v >= 32 && v <= kMaxBlockThreads && v % 32 == 0,
@@ -61,7 +77,7 @@ void apply_tuning_overrides(Tuning& t, const std::string& spec) {
       FG_CHECK(false, "FLATGATHER_CUDA_TUNING: unknown key '"
                           << key
                           << "'; valid keys: block, blocks_per_sm, tile, copy_cost, "
-                             "streaming");
+                             "streaming, strided, misaligned");
     }
   }
 }

@@ -7,11 +7,13 @@
 //
 // NOTE: [tuning overrides]
 // FLATGATHER_CUDA_TUNING="key=value,..." (keys: block, blocks_per_sm, tile, copy_cost,
-// streaming) overrides fields of the tuning of every CUDA plan built after it is set. It is
-// for experiments and for the GPU tests, which force each cache-hint flavour
-// (streaming=1: every plan streams; streaming=-1: none does) and tiny tile budgets (so that
-// cuts fall inside copies with casts, strides and misaligned tensors). Unknown keys and bad
-// values throw flatgather::Error at build.
+// streaming, strided, misaligned) overrides fields of the tuning of every CUDA plan built after
+// it is set. It is for experiments, for the benchmark's A/B variants and for the GPU tests,
+// which force each cache-hint flavour (streaming=1: every plan streams; streaming=-1: none
+// does), each copy path (strided=old|new, misaligned=old|new: NOTE: [strided copies] and
+// NOTE: [misaligned copies] in kernels/copy.cuh) and tiny tile budgets (so that cuts fall
+// inside copies with casts, strides and misaligned tensors). Unknown keys and bad values throw
+// flatgather::Error at build.
 
 #include <cstdint>
 #include <sstream>
@@ -31,6 +33,14 @@ struct CopyPolicy {
   FG_HOST_DEVICE static constexpr int unroll(int pack) {
     return pack <= 4 ? 4 : (pack <= 8 ? 2 : 1);
   }
+  /// Elements in flight per lane on the new strided path (NOTE: [strided copies]).
+  static constexpr int kStridedUnroll = 4;
+  /// Packs in flight per lane on the new misaligned path (NOTE: [misaligned copies]): half of
+  /// unroll(pack), as each pack loads two 16-byte words, so a lane has as many loads in
+  /// flight as on the aligned path (and the kernels keep their register count).
+  FG_HOST_DEVICE static constexpr int realign_unroll(int pack) {
+    return unroll(pack) > 1 ? unroll(pack) / 2 : 1;
+  }
 };
 
 /// Largest block the kernels are compiled for (__launch_bounds__).
@@ -38,6 +48,15 @@ constexpr int kMaxBlockThreads = 256;
 /// Blocks per SM the kernels are compiled for (__launch_bounds__): caps registers at 128 per
 /// thread. Without it ptxas aims for 64 to 80 registers and spills (see docs/perf.md).
 constexpr int kMinBlocksPerSm = 2;
+
+/// Which of two implementations of a copy path a plan runs: the first one (Old) or its
+/// replacement (New), kept side by side until a GPU benchmark decides (docs/perf.md).
+enum class CopyPath : std::uint8_t { Old = 0, New = 1 };
+
+/// "old" or "new".
+inline const char* to_string(CopyPath p) {
+  return p == CopyPath::New ? "new" : "old";
+}
 
 /// How tiles are cut (see NOTE: [tiles] in kernels/tiles.cuh).
 struct TileParams {
@@ -60,6 +79,12 @@ struct Tuning {
   /// (see NOTE: [cache hints] in kernels/copy.cuh); 0 means the device's L2 size, a negative
   /// value never streams.
   std::int64_t streaming_min_bytes = 0;
+  /// Strided tensors: per-element 64-bit divisions (Old) or the register-resident descriptor
+  /// with fast division and several elements in flight (New); NOTE: [strided copies].
+  CopyPath strided_path = CopyPath::Old;
+  /// Contiguous sides not congruent modulo 16 bytes: element by element on the source (Old)
+  /// or aligned 16-byte loads realigned in registers (New); NOTE: [misaligned copies].
+  CopyPath misaligned_path = CopyPath::Old;
 };
 
 /// Tuning for a device of compute capability major.minor: the one place the numbers live.
@@ -72,10 +97,15 @@ constexpr Tuning tuning_for(int major, int /*minor*/) {
   t.tiles.tile_bytes = major >= 9 ? 32 * 1024 : 16 * 1024;
   t.tiles.copy_cost_bytes = 1024;
   t.streaming_min_bytes = 0;  // the device's L2 size
+  // Old until an H200 run of the benchmark's A/B decides (docs/perf.md, "Decisions waiting
+  // for the GPU").
+  t.strided_path = CopyPath::Old;
+  t.misaligned_path = CopyPath::Old;
   return t;
 }
 
-/// "block=256 blocks/SM<=8 tile=32768B copy_cost=1024B streaming>=52428800B".
+/// "block=256 blocks/SM<=8 tile=32768B copy_cost=1024B streaming>=52428800B strided=old
+/// misaligned=old".
 inline std::string to_string(const Tuning& t) {
   std::ostringstream os;
   os << "block=" << t.block_threads << " blocks/SM<=" << t.max_blocks_per_sm
@@ -85,6 +115,7 @@ inline std::string to_string(const Tuning& t) {
   } else {
     os << "streaming>=" << t.streaming_min_bytes << "B";
   }
+  os << " strided=" << to_string(t.strided_path) << " misaligned=" << to_string(t.misaligned_path);
   return os.str();
 }
 

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 struct alignas(16) uint4 {
   unsigned int x, y, z, w;
@@ -25,6 +26,10 @@ struct AccessCounts {
   std::int64_t plain_loads = 0;       ///< ld.global
   std::int64_t streaming_stores = 0;  ///< __stcs (evict-first)
   std::int64_t plain_stores = 0;      ///< st.global
+  std::int64_t funnel_shifts = 0;     ///< __funnelshift_r (NOTE: [misaligned copies])
+  /// When set, the address and width of every store, in order (tests count how often each
+  /// byte is written).
+  std::vector<std::pair<std::uintptr_t, int>>* store_log = nullptr;
 };
 inline AccessCounts& counts() {
   static AccessCounts c;
@@ -42,6 +47,9 @@ template <class T>
 inline void store(T* p, T v) {
   if (reinterpret_cast<std::uintptr_t>(p) % alignof(T) != 0) ++counts().misaligned;
   ++counts().stores[sizeof(T)];
+  if (counts().store_log) {
+    counts().store_log->emplace_back(reinterpret_cast<std::uintptr_t>(p), int{sizeof(T)});
+  }
   std::memcpy(p, &v, sizeof(T));
 }
 }  // namespace fg_emulation
@@ -71,4 +79,11 @@ template <class V>
 inline void store_plain(V* p, const V& v) {
   ++fg_emulation::counts().plain_stores;
   fg_emulation::store(p, v);
+}
+// The funnel shift of the realignment (NOTE: [misaligned copies] in kernels/copy.cuh): the
+// low 32 bits of hi:lo shifted right by shift % 32.
+inline unsigned __funnelshift_r(unsigned lo, unsigned hi, unsigned shift) {
+  ++fg_emulation::counts().funnel_shifts;
+  const std::uint64_t v = (static_cast<std::uint64_t>(hi) << 32) | lo;
+  return static_cast<unsigned>(v >> (shift & 31));
 }
