@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -38,15 +39,49 @@ constexpr std::size_t kCheckedMinTensors = 1000;
 
 // ---- the methods ------------------------------------------------------------------------------
 
+/// Appends `spec` to FLATGATHER_CUDA_TUNING for a scope (NOTE: [tuning overrides] in
+/// kernels/tuning.h: read when a CUDA plan is built), restoring the old value after.
+class ScopedCudaTuning {
+ public:
+  explicit ScopedCudaTuning(const char* spec) {
+    if (!spec) return;
+    const char* old = std::getenv(kVar);
+    had_old_ = old != nullptr;
+    if (had_old_) old_ = old;
+    const std::string value = had_old_ && !old_.empty() ? old_ + "," + spec : std::string(spec);
+    setenv(kVar, value.c_str(), 1);
+    active_ = true;
+  }
+  ~ScopedCudaTuning() {
+    if (!active_) return;
+    if (had_old_) {
+      setenv(kVar, old_.c_str(), 1);
+    } else {
+      unsetenv(kVar);
+    }
+  }
+  ScopedCudaTuning(const ScopedCudaTuning&) = delete;
+  ScopedCudaTuning& operator=(const ScopedCudaTuning&) = delete;
+
+ private:
+  static constexpr const char* kVar = "FLATGATHER_CUDA_TUNING";
+  bool active_ = false;
+  bool had_old_ = false;
+  std::string old_;
+};
+
 class FlatgatherMethod final : public Method {
  public:
+  /// `cuda_tuning`: FLATGATHER_CUDA_TUNING keys for this method's CUDA plans (A/B variants).
   FlatgatherMethod(Op op, Workload& w, const Suite& suite, bool check_tensors,
-                   flatgather::CpuStreaming streaming = flatgather::CpuStreaming::Auto)
+                   flatgather::CpuStreaming streaming = flatgather::CpuStreaming::Auto,
+                   const char* cuda_tuning = nullptr)
       : op_(op), w_(w) {
     flatgather::torch::Options options;
     options.dtype = flatgather::torch::to_scalar_type(suite.flat_dtype);
     options.check_tensors = check_tensors;
     options.cpu_streaming = streaming;
+    const ScopedCudaTuning tuning(cuda_tuning);
     for (BufferSet& set : w.sets) {
       plans_.push_back(flatgather::torch::Plan::from_tensors(set.tensors, w.names, options));
     }
@@ -263,6 +298,38 @@ bool cpu_copy(Op op, Dev dev) {
   return dev == Dev::CPU && op != Op::ScatterAdd;
 }
 
+// The copy-path variants (NOTE: [strided copies], NOTE: [misaligned copies] in
+// kernels/copy.cuh): ours with one FLATGATHER_CUDA_TUNING key set; CUDA only.
+constexpr char kStridedOld[] = "strided=old";
+constexpr char kStridedNew[] = "strided=new";
+constexpr char kMisalignedOld[] = "misaligned=old";
+constexpr char kMisalignedNew[] = "misaligned=new";
+
+bool has_strided(const Suite& suite) {
+  for (const TensorSpec& t : suite.tensors) {
+    if (t.storage != Storage::Contiguous) return true;
+  }
+  return false;
+}
+
+// The strided variants run on suites with strided tensors, the misaligned ones on every suite
+// (whether a tensor is misaligned depends on the layout the plan computes).
+template <const char* kSpec>
+MethodSpec cuda_path_variant(const char* name, const char* help) {
+  return {name,
+          Role::Variant,
+          help,
+          false,
+          [](Op, Dev dev, const Suite& s) {
+    const bool strided_key = std::strncmp(kSpec, "strided=", 8) == 0;
+    return only_if(dev == Dev::CUDA && (!strided_key || has_strided(s)));
+          },
+          [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+            return std::make_unique<FlatgatherMethod>(op, w, s, false,
+                                                      flatgather::CpuStreaming::Auto, kSpec);
+          }};
+}
+
 // The byte-copy peers: CUDA, gather and scatter, one dtype and contiguous tensors.
 Applies byte_copy_applies(Op op, Dev dev, const Suite& suite, const std::string& why_not) {
   if (op == Op::ScatterAdd || dev != Dev::CUDA) return no();
@@ -304,6 +371,20 @@ const std::vector<MethodSpec>& method_table() {
              return std::make_unique<FlatgatherMethod>(op, w, s, false,
                                                        flatgather::CpuStreaming::Off);
            }},
+          cuda_path_variant<kStridedOld>(
+              "flatgather_strided_old",
+              "ours with strided=old: strided tensors element by element,\n"
+              "64-bit divisions (cuda; A/B of Tuning::strided_path)"),
+          cuda_path_variant<kStridedNew>("flatgather_strided_new",
+                                         "ours with strided=new: register descriptor, fast\n"
+                                         "division, 4 elements in flight per lane (cuda)"),
+          cuda_path_variant<kMisalignedOld>(
+              "flatgather_misaligned_old",
+              "ours with misaligned=old: a source not congruent mod 16\n"
+              "bytes read element by element (cuda; A/B of misaligned_path)"),
+          cuda_path_variant<kMisalignedNew>("flatgather_misaligned_new",
+                                            "ours with misaligned=new: aligned 16-byte source\n"
+                                            "words realigned by funnel shifts (cuda)"),
           {"torch_cat", Role::Peer,
            "at::cat_out of every t.reshape(-1) into the flat buffer (gather)", false,
            [](Op op, Dev, const Suite&) { return only_if(op == Op::Gather); },
