@@ -39,49 +39,48 @@ constexpr std::size_t kCheckedMinTensors = 1000;
 
 // ---- the methods ------------------------------------------------------------------------------
 
-/// Appends `spec` to FLATGATHER_CUDA_TUNING for a scope (NOTE: [tuning overrides] in
-/// kernels/tuning.h: read when a CUDA plan is built), restoring the old value after.
+// Sets FLATGATHER_CUDA_TUNING for a scope (NOTE: [tuning overrides] in kernels/tuning.h):
+// `spec` after whatever the user set, so that it wins; restored after.
 class ScopedCudaTuning {
  public:
-  explicit ScopedCudaTuning(const char* spec) {
-    if (!spec) return;
-    const char* old = std::getenv(kVar);
-    had_old_ = old != nullptr;
-    if (had_old_) old_ = old;
-    const std::string value = had_old_ && !old_.empty() ? old_ + "," + spec : std::string(spec);
-    setenv(kVar, value.c_str(), 1);
-    active_ = true;
+  explicit ScopedCudaTuning(const std::string& spec) : active_(!spec.empty()) {
+    if (!active_) return;
+    const char* previous = std::getenv(kVariable);
+    had_previous_ = previous != nullptr;
+    if (had_previous_) previous_ = previous;
+    const std::string value = had_previous_ ? previous_ + "," + spec : spec;
+    setenv(kVariable, value.c_str(), 1);
   }
   ~ScopedCudaTuning() {
     if (!active_) return;
-    if (had_old_) {
-      setenv(kVar, old_.c_str(), 1);
+    if (had_previous_) {
+      setenv(kVariable, previous_.c_str(), 1);
     } else {
-      unsetenv(kVar);
+      unsetenv(kVariable);
     }
   }
   ScopedCudaTuning(const ScopedCudaTuning&) = delete;
   ScopedCudaTuning& operator=(const ScopedCudaTuning&) = delete;
 
  private:
-  static constexpr const char* kVar = "FLATGATHER_CUDA_TUNING";
-  bool active_ = false;
-  bool had_old_ = false;
-  std::string old_;
+  static constexpr const char* kVariable = "FLATGATHER_CUDA_TUNING";
+  bool active_;
+  bool had_previous_ = false;
+  std::string previous_;
 };
 
 class FlatgatherMethod final : public Method {
  public:
-  /// `cuda_tuning`: FLATGATHER_CUDA_TUNING keys for this method's CUDA plans (A/B variants).
+  /// `cuda_tuning`: FLATGATHER_CUDA_TUNING keys the plans are built with (A/B variants).
   FlatgatherMethod(Op op, Workload& w, const Suite& suite, bool check_tensors,
                    flatgather::CpuStreaming streaming = flatgather::CpuStreaming::Auto,
-                   const char* cuda_tuning = nullptr)
+                   const std::string& cuda_tuning = "")
       : op_(op), w_(w) {
     flatgather::torch::Options options;
     options.dtype = flatgather::torch::to_scalar_type(suite.flat_dtype);
     options.check_tensors = check_tensors;
     options.cpu_streaming = streaming;
-    const ScopedCudaTuning tuning(cuda_tuning);
+    const ScopedCudaTuning tuning(cuda_tuning);  // read when a CUDA plan is built
     for (BufferSet& set : w.sets) {
       plans_.push_back(flatgather::torch::Plan::from_tensors(set.tensors, w.names, options));
     }
@@ -298,37 +297,51 @@ bool cpu_copy(Op op, Dev dev) {
   return dev == Dev::CPU && op != Op::ScatterAdd;
 }
 
-// The copy-path variants (NOTE: [strided copies], NOTE: [misaligned copies] in
-// kernels/copy.cuh): ours with one FLATGATHER_CUDA_TUNING key set; CUDA only.
+// The CUDA A/B variants of issue 19 (NOTE: [tuning overrides]): ours with one
+// FLATGATHER_CUDA_TUNING key set. The strided ones run on suites with strided tensors. The
+// misaligned ones on every suite under 2 GB (whether a tensor is misaligned depends on the
+// layout the plan computes; llama-7b's are aligned, and its run is the GPU check's longest).
+// Tile scaling changes nothing on plans so large that the fixed budget already gives
+// kTilesPerWarp tiles per warp (over about 1 GB moved on an H200): llama-7b is left out. The
+// byte-sized unroll only changes copies of 1- and 2-byte elements.
+constexpr std::int64_t kVariantMaxBytes = std::int64_t{2} << 30;
+
+bool under_variant_max(const Suite& suite) {
+  return suite.tensor_bytes() + suite.flat_bytes() < kVariantMaxBytes;
+}
+
+Applies strided_variant_applies(Op, Dev dev, const Suite& suite) {
+  bool strided = false;
+  for (const TensorSpec& t : suite.tensors) strided = strided || t.storage != Storage::Contiguous;
+  return only_if(dev == Dev::CUDA && strided);
+}
+
+Applies misaligned_variant_applies(Op, Dev dev, const Suite& suite) {
+  return only_if(dev == Dev::CUDA && under_variant_max(suite));
+}
+
+Applies tiles_variant_applies(Op, Dev dev, const Suite& suite) {
+  return only_if(dev == Dev::CUDA && under_variant_max(suite));
+}
+
+Applies unroll_variant_applies(Op, Dev dev, const Suite& suite) {
+  bool narrow = flatgather::dtype_size(suite.flat_dtype) <= 2;
+  for (const TensorSpec& t : suite.tensors) narrow = narrow || flatgather::dtype_size(t.dtype) <= 2;
+  return only_if(dev == Dev::CUDA && narrow);
+}
+
+template <const char* kSpec>
+std::unique_ptr<Method> make_cuda_variant(Op op, Workload& w, const Suite& s) {
+  return std::make_unique<FlatgatherMethod>(op, w, s, false, flatgather::CpuStreaming::Auto, kSpec);
+}
 constexpr char kStridedOld[] = "strided=old";
 constexpr char kStridedNew[] = "strided=new";
 constexpr char kMisalignedOld[] = "misaligned=old";
 constexpr char kMisalignedNew[] = "misaligned=new";
-
-bool has_strided(const Suite& suite) {
-  for (const TensorSpec& t : suite.tensors) {
-    if (t.storage != Storage::Contiguous) return true;
-  }
-  return false;
-}
-
-// The strided variants run on suites with strided tensors, the misaligned ones on every suite
-// (whether a tensor is misaligned depends on the layout the plan computes).
-template <const char* kSpec>
-MethodSpec cuda_path_variant(const char* name, const char* help) {
-  return {name,
-          Role::Variant,
-          help,
-          false,
-          [](Op, Dev dev, const Suite& s) {
-    const bool strided_key = std::strncmp(kSpec, "strided=", 8) == 0;
-    return only_if(dev == Dev::CUDA && (!strided_key || has_strided(s)));
-          },
-          [](Op op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-            return std::make_unique<FlatgatherMethod>(op, w, s, false,
-                                                      flatgather::CpuStreaming::Auto, kSpec);
-          }};
-}
+constexpr char kTilesOld[] = "tile_scaling=old";
+constexpr char kTilesNew[] = "tile_scaling=new";
+constexpr char kUnrollOld[] = "unroll=old";
+constexpr char kUnrollNew[] = "unroll=new";
 
 // The byte-copy peers: CUDA, gather and scatter, one dtype and contiguous tensors.
 Applies byte_copy_applies(Op op, Dev dev, const Suite& suite, const std::string& why_not) {
@@ -371,20 +384,38 @@ const std::vector<MethodSpec>& method_table() {
              return std::make_unique<FlatgatherMethod>(op, w, s, false,
                                                        flatgather::CpuStreaming::Off);
            }},
-          cuda_path_variant<kStridedOld>(
-              "flatgather_strided_old",
-              "ours with strided=old: strided tensors element by element,\n"
-              "64-bit divisions (cuda; A/B of Tuning::strided_path)"),
-          cuda_path_variant<kStridedNew>("flatgather_strided_new",
-                                         "ours with strided=new: register descriptor, fast\n"
-                                         "division, 4 elements in flight per lane (cuda)"),
-          cuda_path_variant<kMisalignedOld>(
-              "flatgather_misaligned_old",
-              "ours with misaligned=old: a source not congruent mod 16\n"
-              "bytes read element by element (cuda; A/B of misaligned_path)"),
-          cuda_path_variant<kMisalignedNew>("flatgather_misaligned_new",
-                                            "ours with misaligned=new: aligned 16-byte source\n"
-                                            "words realigned by funnel shifts (cuda)"),
+          {"flatgather_strided_old", Role::Variant,
+           "ours with strided=old: strided tensors element by element,\n"
+           "64-bit divisions (cuda; suites with strided tensors)",
+           false, strided_variant_applies, make_cuda_variant<kStridedOld>},
+          {"flatgather_strided_new", Role::Variant,
+           "ours with strided=new: register descriptor, fast division,\n"
+           "4 elements in flight per lane (cuda; suites with strided tensors)",
+           false, strided_variant_applies, make_cuda_variant<kStridedNew>},
+          {"flatgather_misaligned_old", Role::Variant,
+           "ours with misaligned=old: a source not congruent mod 16\n"
+           "bytes read element by element (cuda; suites under 2 GB)",
+           false, misaligned_variant_applies, make_cuda_variant<kMisalignedOld>},
+          {"flatgather_misaligned_new", Role::Variant,
+           "ours with misaligned=new: aligned 16-byte source words\n"
+           "realigned by funnel shifts (cuda; suites under 2 GB)",
+           false, misaligned_variant_applies, make_cuda_variant<kMisalignedNew>},
+          {"flatgather_tiles_old", Role::Variant,
+           "ours with FLATGATHER_CUDA_TUNING=tile_scaling=old: the\n"
+           "fixed tile budget for every plan (cuda; suites under 2 GB)",
+           false, tiles_variant_applies, make_cuda_variant<kTilesOld>},
+          {"flatgather_tiles_new", Role::Variant,
+           "ours with tile_scaling=new: the budget scaled to about 4 tiles\n"
+           "per resident warp (cuda; suites under 2 GB)",
+           false, tiles_variant_applies, make_cuda_variant<kTilesNew>},
+          {"flatgather_unroll_old", Role::Variant,
+           "ours with unroll=old: the unroll counted in packs (cuda;\n"
+           "suites with 1- or 2-byte dtypes)",
+           false, unroll_variant_applies, make_cuda_variant<kUnrollOld>},
+          {"flatgather_unroll_new", Role::Variant,
+           "ours with unroll=new: 64 bytes in flight per lane in same-dtype\n"
+           "1- and 2-byte copies (cuda; suites with 1- or 2-byte dtypes)",
+           false, unroll_variant_applies, make_cuda_variant<kUnrollNew>},
           {"torch_cat", Role::Peer,
            "at::cat_out of every t.reshape(-1) into the flat buffer (gather)", false,
            [](Op op, Dev, const Suite&) { return only_if(op == Op::Gather); },

@@ -39,15 +39,20 @@ void add_gpt2_blocks(Suite& s, int layers, std::int64_t d, DType dtype) {
   add(s, "ln_f.bias", {d}, dtype);
 }
 
+// The whole of GPT-2 small: embeddings and 12 blocks of d_model 768.
+void add_gpt2_small(Suite& s, DType dtype) {
+  add(s, "wte.weight", {50257, 768}, dtype);
+  add(s, "wpe.weight", {1024, 768}, dtype);
+  add_gpt2_blocks(s, 12, 768, dtype);
+}
+
 Suite gpt2_small() {
   Suite s;
   s.name = "gpt2-small";
   s.description =
       "GPT-2 small: vocab 50257, context 1024, d_model 768, 12 layers; embeddings, attention "
       "and MLP matrices, LayerNorm weights and biases; float32";
-  add(s, "wte.weight", {50257, 768});
-  add(s, "wpe.weight", {1024, 768});
-  add_gpt2_blocks(s, 12, 768, DType::Float32);
+  add_gpt2_small(s, DType::Float32);
   return s;
 }
 
@@ -180,6 +185,50 @@ Suite strided() {
   return s;
 }
 
+// The suites of issue 19's GPU paths (A/B methods flatgather_{strided,misaligned,tiles,unroll}_*):
+// GPU only, so the CPU run stays as short as it was.
+
+Suite misaligned() {
+  Suite s;
+  s.name = "misaligned";
+  s.description =
+      "1,000 1-D float32 tensors of odd sizes (every other one a bias of 1 to 63 elements, the "
+      "rest 1 to 65,535; splitmix64 seed 7), no padding: flat offsets not congruent to the "
+      "tensors' 16-byte alignment; GPU only";
+  s.gpu_only = true;
+  std::uint64_t state = 7;
+  for (int i = 0; i < 1000; ++i) {
+    const std::uint64_t largest = i % 2 == 0 ? 32 : 32768;
+    const std::int64_t n = 2 * static_cast<std::int64_t>(splitmix64(state) % largest) + 1;
+    add(s, "t" + std::to_string(i), {n});
+  }
+  return s;
+}
+
+Suite plan_4mb() {
+  Suite s;
+  s.name = "plan-4mb";
+  s.description =
+      "a 4 MiB plan: four 512 x 512 float32 matrices, which a fixed 32 KiB tile budget cuts "
+      "into about 260 tiles (33 of an H200's 132 SMs); GPU only";
+  s.gpu_only = true;
+  for (int i = 0; i < 4; ++i) add(s, "w" + std::to_string(i), {512, 512});
+  return s;
+}
+
+Suite gpt2_same_dtype(const char* name, DType dtype, const char* what) {
+  Suite s;
+  s.name = name;
+  s.description = std::string("GPT-2 small (the gpt2-small tensors) as ") + what +
+                  " parameters into a flat buffer of the same dtype: moved as raw bytes, " +
+                  std::to_string(16 / flatgather::dtype_size(dtype)) +
+                  " elements a 16-byte pack; GPU only";
+  s.flat_dtype = dtype;
+  s.gpu_only = true;
+  add_gpt2_small(s, dtype);
+  return s;
+}
+
 // Line (1-based) at which each element of the top-level JSON array starts. Tolerant: the
 // JSON has already been parsed successfully when this runs.
 std::vector<int> element_lines(const std::string& text) {
@@ -264,7 +313,16 @@ bool Suite::floating() const {
 }
 
 std::vector<Suite> builtin_suites() {
-  return {gpt2_small(), llama_7b(), resnet50(), many_tiny(), mixed_cast(), strided()};
+  return {gpt2_small(),
+          llama_7b(),
+          resnet50(),
+          many_tiny(),
+          mixed_cast(),
+          strided(),
+          misaligned(),
+          plan_4mb(),
+          gpt2_same_dtype("gpt2-bf16", DType::BFloat16, "bfloat16"),
+          gpt2_same_dtype("gpt2-uint8", DType::UInt8, "uint8 (8-bit quantized)")};
 }
 
 Suite load_manifest(const std::string& path) {

@@ -33,7 +33,27 @@
 //   and the pack is cut out of them in registers with funnel shifts (realign), as CUB's
 //   batched memcpy does. The words may hold bytes outside the source range; those are never
 //   written anywhere, and a 16-byte aligned word never crosses an allocation's end. Copies
-//   with a cast keep the old path.
+//   with a cast keep the old path. Its unroll is CopyPolicy::realign_unroll whatever
+//   Tuning::unroll_path says: the byte-sized unroll (NOTE: [bytes in flight]) would hold two
+//   words per pack for 4 packs, too many registers for the kernels' budget.
+//
+// NOTE: [bytes in flight]
+// The unroll of the pack loop (packs in flight per lane, loads first, then stores) was
+// counted in packs (CopyPolicy::unroll: 4 packs of up to 4 elements, 2 of 8, 1 of 16), so a
+// uint8 or bool copy kept 16 bytes in flight per lane and a bfloat16 or float16 one 32,
+// against 64 for float32: about 12 and 24 KB per SM where an H200 needs about 16 KB to reach
+// its copy rate. With Tuning::unroll_path = New (A/B switch unroll=old|new, NOTE: [tuning
+// overrides]) a same-type copy or zero fill whose two sides both move whole 16-byte packs is
+// unrolled by CopyPolicy::unroll_bytes instead: 64 bytes per lane for every element size, its
+// packs moved as opaque bits (never unpacked into elements), so it needs the registers of the
+// float32 path (4 packs of 16 bytes). Left out, because they would raise the register count of
+// the whole kernel (and so cut every path's occupancy): pieces that load or store a side
+// element by element (4 packs of 16 scalars is 64 values in registers), the realigned packs
+// of the new misaligned path (NOTE: [misaligned copies]), casts between
+// bfloat16 and float16, and scatter_add of 16-bit types (each pack unpacked into floats; with
+// 4 packs in flight scatter_add rose from 98 to 125 registers and gather from 72 to 90 on
+// sm_90). The choice is a uniform branch per piece inside the one kernel, not a second kernel:
+// only the instantiations for 1- and 2-byte types grow.
 //
 // Preconditions: addresses are aligned to their element size (checked by the executor) and
 // all indices are 64-bit.
@@ -201,6 +221,14 @@ struct Side {
   }
 };
 
+/// The plan's choice between old and new copy paths that copy_piece takes as an argument
+/// (Tuning's A/B switches, NOTE: [tuning overrides]), read from KernelArgs once per piece.
+/// The strided choice travels with the strided side (Side::indexer).
+struct PathChoice {
+  bool realign = false;       ///< misaligned=new (NOTE: [misaligned copies])
+  bool bytes_unroll = false;  ///< unroll=new (NOTE: [bytes in flight])
+};
+
 /// Loads elements [i, i + K) of a contiguous side one at a time (not pack-aligned).
 template <bool Streaming, bool ReadOnly, class T, int K>
 FG_DEVICE FG_FORCE_INLINE Pack<T, K> load_pack(const Side<T>& side, std::int64_t i, bool vector) {
@@ -363,14 +391,19 @@ FG_DEVICE FG_FORCE_INLINE void copy_realigned(const Side<T>& src, const Side<T>&
 
 /// The warp moves elements [first, first + count) of one copy from `src` to `dst` with `op`
 /// (see NOTE: [vector split] and NOTE: [cache hints]). All lanes of the warp call it with the
-/// same arguments except `lane`; no lane waits for another. `realign` picks the new
-/// misaligned path (NOTE: [misaligned copies]); a side's `indexer` the new strided one.
+/// same arguments except `lane`; no lane waits for another. A side's `indexer` picks the new
+/// strided path (NOTE: [strided copies]); `paths` the new misaligned path and the byte-sized
+/// unroll.
 template <bool Streaming, class S, class D, class Op>
 FG_DEVICE FG_FORCE_INLINE void copy_piece(const Side<S>& src, const Side<D>& dst,
                                           std::int64_t first, std::int64_t count, const Op& op,
-                                          int lane, bool realign) {
+                                          int lane, PathChoice paths) {
   constexpr int K = pack_elements(sizeof(S), sizeof(D));
   constexpr int U = CopyPolicy::unroll(K);
+  // Same-type copies and zero fills move packs as opaque bits; they alone take the
+  // byte-sized unroll (NOTE: [bytes in flight]).
+  constexpr bool kBits = std::is_same_v<S, D> && !Op::kReadsDst;
+  constexpr int UB = kBits ? CopyPolicy::unroll_bytes(K * static_cast<int>(sizeof(S))) : U;
   constexpr int L = CopyPolicy::kWarpThreads;
   auto scalar = [&](std::int64_t j) {
     const std::int64_t i = first + j;
@@ -403,20 +436,22 @@ FG_DEVICE FG_FORCE_INLINE void copy_piece(const Side<S>& src, const Side<D>& dst
   const Split split = split_range(src_address, static_cast<int>(sizeof(S)), true, dst_address,
                                   static_cast<int>(sizeof(D)), true, count);
   if constexpr (std::is_same_v<S, D> && Op::kReadsSrc) {
-    if (realign && split.dst_vector && !split.src_vector) {  // NOTE: [misaligned copies], new
+    if (paths.realign && split.dst_vector && !split.src_vector) {  // NOTE: [misaligned copies], new
       copy_realigned<Streaming>(src, dst, first, split, op, lane);
       return;
     }
   }
   const std::int64_t body = first + split.head;
-  auto packs = [&](std::int64_t p0) {
-    Pack<S, K> in[U] = {};
-    Pack<D, K> old[U] = {};
+  // Packs p0, p0 + L, ..., p0 + L * (N - 1) of the lane, N = the unroll.
+  auto packs = [&](auto unroll, std::int64_t p0) {
+    constexpr int N = decltype(unroll)::value;
+    [[maybe_unused]] Pack<S, K> in[N] = {};
+    [[maybe_unused]] Pack<D, K> old[N] = {};  // read by scatter_add only
     FG_UNROLL
-    for (int u = 0; u < U; ++u) {
+    for (int u = 0; u < N; ++u) {
       const std::int64_t p = p0 + static_cast<std::int64_t>(L) * u;
       if (p < split.packs) {
-        const std::int64_t i = body + p * K;
+        [[maybe_unused]] const std::int64_t i = body + p * K;  // unused by a zero fill
         if constexpr (Op::kReadsSrc)
           in[u] = load_pack<Streaming, true, S, K>(src, i, split.src_vector);
         if constexpr (Op::kReadsDst)
@@ -424,17 +459,29 @@ FG_DEVICE FG_FORCE_INLINE void copy_piece(const Side<S>& src, const Side<D>& dst
       }
     }
     FG_UNROLL
-    for (int u = 0; u < U; ++u) {
+    for (int u = 0; u < N; ++u) {
       const std::int64_t p = p0 + static_cast<std::int64_t>(L) * u;
       if (p < split.packs) {
         Pack<D, K> out;
-        FG_UNROLL
-        for (int j = 0; j < K; ++j) out.v[j] = op.template apply<S, D>(in[u].v[j], old[u].v[j]);
+        if constexpr (kBits && Op::kReadsSrc) {  // a copy: the pack as is, never unpacked
+          out = in[u];
+        } else {
+          FG_UNROLL
+          for (int j = 0; j < K; ++j) out.v[j] = op.template apply<S, D>(in[u].v[j], old[u].v[j]);
+        }
         store_pack<Streaming, D, K>(dst, body + p * K, out, split.dst_vector);
       }
     }
   };
-  distribute<L, U>(split, lane, scalar, packs);
+  if constexpr (UB != U) {  // same-type 1- and 2-byte copies (NOTE: [bytes in flight])
+    if (paths.bytes_unroll && split.src_vector && split.dst_vector) {
+      distribute<L, UB>(split, lane, scalar,
+                        [&](std::int64_t p0) { packs(std::integral_constant<int, UB>{}, p0); });
+      return;
+    }
+  }
+  distribute<L, U>(split, lane, scalar,
+                   [&](std::int64_t p0) { packs(std::integral_constant<int, U>{}, p0); });
 }
 
 // ---- one piece of one copy: pick the element types, then copy_piece -------------------------
@@ -456,24 +503,25 @@ FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCo
                                              std::int64_t first, std::int64_t count, int lane) {
   const int flat_size = dtype_size(a.flat_dtype);
   char* flat = static_cast<char*>(a.d_flat) + d.flat_offset * flat_size;
+  // The plan's path choices (NOTE: [misaligned copies], NOTE: [bytes in flight]).
+  const PathChoice paths{a.misaligned_path == CopyPath::New, a.unroll_path == CopyPath::New};
   if (d.d_data == nullptr) {  // padding or a zero-filled tensor: zeros on gather only
     if constexpr (kOp == Op::Gather) {
       with_raw(flat_size, [&](auto raw) {
         using R = decltype(raw);
         const Side<R> dst{flat, nullptr};
-        copy_piece<Streaming, R, R>(dst, dst, first, count, ZeroOp{}, lane, false);
+        copy_piece<Streaming, R, R>(dst, dst, first, count, ZeroOp{}, lane, paths);
       });
     }
     return;
   }
   char* data = static_cast<char*>(d.d_data);
   const CopyDesc* strided = d.strided >= 0 ? a.d_strided + d.strided : nullptr;
-  // The plan's path choices (NOTE: [strided copies], NOTE: [misaligned copies]).
+  // The new strided path (NOTE: [strided copies]) goes with the tensor's side.
   const StridedIndexer* indexer = nullptr;
   if (strided && a.strided_path == CopyPath::New && a.d_indexers[d.strided].usable) {
     indexer = a.d_indexers + d.strided;
   }
-  const bool realign = a.misaligned_path == CopyPath::New;
   if constexpr (kOp != Op::ScatterAdd) {
     if (d.dtype == a.flat_dtype) {  // same dtype: move bits
       with_raw(flat_size, [&](auto raw) {
@@ -481,9 +529,9 @@ FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCo
         const Side<R> tensor{data, strided, indexer};
         const Side<R> flat_side{flat, nullptr};
         if constexpr (kOp == Op::Gather) {
-          copy_piece<Streaming, R, R>(tensor, flat_side, first, count, CopyOp{}, lane, realign);
+          copy_piece<Streaming, R, R>(tensor, flat_side, first, count, CopyOp{}, lane, paths);
         } else {
-          copy_piece<Streaming, R, R>(flat_side, tensor, first, count, CopyOp{}, lane, realign);
+          copy_piece<Streaming, R, R>(flat_side, tensor, first, count, CopyOp{}, lane, paths);
         }
       });
       return;
@@ -498,12 +546,12 @@ FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCo
       const Side<F> flat_side{flat, nullptr};
       if constexpr (kOp == Op::ScatterAdd) {
         const double alpha = a.d_alpha ? static_cast<double>(*a.d_alpha) : a.alpha;
-        copy_piece<Streaming, F, T>(flat_side, tensor, first, count, AddOp{alpha}, lane, realign);
+        copy_piece<Streaming, F, T>(flat_side, tensor, first, count, AddOp{alpha}, lane, paths);
       } else if constexpr (!std::is_same_v<T, F>) {  // equal types went the raw way above
         if constexpr (kOp == Op::Gather) {
-          copy_piece<Streaming, T, F>(tensor, flat_side, first, count, CopyOp{}, lane, realign);
+          copy_piece<Streaming, T, F>(tensor, flat_side, first, count, CopyOp{}, lane, paths);
         } else {
-          copy_piece<Streaming, F, T>(flat_side, tensor, first, count, CopyOp{}, lane, realign);
+          copy_piece<Streaming, F, T>(flat_side, tensor, first, count, CopyOp{}, lane, paths);
         }
       }
     });

@@ -52,8 +52,11 @@ struct KernelArgs {
   void* d_flat = nullptr;          ///< written by gather, only read by scatter and scatter_add
   double alpha = 1.0;              ///< scatter_add's factor, when d_alpha is null
   const float* d_alpha = nullptr;  ///< scatter_add's factor read on the device (plan.h Factor)
+  // The plan's A/B switches that the kernels read (NOTE: [tuning overrides]); copy.cuh's
+  // process_piece reads them once per piece. Tile scaling is applied at build.
   CopyPath strided_path = CopyPath::Old;     ///< Tuning::strided_path
   CopyPath misaligned_path = CopyPath::Old;  ///< Tuning::misaligned_path
+  CopyPath unroll_path = CopyPath::Old;      ///< Tuning::unroll_path
 };
 
 /// The device table's copies, strided descriptors and tiles, as built on the host.
@@ -62,8 +65,14 @@ struct HostTable {
   std::vector<CopyDesc> strided;         ///< descriptors of the non-contiguous copies
   std::vector<StridedIndexer> indexers;  ///< one per entry of `strided`
   std::vector<Tile> tiles;               ///< num_tiles + 1 entries
-  std::int64_t moved_bytes = 0;          ///< bytes a gather reads and writes
 };
+
+/// Bytes a gather of `copies` reads and writes (into a flat buffer of `flat_size`-byte elements).
+inline std::int64_t moved_bytes(const std::vector<CopyDesc>& copies, int flat_size) {
+  std::int64_t bytes = 0;
+  for (const CopyDesc& d : copies) bytes += d.numel * bytes_per_element(d, flat_size);
+  return bytes;
+}
 
 /// Builds the table for `copies` (ExecutorInput's) in a flat buffer of `flat_dtype`.
 inline HostTable build_host_table(const std::vector<CopyDesc>& copies, std::int64_t flat_numel,
@@ -84,7 +93,6 @@ inline HostTable build_host_table(const std::vector<CopyDesc>& copies, std::int6
       table.indexers.push_back(make_indexer(d));
     }
     table.copies.push_back(dc);
-    table.moved_bytes += d.numel * bytes_per_element(d, flat_size);
   }
   table.tiles = build_tiles(copies, flat_numel, flat_size, params);
   return table;

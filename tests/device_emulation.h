@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 struct alignas(16) uint4 {
@@ -27,6 +28,11 @@ struct AccessCounts {
   std::int64_t streaming_stores = 0;  ///< __stcs (evict-first)
   std::int64_t plain_stores = 0;      ///< st.global
   std::int64_t funnel_shifts = 0;     ///< __funnelshift_r (NOTE: [misaligned copies])
+  /// 16-byte loads issued since the lane's last store, and the most seen: the packs a lane
+  /// keeps in flight (NOTE: [bytes in flight] in kernels/copy.cuh). Lanes run one after
+  /// another and every lane's batch ends with its stores, so runs never span two lanes.
+  std::int64_t vector_load_run = 0;
+  std::int64_t max_vector_loads_in_flight = 0;
   /// When set, the address and width of every store, in order (tests count how often each
   /// byte is written).
   std::vector<std::pair<std::uintptr_t, int>>* store_log = nullptr;
@@ -39,6 +45,11 @@ template <class T>
 inline T load(const T* p) {
   if (reinterpret_cast<std::uintptr_t>(p) % alignof(T) != 0) ++counts().misaligned;
   ++counts().loads[sizeof(T)];
+  if (sizeof(T) == 16) {
+    AccessCounts& c = counts();
+    if (++c.vector_load_run > c.max_vector_loads_in_flight)
+      c.max_vector_loads_in_flight = c.vector_load_run;
+  }
   T v;
   std::memcpy(&v, p, sizeof(T));
   return v;
@@ -46,10 +57,10 @@ inline T load(const T* p) {
 template <class T>
 inline void store(T* p, T v) {
   if (reinterpret_cast<std::uintptr_t>(p) % alignof(T) != 0) ++counts().misaligned;
-  ++counts().stores[sizeof(T)];
-  if (counts().store_log) {
-    counts().store_log->emplace_back(reinterpret_cast<std::uintptr_t>(p), int{sizeof(T)});
-  }
+  AccessCounts& c = counts();
+  ++c.stores[sizeof(T)];
+  c.vector_load_run = 0;
+  if (c.store_log) c.store_log->emplace_back(reinterpret_cast<std::uintptr_t>(p), int{sizeof(T)});
   std::memcpy(p, &v, sizeof(T));
 }
 }  // namespace fg_emulation

@@ -260,6 +260,110 @@ TEST(Tiles, OffsetsBeyond32Bits) {
   EXPECT_EQ(pieces.back().count, 3);
 }
 
+// ---- the scaled tile budget (NOTE: [tile scaling]) ---------------------------------------------
+
+namespace {
+
+// What build_tiles balances: bytes moved plus the per-copy cost (an independent sum).
+std::int64_t plan_cost(const std::vector<CopyDesc>& copies, int flat_size, const TileParams& p) {
+  std::int64_t cost = 0;
+  for (const CopyDesc& d : copies) {
+    if (d.numel > 0) {
+      cost += p.copy_cost_bytes + d.numel * (fg::dtype_size(d.dtype) + (d.data ? flat_size : 0));
+    }
+  }
+  return cost;
+}
+
+// Random 1-D float32 copies of 1 to `largest` elements, about `total` elements in all.
+std::vector<CopyDesc> random_chain(std::int64_t total, std::int64_t largest, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::int64_t> sizes;
+  for (std::int64_t n = 0; n < total;) {
+    sizes.push_back(1 + static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(largest)));
+    n += sizes.back();
+  }
+  return chain(sizes, fg::DType::Float32);
+}
+
+}  // namespace
+
+// An H200: 132 SMs, 3 resident blocks of 8 warps. Every plan size, one copy or many: the tiles
+// cover the plan exactly once, keep within the scaled budget, and are as many as promised:
+// kTilesPerWarp per resident warp, or as many min_tile_bytes tiles as the plan fills.
+TEST(TileScaling, TilesPerResidentWarpAsPromised) {
+  const fg::detail::Tuning tuning = fg::detail::tuning_for(9, 0);
+  const std::int64_t warps = 132 * 3 * 8;
+  const std::int64_t target = fg::detail::kTilesPerWarp * warps;
+  const std::int64_t min_tile = tuning.tiles.min_tile_bytes;
+  std::uint64_t seed = 900;
+  for (const std::int64_t n :
+       {std::int64_t{1} << 12, std::int64_t{1} << 16, std::int64_t{1} << 20, std::int64_t{3} << 21,
+        std::int64_t{1} << 24, std::int64_t{1} << 26}) {
+    for (const bool many : {false, true}) {
+      if (many && n > (std::int64_t{1} << 22)) continue;
+      const std::vector<CopyDesc> copies =
+          many ? random_chain(n, 4096, seed++) : chain({n}, fg::DType::Float32);
+      const std::int64_t total = copies.back().flat_offset + copies.back().numel;
+      SCOPED_TRACE(std::to_string(total) + " elements in " + std::to_string(copies.size()) +
+                   " copies");
+      const TileParams p = fg::detail::plan_tile_params(copies, 4, tuning, warps);
+      EXPECT_LE(p.tile_bytes, tuning.tiles.tile_bytes);
+      EXPECT_GE(p.tile_bytes, min_tile);
+      EXPECT_EQ(p.copy_cost_bytes, tuning.tiles.copy_cost_bytes);
+      const auto tiles = fg::detail::build_tiles(copies, total, 4, p);
+      expect_exact_cover(all_pieces(tiles, copies), copies, total);
+      expect_balanced(tiles, copies, 4, p);
+      const std::int64_t num_tiles = static_cast<std::int64_t>(tiles.size()) - 1;
+      const std::int64_t cost = plan_cost(copies, 4, p);
+      const std::int64_t promised = std::min(target, cost / min_tile);
+      EXPECT_GE(num_tiles, promised * 99 / 100) << "budget " << p.tile_bytes;
+      if (cost >= target * tuning.tiles.tile_bytes) {  // large: the fixed budget already does
+        EXPECT_EQ(p.tile_bytes, tuning.tiles.tile_bytes);
+      }
+      // Scaling off: the fixed budget, whatever the plan.
+      fg::detail::Tuning old = tuning;
+      old.tile_scaling_path = CopyPath::Old;
+      const TileParams q = fg::detail::plan_tile_params(copies, 4, old, warps);
+      EXPECT_EQ(q.tile_bytes, tuning.tiles.tile_bytes);
+      EXPECT_EQ(q.copy_cost_bytes, tuning.tiles.copy_cost_bytes);
+    }
+  }
+}
+
+// The case: a 4 MB float32 plan made about 260 tiles (33 of 132 SMs busy); scaled, it
+// makes enough for every warp of the grid.
+TEST(TileScaling, FourMegabytePlanFillsTheGpu) {
+  fg::detail::Tuning tuning = fg::detail::tuning_for(9, 0);
+  const std::int64_t warps = 132 * 3 * 8;
+  const auto copies = chain({1 << 20}, fg::DType::Float32);
+  const auto scaled = fg::detail::build_tiles(
+      copies, 1 << 20, 4, fg::detail::plan_tile_params(copies, 4, tuning, warps));
+  tuning.tile_scaling_path = CopyPath::Old;
+  const auto fixed = fg::detail::build_tiles(
+      copies, 1 << 20, 4, fg::detail::plan_tile_params(copies, 4, tuning, warps));
+  EXPECT_LT(fixed.size() - 1, 300u);
+  EXPECT_GE(scaled.size() - 1, 2048u);  // a warp per tile at least on 2,048 of 3,168 warps
+  EXPECT_GE(static_cast<std::int64_t>(scaled.size() - 1) / 8, std::int64_t{132})
+      << "8 warps a block: every SM gets a block";
+}
+
+// A floor above the fixed budget (a tiny tile= override) leaves the fixed budget; no warps
+// (an unknown occupancy) leaves it too.
+TEST(TileScaling, EdgeCases) {
+  fg::detail::Tuning tuning = fg::detail::tuning_for(9, 0);
+  tuning.tiles.tile_bytes = 48;
+  const auto copies = chain({100000}, fg::DType::Float32);
+  EXPECT_EQ(fg::detail::plan_tile_params(copies, 4, tuning, 100).tile_bytes, 48);
+  tuning = fg::detail::tuning_for(9, 0);
+  EXPECT_EQ(fg::detail::plan_tile_params(copies, 4, tuning, 0).tile_bytes, 32 * 1024);
+  EXPECT_EQ(fg::detail::plan_tile_params({}, 4, tuning, 100).tile_bytes,
+            tuning.tiles.min_tile_bytes);
+  // 800,000 bytes moved + 1,024 over 4 x 10 warps: 20,026 bytes a tile.
+  EXPECT_EQ(fg::detail::plan_tile_params(copies, 4, tuning, 10).tile_bytes,
+            (800000 + 1024 + 39) / 40);
+}
+
 // ---- the vector split ------------------------------------------------------------------------
 
 TEST(Split, PackElements) {
@@ -479,9 +583,11 @@ struct Scenario {
   std::int64_t flat_shift = 0;   // flat buffer offset in elements (odd alignments)
   TileParams params{32 * 1024, 1024};
   bool streaming = true;  // which cache-hint flavour of the kernels (NOTE: [cache hints])
-  // The copy paths (NOTE: [strided copies], NOTE: [misaligned copies] in kernels/copy.cuh).
+  // The A/B switches the kernels read (NOTE: [strided copies], NOTE: [misaligned copies],
+  // NOTE: [bytes in flight] in kernels/copy.cuh); tile scaling is in `params`.
   CopyPath strided_path = CopyPath::Old;
   CopyPath misaligned_path = CopyPath::Old;
+  CopyPath unroll_path = CopyPath::New;
 };
 
 // How often each byte was stored, from the emulation's store log.
@@ -579,6 +685,7 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
     a.flat_dtype = sc.flat_dtype;
     a.d_flat = flat;
     a.alpha = alpha;
+    a.unroll_path = sc.unroll_path;
     store_log.clear();
     fg_emulation::counts().store_log = &store_log;
     for (std::int64_t t = 0; t < a.num_tiles; ++t) {
@@ -844,6 +951,120 @@ TEST(EmulatedKernels, TinyTileBudgetsCutInsideCopies) {
   }
 }
 
+// NOTE: [bytes in flight]: with unroll=new, same-type 1- and 2-byte copies whose sides both
+// move whole packs keep 4 packs (64 bytes) in flight per lane, as float32 does; without it 1
+// (8-bit) or 2 (16-bit). Casts keep the pack count. The bytes are the same either way.
+TEST(EmulatedKernels, BytesUnrollKeepsSixtyFourBytesInFlight) {
+  struct Case {
+    fg::DType tensor, flat;
+    std::int64_t old_packs;  // CopyPolicy::unroll, counted in packs
+  };
+  const Case cases[] = {
+      {fg::DType::UInt8, fg::DType::UInt8, 1},       {fg::DType::Bool, fg::DType::Bool, 1},
+      {fg::DType::BFloat16, fg::DType::BFloat16, 2}, {fg::DType::Float16, fg::DType::Float16, 2},
+      {fg::DType::Int16, fg::DType::Int16, 2},       {fg::DType::Float16, fg::DType::BFloat16, 2},
+      {fg::DType::Float32, fg::DType::Float32, 4},
+  };
+  std::uint64_t seed = 500;
+  for (const Case& c : cases) {
+    for (const CopyPath unroll : {CopyPath::Old, CopyPath::New}) {
+      SCOPED_TRACE(std::string(fg::dtype_name(c.tensor)) + " -> " + fg::dtype_name(c.flat) +
+                   " unroll=" + fg::detail::to_string(unroll));
+      Scenario sc;
+      // Aligned tensors long enough for whole batches, plus odd tails.
+      sc.tensors = {{c.tensor, {20000}, {}, 0}, {c.tensor, {4099}, {}, 0}, {c.tensor, {77}, {}, 0}};
+      sc.flat_dtype = c.flat;
+      sc.align_elems = 16;
+      sc.unroll_path = unroll;
+      const fg_emulation::AccessCounts counts = check_scenario(sc, seed++);
+      const bool bits = c.tensor == c.flat;
+      const std::int64_t expected = unroll == CopyPath::New && bits
+                                        ? fg::detail::CopyPolicy::kLaneBytesInFlight / 16
+                                        : c.old_packs;
+      EXPECT_EQ(counts.max_vector_loads_in_flight, expected);
+      // Only the tails (under a pack each: 16 elements at most) are read element by element.
+      EXPECT_LE(counts.loads[1] + counts.loads[2] + counts.loads[4], 3 * 15);
+      EXPECT_GT(counts.loads[16], 20000 / 16);
+    }
+  }
+  // A misaligned side keeps the pack count (element loads), and stays exact.
+  for (const CopyPath unroll : {CopyPath::Old, CopyPath::New}) {
+    Scenario sc;
+    sc.tensors = {{fg::DType::UInt8, {20000}, {}, 3}};
+    sc.flat_dtype = fg::DType::UInt8;
+    sc.unroll_path = unroll;
+    const fg_emulation::AccessCounts counts = check_scenario(sc, seed++);
+    EXPECT_EQ(counts.loads[16], 0) << "the source is not congruent: element loads";
+    EXPECT_GT(counts.stores[16], 0);
+  }
+}
+
+// Random layouts through both switches (NOTE: [tile scaling], NOTE: [bytes in flight]): random
+// dtypes, sizes, offsets, strides, segment alignment and flat shifts, tiles cut with the
+// scaled budget of a random grid. check_scenario asserts every flat byte written once by
+// gather, no misaligned access, and every byte equal to the LibTorch reference.
+TEST(EmulatedKernels, RandomLayoutsBothVariants) {
+  const fg::DType narrow[] = {fg::DType::UInt8,    fg::DType::Bool,    fg::DType::Int8,
+                              fg::DType::BFloat16, fg::DType::Float16, fg::DType::Int16};
+  const fg::DType floats[] = {fg::DType::Float32, fg::DType::Float16, fg::DType::BFloat16,
+                              fg::DType::Float64};
+  std::mt19937_64 rng(2024);
+  for (int round = 0; round < 24; ++round) {
+    Scenario sc;
+    const bool cast = round % 2 == 1;
+    const fg::DType flat = cast ? floats[rng() % 4] : narrow[rng() % 6];
+    sc.flat_dtype = flat;
+    const int count = 1 + static_cast<int>(rng() % 12);
+    for (int i = 0; i < count; ++i) {
+      const fg::DType dtype = cast ? floats[rng() % 4] : flat;
+      const std::int64_t offset = static_cast<std::int64_t>(rng() % 4 == 0 ? rng() % 17 : 0);
+      switch (rng() % 5) {
+        case 0:
+          sc.tensors.push_back({dtype, {1 + static_cast<std::int64_t>(rng() % 40)}, {}, offset});
+          break;
+        case 1: sc.tensors.push_back({dtype, {9, 13}, {1, 9}, offset}); break;  // transposed
+        default:
+          sc.tensors.push_back({dtype, {1 + static_cast<std::int64_t>(rng() % 9000)}, {}, offset});
+      }
+    }
+    const std::int64_t aligns[] = {1, 2, 16, 64};
+    sc.align_elems = aligns[rng() % 4];
+    sc.flat_shift = rng() % 3 == 0 ? static_cast<std::int64_t>(rng() % 5) : 0;
+    sc.streaming = rng() % 2 == 0;
+    fg::detail::Tuning tuning = fg::detail::tuning_for(9, 0);
+    const std::int64_t floors[] = {32, 256, 4096};
+    tuning.tiles.min_tile_bytes = floors[rng() % 3];
+    tuning.tiles.copy_cost_bytes = static_cast<std::int64_t>(rng() % 1025);
+    const std::int64_t warps = 1 + static_cast<std::int64_t>(rng() % 64);
+    // The copies the tiles are cut from are check_scenario's; their cost is what matters, so
+    // a plan of the same tensors (any order) gives the same budget: use one copy per tensor.
+    std::vector<CopyDesc> descs;
+    std::int64_t at = 0;
+    for (const TensorSpec& t : sc.tensors) {
+      std::int64_t n = 1;
+      for (std::int64_t d : t.sizes) n *= d;
+      descs.push_back(make_copy(at, n, t.dtype));
+      at += n;
+    }
+    // The other two switches at random: every combination of the four meets over the rounds.
+    sc.strided_path = rng() % 2 == 0 ? CopyPath::Old : CopyPath::New;
+    sc.misaligned_path = rng() % 2 == 0 ? CopyPath::Old : CopyPath::New;
+    for (const CopyPath scale : {CopyPath::Old, CopyPath::New}) {
+      for (const CopyPath unroll : {CopyPath::Old, CopyPath::New}) {
+        SCOPED_TRACE("round " + std::to_string(round) + " flat " + fg::dtype_name(flat) +
+                     " tile_scaling=" + fg::detail::to_string(scale) +
+                     " unroll=" + fg::detail::to_string(unroll) +
+                     " strided=" + fg::detail::to_string(sc.strided_path) +
+                     " misaligned=" + fg::detail::to_string(sc.misaligned_path));
+        tuning.tile_scaling_path = scale;
+        sc.params = fg::detail::plan_tile_params(descs, fg::dtype_size(flat), tuning, warps);
+        sc.unroll_path = unroll;
+        check_scenario(sc, 7000 + static_cast<std::uint64_t>(round));
+      }
+    }
+  }
+}
+
 // FLATGATHER_CUDA_TUNING (NOTE: [tuning overrides]).
 TEST(Tuning, OverridesApplyAndBadSpecsThrow) {
   fg::detail::Tuning t = fg::detail::tuning_for(9, 0);
@@ -863,12 +1084,31 @@ TEST(Tuning, OverridesApplyAndBadSpecsThrow) {
   EXPECT_EQ(t.misaligned_path, CopyPath::New);
   EXPECT_EQ(fg::detail::to_string(t),
             "block=128 blocks/SM<=4 tile=64B copy_cost=8B streaming=never strided=new "
-            "misaligned=new");
+            "misaligned=new tile_scaling=new(min 4096B) unroll=new");
   fg::detail::apply_tuning_overrides(t, "misaligned=old");
   EXPECT_EQ(t.misaligned_path, CopyPath::Old);
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "strided=fast"), "strided=fast",
                    "old or new");
   EXPECT_EQ(t.strided_path, CopyPath::New) << "a refused path keeps its value";
+  // The other two A/B switches and the scaled budget's floor (NOTE: [tile scaling]).
+  fg::detail::apply_tuning_overrides(t, "tile_scaling=old,unroll=old,min_tile=2048");
+  EXPECT_EQ(t.tile_scaling_path, CopyPath::Old);
+  EXPECT_EQ(t.unroll_path, CopyPath::Old);
+  EXPECT_EQ(t.tiles.min_tile_bytes, 2048);
+  EXPECT_EQ(fg::detail::to_string(t),
+            "block=128 blocks/SM<=4 tile=64B copy_cost=8B streaming=never strided=new "
+            "misaligned=old tile_scaling=old unroll=old");
+  fg::detail::apply_tuning_overrides(t, "unroll=new,tile_scaling=new");
+  EXPECT_EQ(t.tile_scaling_path, CopyPath::New);
+  EXPECT_EQ(t.unroll_path, CopyPath::New);
+  EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "unroll=fast"), "unroll=fast",
+                   "old or new");
+  EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "tile_scaling=1"), "old or new");
+  EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "misaligned="), "old or new");
+  EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "min_tile=0"), "at least 1");
+  EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "colour=3"),
+                   "strided, misaligned, tile_scaling, unroll");
+  EXPECT_EQ(t.unroll_path, CopyPath::New) << "a refused switch keeps its value";
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "tile=0"), "tile=0", "at least 1");
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "block=100"), "multiple of 32");
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "colour=3"), "unknown key 'colour'");
