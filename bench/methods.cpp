@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -309,15 +310,31 @@ Applies on_cpu(Op, Dev dev, const Suite&) {
   return only_if(dev == Dev::CPU);
 }
 
-// The CUDA A/B variants of issue 19 (NOTE: [tuning overrides]). Tile scaling changes nothing
-// on plans so large that the fixed budget already gives kTilesPerWarp tiles per warp (over
-// about 1 GB moved on an H200): llama-7b is left out. The byte-sized unroll only changes
-// copies of 1- and 2-byte elements.
-constexpr std::int64_t kTileScalingMaxBytes = std::int64_t{2} << 30;
+// The CUDA A/B variants of issue 19 (NOTE: [tuning overrides]): ours with one
+// FLATGATHER_CUDA_TUNING key set. The strided ones run on suites with strided tensors. The
+// misaligned ones on every suite under 2 GB (whether a tensor is misaligned depends on the
+// layout the plan computes; llama-7b's are aligned, and its run is the GPU check's longest).
+// Tile scaling changes nothing on plans so large that the fixed budget already gives
+// kTilesPerWarp tiles per warp (over about 1 GB moved on an H200): llama-7b is left out. The
+// byte-sized unroll only changes copies of 1- and 2-byte elements.
+constexpr std::int64_t kVariantMaxBytes = std::int64_t{2} << 30;
+
+bool under_variant_max(const Suite& suite) {
+  return suite.tensor_bytes() + suite.flat_bytes() < kVariantMaxBytes;
+}
+
+Applies strided_variant_applies(Op, Dev dev, const Suite& suite) {
+  bool strided = false;
+  for (const TensorSpec& t : suite.tensors) strided = strided || t.storage != Storage::Contiguous;
+  return only_if(dev == Dev::CUDA && strided);
+}
+
+Applies misaligned_variant_applies(Op, Dev dev, const Suite& suite) {
+  return only_if(dev == Dev::CUDA && under_variant_max(suite));
+}
 
 Applies tiles_variant_applies(Op, Dev dev, const Suite& suite) {
-  return only_if(dev == Dev::CUDA &&
-                 suite.tensor_bytes() + suite.flat_bytes() < kTileScalingMaxBytes);
+  return only_if(dev == Dev::CUDA && under_variant_max(suite));
 }
 
 Applies unroll_variant_applies(Op, Dev dev, const Suite& suite) {
@@ -332,6 +349,10 @@ std::unique_ptr<Method> make_cuda_variant(Op op, Workload& w, const Suite& s) {
   options.check_tensors = false;
   return std::make_unique<FlatgatherMethod>(op, w, s, options, kSpec);
 }
+constexpr char kStridedOld[] = "strided=old";
+constexpr char kStridedNew[] = "strided=new";
+constexpr char kMisalignedOld[] = "misaligned=old";
+constexpr char kMisalignedNew[] = "misaligned=new";
 constexpr char kTilesOld[] = "tile_scaling=old";
 constexpr char kTilesNew[] = "tile_scaling=new";
 constexpr char kUnrollOld[] = "unroll=old";
@@ -378,6 +399,22 @@ const std::vector<MethodSpec>& method_table() {
            false, on_cpu, make_ours<false, flatgather::CpuStreaming::Auto, 64 * 1024>},
           {"flatgather_task_4m", Role::Variant, "ours with CpuTuning::task_bytes = 4 MiB (cpu)",
            false, on_cpu, make_ours<false, flatgather::CpuStreaming::Auto, 4 * 1024 * 1024>},
+          {"flatgather_strided_old", Role::Variant,
+           "ours with strided=old: strided tensors element by element,\n"
+           "64-bit divisions (cuda; suites with strided tensors)",
+           false, strided_variant_applies, make_cuda_variant<kStridedOld>},
+          {"flatgather_strided_new", Role::Variant,
+           "ours with strided=new: register descriptor, fast division,\n"
+           "4 elements in flight per lane (cuda; suites with strided tensors)",
+           false, strided_variant_applies, make_cuda_variant<kStridedNew>},
+          {"flatgather_misaligned_old", Role::Variant,
+           "ours with misaligned=old: a source not congruent mod 16\n"
+           "bytes read element by element (cuda; suites under 2 GB)",
+           false, misaligned_variant_applies, make_cuda_variant<kMisalignedOld>},
+          {"flatgather_misaligned_new", Role::Variant,
+           "ours with misaligned=new: aligned 16-byte source words\n"
+           "realigned by funnel shifts (cuda; suites under 2 GB)",
+           false, misaligned_variant_applies, make_cuda_variant<kMisalignedNew>},
           {"flatgather_tiles_old", Role::Variant,
            "ours with FLATGATHER_CUDA_TUNING=tile_scaling=old: the\n"
            "fixed tile budget for every plan (cuda; suites under 2 GB)",

@@ -228,7 +228,7 @@ Suite strided() {
   return s;
 }
 
-// The suites of issue 19's GPU paths (A/B methods flatgather_tiles_* and flatgather_unroll_*):
+// The suites of issue 19's GPU paths (A/B methods flatgather_{strided,misaligned,tiles,unroll}_*):
 // GPU only, so the CPU run stays as short as it was.
 
 Suite misaligned() {

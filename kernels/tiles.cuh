@@ -18,9 +18,9 @@
 // NOTE: [tile scaling]
 // A fixed budget (TileParams::tile_bytes, 32 KiB on sm_90) suits large plans, but a plan of a
 // few MB gives fewer tiles than the grid has warps: a 4 MB float32 gather moves 8 MB, so 260
-// tiles, 8 warps a block, and 33 of 132 SMs work. With Tuning::scale_tiles (the default; the
-// A/B switch tile_scaling=old|new, NOTE: [tuning overrides]) each plan's budget is its cost
-// divided by kTilesPerWarp x the resident warps (SMs x the blocks per SM the executor sizes
+// tiles, 8 warps a block, and 33 of 132 SMs work. With Tuning::tile_scaling_path = New (the
+// default; A/B switch tile_scaling=old|new, NOTE: [tuning overrides]) each plan's budget is its
+// cost divided by kTilesPerWarp x the resident warps (SMs x the blocks per SM the executor sizes
 // its grid with x warps per block), so that warps finishing early find more work; clamped to
 // [min_tile_bytes, tile_bytes]: large plans keep tile_bytes, and no tile is so small that its
 // own cost (the tile and descriptor loads, a partly idle unroll batch) outweighs its work. A
@@ -104,7 +104,7 @@ inline std::vector<Tile> build_tiles(const std::vector<CopyDesc>& copies, std::i
 inline TileParams plan_tile_params(const std::vector<CopyDesc>& copies, int flat_size,
                                    const Tuning& tuning, std::int64_t resident_warps) {
   TileParams p = tuning.tiles;
-  if (!tuning.scale_tiles || resident_warps <= 0) return p;
+  if (tuning.tile_scaling_path == CopyPath::Old || resident_warps <= 0) return p;
   std::int64_t cost = 0;  // what build_tiles balances: bytes moved plus a fixed cost per copy
   for (const CopyDesc& d : copies) {
     if (d.numel > 0) cost += p.copy_cost_bytes + d.numel * bytes_per_element(d, flat_size);

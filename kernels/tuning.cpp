@@ -23,16 +23,27 @@ std::int64_t parse_integer(const std::string& key, const std::string& value) {
   return v;
 }
 
-/// An A/B switch: "new" is true, "old" false (NOTE: [tuning overrides]).
-bool parse_switch(const std::string& key, const std::string& value) {
+/// An A/B switch (NOTE: [tuning overrides]): "old" or "new".
+CopyPath parse_path(const std::string& key, const std::string& value) {
   FG_CHECK(value == "old" || value == "new", "FLATGATHER_CUDA_TUNING: '"
                                                  << key << "=" << value
                                                  << "' must be old or new, e.g. " << key << "=old");
-  return value == "new";
+  return value == "new" ? CopyPath::New : CopyPath::Old;
 }
 
+/// The A/B switches' keys and the Tuning fields they set.
+struct PathKey {
+  const char* key;
+  CopyPath Tuning::*field;
+};
+constexpr PathKey kPathKeys[] = {{"strided", &Tuning::strided_path},
+                                 {"misaligned", &Tuning::misaligned_path},
+                                 {"tile_scaling", &Tuning::tile_scaling_path},
+                                 {"unroll", &Tuning::unroll_path}};
+
 constexpr const char* kValidKeys =
-    "block, blocks_per_sm, tile, copy_cost, streaming, min_tile, tile_scaling, unroll";
+    "block, blocks_per_sm, tile, copy_cost, streaming, min_tile, strided, misaligned, "
+    "tile_scaling, unroll";
 
 }  // namespace
 
@@ -50,12 +61,12 @@ void apply_tuning_overrides(Tuning& t, const std::string& spec) {
                                           << "' is not key=value; valid keys: " << kValidKeys);
     const std::string key = item.substr(0, eq);
     const std::string value = item.substr(eq + 1);
-    if (key == "tile_scaling") {
-      t.scale_tiles = parse_switch(key, value);
-      continue;
+    const PathKey* path = nullptr;
+    for (const PathKey& k : kPathKeys) {
+      if (key == k.key) path = &k;
     }
-    if (key == "unroll") {
-      t.bytes_unroll = parse_switch(key, value);
+    if (path) {
+      t.*(path->field) = parse_path(key, value);
       continue;
     }
     const std::int64_t v = parse_integer(key, value);

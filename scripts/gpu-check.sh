@@ -48,8 +48,9 @@
 #                     there loses nothing else)
 #   bench-ab          issue 19's suites (misaligned, plan-4mb,          25   skipped (no GPU)
 #                     gpt2-bf16, gpt2-uint8) with the A/B methods
-#                     flatgather_tiles_old/new, flatgather_unroll_old/new
-#                     (those also run in `bench` on the suites above)
+#                     flatgather_{misaligned,tiles,unroll}_old/new
+#                     (those and flatgather_strided_old/new also run in
+#                     `bench` on the suites above)
 #   summary           summary.md, logs.tar.gz                            5   <1
 #   total                                                              385   654-772 cold, 50-67 warm
 # racecheck is left out: the kernels use no shared memory, so it has nothing to check.

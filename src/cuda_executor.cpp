@@ -196,6 +196,8 @@ class CudaExecutor final : public Executor {
     if (!host.strided.empty()) {
       std::memcpy(image.data() + layout.strided_offset, host.strided.data(),
                   host.strided.size() * sizeof(CopyDesc));
+      std::memcpy(image.data() + layout.indexers_offset, host.indexers.data(),
+                  host.indexers.size() * sizeof(StridedIndexer));
     }
     std::memcpy(image.data() + layout.tiles_offset, host.tiles.data(),
                 host.tiles.size() * sizeof(Tile));
@@ -214,11 +216,14 @@ class CudaExecutor final : public Executor {
       FG_CUDA_CHECK(cudaStreamSynchronize(upload.get()));
       args_.d_copies = reinterpret_cast<const DeviceCopy*>(d_table_);
       args_.d_strided = reinterpret_cast<const CopyDesc*>(d_table_ + layout.strided_offset);
+      args_.d_indexers = reinterpret_cast<const StridedIndexer*>(d_table_ + layout.indexers_offset);
       args_.d_tiles = reinterpret_cast<const Tile*>(d_table_ + layout.tiles_offset);
       args_.num_tiles = num_tiles_;
       args_.num_copies = static_cast<std::int32_t>(copies_.size());
       args_.flat_dtype = flat_dtype_;
-      args_.bytes_unroll = tuning_.bytes_unroll;
+      args_.strided_path = tuning_.strided_path;
+      args_.misaligned_path = tuning_.misaligned_path;
+      args_.unroll_path = tuning_.unroll_path;
 
       // Grid: the SMs times the blocks that fit on one, never more warps than tiles.
       const std::int64_t useful_blocks = (num_tiles_ + warps_per_block - 1) / warps_per_block;

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 struct alignas(16) uint4 {
@@ -26,16 +27,15 @@ struct AccessCounts {
   std::int64_t plain_loads = 0;       ///< ld.global
   std::int64_t streaming_stores = 0;  ///< __stcs (evict-first)
   std::int64_t plain_stores = 0;      ///< st.global
+  std::int64_t funnel_shifts = 0;     ///< __funnelshift_r (NOTE: [misaligned copies])
   /// 16-byte loads issued since the lane's last store, and the most seen: the packs a lane
   /// keeps in flight (NOTE: [bytes in flight] in kernels/copy.cuh). Lanes run one after
   /// another and every lane's batch ends with its stores, so runs never span two lanes.
   std::int64_t vector_load_run = 0;
   std::int64_t max_vector_loads_in_flight = 0;
-  /// When `visits` is non-empty: stores per byte of [visit_base, visit_base + visits.size()),
-  /// and stores that fall outside it.
-  const char* visit_base = nullptr;
-  std::vector<int> visits;
-  std::int64_t outside_stores = 0;
+  /// When set, the address and width of every store, in order (tests count how often each
+  /// byte is written).
+  std::vector<std::pair<std::uintptr_t, int>>* store_log = nullptr;
 };
 inline AccessCounts& counts() {
   static AccessCounts c;
@@ -60,14 +60,7 @@ inline void store(T* p, T v) {
   AccessCounts& c = counts();
   ++c.stores[sizeof(T)];
   c.vector_load_run = 0;
-  if (!c.visits.empty()) {
-    const char* b = reinterpret_cast<const char*>(p);
-    if (b < c.visit_base || b + sizeof(T) > c.visit_base + c.visits.size()) {
-      ++c.outside_stores;
-    } else {
-      for (std::size_t k = 0; k < sizeof(T); ++k) ++c.visits[(b - c.visit_base) + k];
-    }
-  }
+  if (c.store_log) c.store_log->emplace_back(reinterpret_cast<std::uintptr_t>(p), int{sizeof(T)});
   std::memcpy(p, &v, sizeof(T));
 }
 }  // namespace fg_emulation
@@ -97,4 +90,11 @@ template <class V>
 inline void store_plain(V* p, const V& v) {
   ++fg_emulation::counts().plain_stores;
   fg_emulation::store(p, v);
+}
+// The funnel shift of the realignment (NOTE: [misaligned copies] in kernels/copy.cuh): the
+// low 32 bits of hi:lo shifted right by shift % 32.
+inline unsigned __funnelshift_r(unsigned lo, unsigned hi, unsigned shift) {
+  ++fg_emulation::counts().funnel_shifts;
+  const std::uint64_t v = (static_cast<std::uint64_t>(hi) << 32) | lo;
+  return static_cast<unsigned>(v >> (shift & 31));
 }

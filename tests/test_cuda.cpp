@@ -197,6 +197,15 @@ void device_sync() {
   EXPECT_TRUE(canaries().intact());
 }
 
+/// Sets FLATGATHER_CUDA_TUNING for a scope (NOTE: [tuning overrides] in kernels/tuning.h).
+class TuningOverride {
+ public:
+  explicit TuningOverride(const char* spec) { setenv("FLATGATHER_CUDA_TUNING", spec, 1); }
+  ~TuningOverride() { unsetenv("FLATGATHER_CUDA_TUNING"); }
+  TuningOverride(const TuningOverride&) = delete;
+  TuningOverride& operator=(const TuningOverride&) = delete;
+};
+
 const at::ScalarType kFloats[] = {at::kFloat, at::kHalf, at::kBFloat16, at::kDouble};
 const at::ScalarType kOthers[] = {at::kChar, at::kByte, at::kShort, at::kInt, at::kLong, at::kBool};
 
@@ -321,56 +330,61 @@ TEST(CudaGatherScatter, MixedDtypesOneLaunch) {
 }
 
 // Sources and flat buffers at every element offset: the scalar head and tail and the
-// unaligned (element-wise) side of the vector split.
+// unaligned side of the vector split, on both misaligned paths.
 TEST(CudaGatherScatter, OddAlignments) {
   SKIP_WITHOUT_CUDA();
-  at::manual_seed(5);
-  for (at::ScalarType tdt : {at::kFloat, at::kBFloat16, at::kByte, at::kDouble}) {
-    const at::ScalarType fdt = tdt == at::kBFloat16 ? at::kFloat : tdt;
-    for (int64_t flat_shift = 0; flat_shift < 4; ++flat_shift) {
-      SCOPED_TRACE(std::string(c10::toString(tdt)) + " flat shift " + std::to_string(flat_shift));
-      const at::Tensor base = fgtest::random_tensor({5000}, tdt);
-      std::vector<Pair> tensors;
-      int64_t at_offset = 1;
-      for (int64_t len : {37, 1, 2, 3, 129, 1000, 17, 64, 5}) {
-        tensors.push_back(
-            make_pair(base, [=](const at::Tensor& b) { return b.narrow(0, at_offset, len); }));
-        at_offset += len + 1 + len % 3;  // gaps keep the views apart at varying alignments
-      }
-      // The GPU views must share one GPU base, like the CPU views share `base`.
-      const at::Tensor base_gpu = to_gpu(base, "base");
-      at_offset = 1;
-      for (std::size_t i = 0; i < tensors.size(); ++i) {
-        const int64_t len = tensors[i].cpu.numel();
-        tensors[i].gpu = base_gpu.narrow(0, at_offset, len);
-        at_offset += len + 1 + len % 3;
-      }
-      fgt::Options opt;
-      opt.dtype = fdt;
-      fgt::Plan gpu_plan = fgt::Plan::from_tensors(gpus(tensors), {}, opt);
-      fgt::Plan cpu_plan = fgt::Plan::from_tensors(cpus(tensors), {}, opt);
-      const int64_t n = gpu_plan.numel();
-      at::Tensor storage = poisoned_gpu(n + 8, fdt);
-      at::Tensor flat = storage.narrow(0, flat_shift, n);
-      gpu_plan.core().gather(flat.data_ptr(), n, nullptr);
-      device_sync();
-      EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), cpu_plan.gather()));
-      EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), fgtest::reference_gather(cpus(tensors), fdt)));
-      // Elements outside the flat view are untouched.
-      const at::Tensor poison_ref = fgtest::poisoned(8, fdt);
-      EXPECT_TRUE(fgtest::bits_equal(storage.narrow(0, 0, flat_shift).cpu(),
-                                     poison_ref.narrow(0, 0, flat_shift)));
-      EXPECT_TRUE(fgtest::bits_equal(storage.narrow(0, n + flat_shift, 8 - flat_shift).cpu(),
-                                     poison_ref.narrow(0, 0, 8 - flat_shift)));
+  // Both misaligned paths (NOTE: [misaligned copies] in kernels/copy.cuh).
+  for (const char* spec : {"misaligned=old", "misaligned=new"}) {
+    TuningOverride tuning(spec);
+    SCOPED_TRACE(spec);
+    at::manual_seed(5);
+    for (at::ScalarType tdt : {at::kFloat, at::kBFloat16, at::kByte, at::kDouble}) {
+      const at::ScalarType fdt = tdt == at::kBFloat16 ? at::kFloat : tdt;
+      for (int64_t flat_shift = 0; flat_shift < 4; ++flat_shift) {
+        SCOPED_TRACE(std::string(c10::toString(tdt)) + " flat shift " + std::to_string(flat_shift));
+        const at::Tensor base = fgtest::random_tensor({5000}, tdt);
+        std::vector<Pair> tensors;
+        int64_t at_offset = 1;
+        for (int64_t len : {37, 1, 2, 3, 129, 1000, 17, 64, 5}) {
+          tensors.push_back(
+              make_pair(base, [=](const at::Tensor& b) { return b.narrow(0, at_offset, len); }));
+          at_offset += len + 1 + len % 3;  // gaps keep the views apart at varying alignments
+        }
+        // The GPU views must share one GPU base, like the CPU views share `base`.
+        const at::Tensor base_gpu = to_gpu(base, "base");
+        at_offset = 1;
+        for (std::size_t i = 0; i < tensors.size(); ++i) {
+          const int64_t len = tensors[i].cpu.numel();
+          tensors[i].gpu = base_gpu.narrow(0, at_offset, len);
+          at_offset += len + 1 + len % 3;
+        }
+        fgt::Options opt;
+        opt.dtype = fdt;
+        fgt::Plan gpu_plan = fgt::Plan::from_tensors(gpus(tensors), {}, opt);
+        fgt::Plan cpu_plan = fgt::Plan::from_tensors(cpus(tensors), {}, opt);
+        const int64_t n = gpu_plan.numel();
+        at::Tensor storage = poisoned_gpu(n + 8, fdt);
+        at::Tensor flat = storage.narrow(0, flat_shift, n);
+        gpu_plan.core().gather(flat.data_ptr(), n, nullptr);
+        device_sync();
+        EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), cpu_plan.gather()));
+        EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), fgtest::reference_gather(cpus(tensors), fdt)));
+        // Elements outside the flat view are untouched.
+        const at::Tensor poison_ref = fgtest::poisoned(8, fdt);
+        EXPECT_TRUE(fgtest::bits_equal(storage.narrow(0, 0, flat_shift).cpu(),
+                                       poison_ref.narrow(0, 0, flat_shift)));
+        EXPECT_TRUE(fgtest::bits_equal(storage.narrow(0, n + flat_shift, 8 - flat_shift).cpu(),
+                                       poison_ref.narrow(0, 0, 8 - flat_shift)));
 
-      // scatter back from a new flat at the same odd offset; the gaps of `base` stay intact
-      const at::Tensor source = fgtest::random_tensor({n}, fdt);
-      flat.copy_(source.to(kCuda));
-      device_sync();
-      gpu_plan.core().scatter(flat.data_ptr(), n, nullptr);
-      device_sync();
-      cpu_plan.scatter(source);
-      EXPECT_TRUE(fgtest::bits_equal(base_gpu.cpu(), base));
+        // scatter back from a new flat at the same odd offset; the gaps of `base` stay intact
+        const at::Tensor source = fgtest::random_tensor({n}, fdt);
+        flat.copy_(source.to(kCuda));
+        device_sync();
+        gpu_plan.core().scatter(flat.data_ptr(), n, nullptr);
+        device_sync();
+        cpu_plan.scatter(source);
+        EXPECT_TRUE(fgtest::bits_equal(base_gpu.cpu(), base));
+      }
     }
   }
 }
@@ -964,15 +978,6 @@ TEST(CudaErrors, MixedDevicesAndDeviceRestore) {
 
 namespace {
 
-/// Sets FLATGATHER_CUDA_TUNING for a scope (NOTE: [tuning overrides] in kernels/tuning.h).
-class TuningOverride {
- public:
-  explicit TuningOverride(const char* spec) { setenv("FLATGATHER_CUDA_TUNING", spec, 1); }
-  ~TuningOverride() { unsetenv("FLATGATHER_CUDA_TUNING"); }
-  TuningOverride(const TuningOverride&) = delete;
-  TuningOverride& operator=(const TuningOverride&) = delete;
-};
-
 /// gather, scatter and scatter_add of `values` (casts, strided and misaligned views) through a
 /// core plan whose tensors and flat buffer carry canaries, against LibTorch.
 void check_guarded_round_trip(at::ScalarType tensor_dtype, at::ScalarType flat_dtype,
@@ -1441,6 +1446,76 @@ TEST(CudaBytePlan, StridedTensorsOfEveryElementSize) {
     device_sync();
     for (std::size_t i = 0; i < tensors.size(); ++i) {
       EXPECT_TRUE(fgtest::bits_equal(tensors[i].gpu.cpu(), tensors[i].cpu)) << i;
+    }
+  }
+}
+
+// The strided paths (NOTE: [strided copies] in kernels/copy.cuh) on views big enough to span
+// many tiles, and both misaligned paths, against LibTorch; with canaries
+// (check_guarded_round_trip) for the float pairs. Every spec must reach the plan.
+TEST(CudaGatherScatter, EveryStridedAndMisalignedPath) {
+  SKIP_WITHOUT_CUDA();
+  std::uint64_t seed = 1900;
+  for (const char* spec : {"strided=old,misaligned=old", "strided=new,misaligned=new",
+                           "strided=new,misaligned=old,streaming=1,tile=48,copy_cost=5",
+                           "strided=old,misaligned=new,streaming=-1,tile=1,copy_cost=0"}) {
+    TuningOverride tuning(spec);
+    for (const auto& [tdt, fdt] :
+         {std::pair{at::kFloat, at::kFloat}, std::pair{at::kBFloat16, at::kFloat},
+          std::pair{at::kByte, at::kByte}, std::pair{at::kHalf, at::kDouble},
+          std::pair{at::kBFloat16, at::kBFloat16}}) {
+      SCOPED_TRACE(std::string(spec) + " " + c10::toString(tdt) + " -> " + c10::toString(fdt));
+      at::manual_seed(seed);
+      const bool tiny_tiles = std::string(spec).find("tile=") != std::string::npos;
+      const int64_t scale = tiny_tiles ? 1 : 4;  // tiny tiles: smaller views, same shapes
+      std::vector<Pair> tensors;
+      tensors.push_back(make_pair(
+          fgtest::random_tensor({2 * scale, 24, 30, 30}, tdt),
+          [](const at::Tensor& t) { return t.contiguous(at::MemoryFormat::ChannelsLast); }));
+      tensors.push_back(make_pair(fgtest::random_tensor({170 * scale, 333}, tdt),
+                                  [](const at::Tensor& t) { return t.t(); }));
+      tensors.push_back(make_pair(fgtest::random_tensor({75 * scale, 400}, tdt),
+                                  [](const at::Tensor& t) { return t.slice(1, 1, 400, 3); }));
+      tensors.push_back(make_pair(fgtest::random_tensor({3, 4, 5, 6, 7}, tdt),
+                                  [](const at::Tensor& t) {
+        return t.permute({4, 2, 0, 3, 1});
+      }));
+      tensors.push_back(
+          make_pair(fgtest::random_tensor({25000 * scale + 3}, tdt),
+                    [=](const at::Tensor& t) { return t.narrow(0, 1, 25000 * scale + 1); }));
+      tensors.push_back(make_pair(fgtest::random_tensor({5}, tdt)));  // a bias: no padding
+      fgt::Options opt;
+      opt.dtype = fdt;
+      fgt::Plan gpu_plan = fgt::Plan::from_tensors(gpus(tensors), {}, opt);
+      const std::string describe = gpu_plan.core().describe();
+      for (const char* path : {"strided=", "misaligned="}) {
+        const std::size_t at_spec = std::string(spec).find(path);
+        const std::string want =
+            std::string(spec).substr(at_spec, std::string(spec).find(',', at_spec) - at_spec);
+        EXPECT_NE(describe.find(want), std::string::npos) << describe;
+      }
+      const int64_t n = gpu_plan.numel();
+      at::Tensor storage = poisoned_gpu(n + 1, fdt);
+      at::Tensor flat = storage.narrow(0, 1, n);  // misaligned against most tensors
+      gpu_plan.core().gather(flat.data_ptr(), n, nullptr);
+      device_sync();
+      EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), fgtest::reference_gather(cpus(tensors), fdt)));
+
+      const at::Tensor source = fgtest::random_tensor({n}, fdt);
+      flat.copy_(source.to(kCuda));
+      for (const Pair& p : tensors) poison(p.gpu);
+      device_sync();
+      gpu_plan.core().scatter(flat.data_ptr(), n, nullptr);
+      device_sync();
+      const auto& segments = gpu_plan.layout().segments();
+      for (std::size_t i = 0; i < tensors.size(); ++i) {
+        const at::Tensor want = source.narrow(0, segments[i].offset, segments[i].numel)
+                                    .to(tdt)
+                                    .reshape(tensors[i].cpu.sizes());
+        EXPECT_TRUE(fgtest::bits_equal(tensors[i].gpu.cpu(), want)) << "scatter, tensor " << i;
+      }
+      if (at::isFloatingType(tdt)) check_guarded_round_trip(tdt, fdt, seed);
+      ++seed;
     }
   }
 }
