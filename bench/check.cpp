@@ -17,6 +17,8 @@ void poison(at::Tensor t) {
     t.fill_(std::nan(""));
   } else if (t.scalar_type() == at::kBool) {
     t.fill_(true);
+  } else if (t.scalar_type() == at::kByte) {  // -123 would not fit
+    t.fill_(0xA5);
   } else {
     t.fill_(-123);
   }
@@ -39,17 +41,17 @@ std::string describe_mismatch(const at::Tensor& got, const at::Tensor& want,
 }
 
 // The flat buffer a gather writes: every tensor times `scale` (in float32, float64 when
-// either side is float64; NOTE: [gather statistics]), cast to the flat dtype.
-at::Tensor gathered(const std::vector<at::Tensor>& tensors, at::ScalarType flat_type,
-                    double scale) {
-  std::vector<at::Tensor> parts;
-  for (const at::Tensor& t : tensors) {
-    at::Tensor part = t.reshape(-1);
+// either side is float64; NOTE: [gather statistics]), cast to the flat dtype, with the
+// suite's padding between tensors (cat_parts).
+at::Tensor gathered(const Workload& w, const Suite& suite, const std::vector<at::Tensor>& tensors,
+                    at::ScalarType flat_type, double scale) {
+  std::vector<at::Tensor> parts = cat_parts(w, suite, tensors);
+  for (at::Tensor& part : parts) {
     if (scale != 1.0) {
-      const bool wide = t.scalar_type() == at::kDouble || flat_type == at::kDouble;
+      const bool wide = part.scalar_type() == at::kDouble || flat_type == at::kDouble;
       part = part.to(wide ? at::kDouble : at::kFloat) * scale;
     }
-    parts.push_back(part.to(flat_type));
+    part = part.to(flat_type);  // a cast when the suite casts
   }
   return at::cat(parts, 0);
 }
@@ -68,11 +70,11 @@ std::string compare_scalar(const at::Tensor& got, double want, double tolerance,
 }
 
 // gather_norm and unscale: the flat buffer exactly, then the statistics.
-std::string check_stats(Method& m, BenchOp op, Workload& w) {
+std::string check_stats(Method& m, BenchOp op, Workload& w, const Suite& suite) {
   BufferSet& s = w.sets[0];
   const double scale = op == BenchOp::Unscale ? kUnscaleFactor : 1.0;
   // Before the run: the unscale peer works in place.
-  const at::Tensor want = gathered(s.tensors, s.flat.scalar_type(), scale);
+  const at::Tensor want = gathered(w, suite, s.tensors, s.flat.scalar_type(), scale);
   bool finite = true;
   for (const at::Tensor& t : s.tensors) finite = finite && at::isfinite(t).all().item<bool>();
   poison(s.flat);
@@ -110,11 +112,11 @@ double peer_norm_tolerance(const Suite& suite) {
 
 std::string check(Method& m, BenchOp op, Workload& w, const Suite& suite) {
   if (std::optional<std::string> own = m.self_check()) return *own;
-  if (is_stats_op(op)) return check_stats(m, op, w);
+  if (is_stats_op(op)) return check_stats(m, op, w, suite);
   BufferSet& s = w.sets[0];
   const at::ScalarType flat_type = s.flat.scalar_type();
   if (op == BenchOp::Gather) {
-    const at::Tensor want = gathered(s.tensors, flat_type, 1.0);
+    const at::Tensor want = gathered(w, suite, s.tensors, flat_type, 1.0);
     poison(s.flat);
     m.run(0);
     sync(w.dev);

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -54,12 +55,15 @@ Benchmarks are named <op>/<device>/<suite>/<method>:
   device  cpu | cuda
 )";
   const char* prefix = "  method  ";
+  int width = 21;  // the name column: as wide as the longest name
+  for (const MethodSpec& m : method_table())
+    width = std::max(width, static_cast<int>(std::strlen(m.name)));
   for (const MethodSpec& m : method_table()) {
     std::string help = m.help;
     for (std::size_t nl = help.find('\n'); nl != std::string::npos; nl = help.find('\n', nl + 1)) {
-      help.insert(nl + 1, std::string(32, ' '));
+      help.insert(nl + 1, std::string(static_cast<std::size_t>(width) + 11, ' '));
     }
-    std::printf("%s%-21s %s\n", prefix, m.name, help.c_str());
+    std::printf("%s%-*s %s\n", prefix, width, m.name, help.c_str());
     prefix = "          ";
   }
   std::cout <<
@@ -253,8 +257,8 @@ int main(int argc, char** argv) {
   using namespace fgbench;
   std::vector<Suite> suites = builtin_suites();
   // Smallest first, so progress is visible early; the GPU-only one last.
-  const std::vector<std::string> order = {"many-tiny",  "resnet50",   "strided",
-                                          "mixed-cast", "gpt2-small", "llama-7b"};
+  const std::vector<std::string> order = {"many-tiny",  "resnet18-state", "resnet50", "strided",
+                                          "mixed-cast", "gpt2-small",     "llama-7b"};
   std::stable_sort(suites.begin(), suites.end(), [&](const Suite& a, const Suite& b) {
     return std::find(order.begin(), order.end(), a.name) <
            std::find(order.begin(), order.end(), b.name);

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <map>
 #include <stdexcept>
+#include <string>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -46,13 +47,11 @@ at::Tensor unscale_factor(Dev dev) {
 }
 
 // torch::cat of reshape(-1) into the existing flat buffer (parameters_to_vector's technique,
-// without its allocation). reshape copies non-contiguous tensors: that is the peer's cost.
-void cat_into(const at::Tensor& flat, const std::vector<at::Tensor>& tensors) {
-  std::vector<at::Tensor> flat_parts;
-  flat_parts.reserve(tensors.size());
-  for (const at::Tensor& t : tensors) flat_parts.push_back(t.reshape(-1));
-  at::Tensor out = flat;
-  at::cat_out(out, flat_parts, 0);
+// without its allocation); in a byte plan each part is viewed as bytes, .view(uint8).
+// reshape copies non-contiguous tensors: that is the peer's cost.
+void cat_into(const Workload& w, const Suite& suite, const BufferSet& s) {
+  at::Tensor out = s.flat;
+  at::cat_out(out, cat_parts(w, suite, s.tensors), 0);
 }
 
 // clip_grad_norm_'s coefficient from its total norm, as it computes it.
@@ -70,15 +69,45 @@ std::vector<std::vector<at::Tensor>> by_dtype(const std::vector<at::Tensor>& ten
   return out;
 }
 
+// Sets FLATGATHER_CUDA_TUNING for a scope (NOTE: [tuning overrides] in kernels/tuning.h):
+// `spec` after whatever the user set, so that it wins; restored after.
+class ScopedCudaTuning {
+ public:
+  explicit ScopedCudaTuning(const std::string& spec) : active_(!spec.empty()) {
+    if (!active_) return;
+    const char* previous = std::getenv(kVariable);
+    had_previous_ = previous != nullptr;
+    if (had_previous_) previous_ = previous;
+    const std::string value = had_previous_ ? previous_ + "," + spec : spec;
+    setenv(kVariable, value.c_str(), 1);
+  }
+  ~ScopedCudaTuning() {
+    if (!active_) return;
+    if (had_previous_) {
+      setenv(kVariable, previous_.c_str(), 1);
+    } else {
+      unsetenv(kVariable);
+    }
+  }
+  ScopedCudaTuning(const ScopedCudaTuning&) = delete;
+  ScopedCudaTuning& operator=(const ScopedCudaTuning&) = delete;
+
+ private:
+  static constexpr const char* kVariable = "FLATGATHER_CUDA_TUNING";
+  bool active_;
+  bool had_previous_ = false;
+  std::string previous_;
+};
+
+// `options`: the knobs of a variant (check_tensors, cpu_streaming, cpu_tuning), the flat dtype
+// being the suite's; `cuda_tuning`: FLATGATHER_CUDA_TUNING keys the plans are built with.
 class FlatgatherMethod final : public Method {
  public:
-  FlatgatherMethod(BenchOp op, Workload& w, const Suite& suite, bool check_tensors,
-                   flatgather::CpuStreaming streaming = flatgather::CpuStreaming::Auto)
+  FlatgatherMethod(BenchOp op, Workload& w, const Suite& suite, flatgather::torch::Options options,
+                   const std::string& cuda_tuning = "")
       : op_(op), w_(w) {
-    flatgather::torch::Options options;
     options.dtype = flatgather::torch::to_scalar_type(suite.flat_dtype);
-    options.check_tensors = check_tensors;
-    options.cpu_streaming = streaming;
+    const ScopedCudaTuning tuning(cuda_tuning);  // read when a CUDA plan is built
     for (BufferSet& set : w.sets) {
       plans_.push_back(flatgather::torch::Plan::from_tensors(set.tensors, w.names, options));
     }
@@ -118,10 +147,10 @@ class FlatgatherMethod final : public Method {
 class TorchCatMethod final : public Method {
  public:
   TorchCatMethod(BenchOp op, Workload& w, const Suite& suite)
-      : op_(op), w_(w), tolerance_(peer_norm_tolerance(suite)) {}
+      : op_(op), w_(w), suite_(suite), tolerance_(peer_norm_tolerance(suite)) {}
   void run(std::size_t set) override {
     const BufferSet& s = w_.sets[set];
-    cat_into(s.flat, s.tensors);
+    cat_into(w_, suite_, s);
     if (op_ == BenchOp::GatherNorm) {
       norm_ = at::linalg_vector_norm(s.flat, 2);
       clip_coef_ = clip_coefficient(norm_);
@@ -133,6 +162,7 @@ class TorchCatMethod final : public Method {
  private:
   BenchOp op_;
   Workload& w_;
+  const Suite& suite_;
   at::Tensor norm_, clip_coef_;
   double tolerance_;
 };
@@ -218,7 +248,7 @@ class SplitWithSizesCopyMethod final : public Method {
 class ForeachNormMethod final : public Method {
  public:
   ForeachNormMethod(Workload& w, const Suite& suite)
-      : w_(w), tolerance_(peer_norm_tolerance(suite)) {
+      : w_(w), suite_(suite), tolerance_(peer_norm_tolerance(suite)) {
     for (const BufferSet& set : w.sets) groups_.push_back(by_dtype(set.tensors));
   }
   void run(std::size_t set) override {
@@ -229,13 +259,14 @@ class ForeachNormMethod final : public Method {
     norm_ = at::linalg_vector_norm(at::stack(norms), 2);
     clip_coef_ = clip_coefficient(norm_);
     const BufferSet& s = w_.sets[set];
-    cat_into(s.flat, s.tensors);
+    cat_into(w_, suite_, s);
   }
   int threads() const override { return w_.dev == Dev::CPU ? at::get_num_threads() : 0; }
   StatsResult stats() const override { return {norm_, clip_coef_, {}, tolerance_}; }
 
  private:
   Workload& w_;
+  const Suite& suite_;
   double tolerance_;
   std::vector<std::vector<std::vector<at::Tensor>>> groups_;
   at::Tensor norm_, clip_coef_;
@@ -246,7 +277,7 @@ class ForeachNormMethod final : public Method {
 // buffer.
 class AmpUnscaleMethod final : public Method {
  public:
-  explicit AmpUnscaleMethod(Workload& w) : w_(w) {
+  AmpUnscaleMethod(Workload& w, const Suite& suite) : w_(w), suite_(suite) {
     inv_scale_ = unscale_factor(w.dev);
     found_inf_ = at::zeros({}, inv_scale_.options());
     for (const BufferSet& set : w.sets) groups_.push_back(by_dtype(set.tensors));
@@ -257,12 +288,13 @@ class AmpUnscaleMethod final : public Method {
       at::_amp_foreach_non_finite_check_and_unscale_(group, found_inf_, inv_scale_);
     }
     const BufferSet& s = w_.sets[set];
-    cat_into(s.flat, s.tensors);
+    cat_into(w_, suite_, s);
   }
   StatsResult stats() const override { return {{}, {}, found_inf_, 0}; }
 
  private:
   Workload& w_;
+  const Suite& suite_;
   at::Tensor inv_scale_, found_inf_;
   std::vector<std::vector<std::vector<at::Tensor>>> groups_;
 };
@@ -392,6 +424,71 @@ bool cpu_copy(BenchOp op, Dev dev) {
   return dev == Dev::CPU && (op == BenchOp::Gather || op == BenchOp::Scatter);
 }
 
+// Ours with Options::check_tensors = Checked and the CPU knobs a variant changes.
+template <bool Checked, flatgather::CpuStreaming Streaming = flatgather::CpuStreaming::Auto,
+          std::int64_t TaskBytes = 0,
+          flatgather::CpuSchedule Schedule = flatgather::CpuSchedule::Dynamic>
+std::unique_ptr<Method> make_ours(BenchOp op, Workload& w, const Suite& s) {
+  flatgather::torch::Options options;
+  options.check_tensors = Checked;
+  options.cpu_streaming = Streaming;
+  options.cpu_tuning = {TaskBytes, Schedule};
+  return std::make_unique<FlatgatherMethod>(op, w, s, options);
+}
+
+// The CPU work split variants (NOTE: [cpu work split]): every op, on the CPU.
+Applies on_cpu(BenchOp, Dev dev, const Suite&) {
+  return only_if(dev == Dev::CPU);
+}
+
+// The CUDA A/B variants of issue 19 (NOTE: [tuning overrides]): ours with one
+// FLATGATHER_CUDA_TUNING key set. The strided ones run on suites with strided tensors. The
+// misaligned ones on every suite under 2 GB (whether a tensor is misaligned depends on the
+// layout the plan computes; llama-7b's are aligned, and its run is the GPU check's longest).
+// Tile scaling changes nothing on plans so large that the fixed budget already gives
+// kTilesPerWarp tiles per warp (over about 1 GB moved on an H200): llama-7b is left out. The
+// byte-sized unroll only changes copies of 1- and 2-byte elements.
+constexpr std::int64_t kVariantMaxBytes = std::int64_t{2} << 30;
+
+bool under_variant_max(const Suite& suite) {
+  return suite.tensor_bytes() + suite.flat_bytes() < kVariantMaxBytes;
+}
+
+Applies strided_variant_applies(BenchOp, Dev dev, const Suite& suite) {
+  bool strided = false;
+  for (const TensorSpec& t : suite.tensors) strided = strided || t.storage != Storage::Contiguous;
+  return only_if(dev == Dev::CUDA && strided);
+}
+
+Applies misaligned_variant_applies(BenchOp, Dev dev, const Suite& suite) {
+  return only_if(dev == Dev::CUDA && under_variant_max(suite));
+}
+
+Applies tiles_variant_applies(BenchOp, Dev dev, const Suite& suite) {
+  return only_if(dev == Dev::CUDA && under_variant_max(suite));
+}
+
+Applies unroll_variant_applies(BenchOp, Dev dev, const Suite& suite) {
+  bool narrow = flatgather::dtype_size(suite.flat_dtype) <= 2;
+  for (const TensorSpec& t : suite.tensors) narrow = narrow || flatgather::dtype_size(t.dtype) <= 2;
+  return only_if(dev == Dev::CUDA && narrow);
+}
+
+template <const char* kSpec>
+std::unique_ptr<Method> make_cuda_variant(BenchOp op, Workload& w, const Suite& s) {
+  flatgather::torch::Options options;
+  options.check_tensors = false;
+  return std::make_unique<FlatgatherMethod>(op, w, s, options, kSpec);
+}
+constexpr char kStridedOld[] = "strided=old";
+constexpr char kStridedNew[] = "strided=new";
+constexpr char kMisalignedOld[] = "misaligned=old";
+constexpr char kMisalignedNew[] = "misaligned=new";
+constexpr char kTilesOld[] = "tile_scaling=old";
+constexpr char kTilesNew[] = "tile_scaling=new";
+constexpr char kUnrollOld[] = "unroll=old";
+constexpr char kUnrollNew[] = "unroll=new";
+
 // The byte-copy peers: CUDA, gather and scatter, one dtype and contiguous tensors.
 Applies byte_copy_applies(BenchOp op, Dev dev, const Suite& suite, const std::string& why_not) {
   if ((op != BenchOp::Gather && op != BenchOp::Scatter) || dev != Dev::CUDA) return no();
@@ -406,42 +503,73 @@ const std::vector<MethodSpec>& method_table() {
   static const std::vector<MethodSpec> table =
       {
           {"flatgather", Role::Ours, "ours, Options::check_tensors = false (hot-loop setting)",
-           false, [](BenchOp, Dev, const Suite&) { return yes(); },
-           [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-             return std::make_unique<FlatgatherMethod>(op, w, s, false);
-           }},
+           false, [](BenchOp, Dev, const Suite&) { return yes(); }, make_ours<false>},
           {"flatgather_checked", Role::OursChecked,
            "ours, check_tensors = true (the default: O(tensors) host\n"
            "work per call); on suites of 1,000 tensors or more",
            false,
            [](BenchOp, Dev,
               const Suite& s) { return only_if(s.tensors.size() >= kCheckedMinTensors); },
-           [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-             return std::make_unique<FlatgatherMethod>(op, w, s, true);
-           }},
+           make_ours<true>},
           {"flatgather_stream_on", Role::Variant,
            "ours with CpuStreaming::On: streaming stores on every\n"
            "gather and scatter (cpu; A/B of the Auto threshold)",
            false, [](BenchOp op, Dev dev, const Suite&) { return only_if(cpu_copy(op, dev)); },
-           [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-             return std::make_unique<FlatgatherMethod>(op, w, s, false,
-                                                       flatgather::CpuStreaming::On);
-           }},
+           make_ours<false, flatgather::CpuStreaming::On>},
           {"flatgather_stream_off", Role::Variant,
            "ours with CpuStreaming::Off: normal stores only (cpu)", false,
            [](BenchOp op, Dev dev, const Suite&) { return only_if(cpu_copy(op, dev)); },
-           [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-             return std::make_unique<FlatgatherMethod>(op, w, s, false,
-                                                       flatgather::CpuStreaming::Off);
-           }},
+           make_ours<false, flatgather::CpuStreaming::Off>},
+          {"flatgather_static", Role::Variant,
+           "ours with CpuSchedule::Static: each thread one contiguous\n"
+           "run of the tasks (cpu; A/B of the schedule)",
+           false, on_cpu,
+           make_ours<false, flatgather::CpuStreaming::Auto, 0, flatgather::CpuSchedule::Static>},
+          {"flatgather_task_64k", Role::Variant,
+           "ours with CpuTuning::task_bytes = 64 KiB (cpu; A/B of the\n"
+           "task size, default 256 KiB)",
+           false, on_cpu, make_ours<false, flatgather::CpuStreaming::Auto, 64 * 1024>},
+          {"flatgather_task_4m", Role::Variant, "ours with CpuTuning::task_bytes = 4 MiB (cpu)",
+           false, on_cpu, make_ours<false, flatgather::CpuStreaming::Auto, 4 * 1024 * 1024>},
+          {"flatgather_strided_old", Role::Variant,
+           "ours with strided=old: strided tensors element by element,\n"
+           "64-bit divisions (cuda; suites with strided tensors)",
+           false, strided_variant_applies, make_cuda_variant<kStridedOld>},
+          {"flatgather_strided_new", Role::Variant,
+           "ours with strided=new: register descriptor, fast division,\n"
+           "4 elements in flight per lane (cuda; suites with strided tensors)",
+           false, strided_variant_applies, make_cuda_variant<kStridedNew>},
+          {"flatgather_misaligned_old", Role::Variant,
+           "ours with misaligned=old: a source not congruent mod 16\n"
+           "bytes read element by element (cuda; suites under 2 GB)",
+           false, misaligned_variant_applies, make_cuda_variant<kMisalignedOld>},
+          {"flatgather_misaligned_new", Role::Variant,
+           "ours with misaligned=new: aligned 16-byte source words\n"
+           "realigned by funnel shifts (cuda; suites under 2 GB)",
+           false, misaligned_variant_applies, make_cuda_variant<kMisalignedNew>},
+          {"flatgather_tiles_old", Role::Variant,
+           "ours with FLATGATHER_CUDA_TUNING=tile_scaling=old: the\n"
+           "fixed tile budget for every plan (cuda; suites under 2 GB)",
+           false, tiles_variant_applies, make_cuda_variant<kTilesOld>},
+          {"flatgather_tiles_new", Role::Variant,
+           "ours with tile_scaling=new: the budget scaled to about 4 tiles\n"
+           "per resident warp (cuda; suites under 2 GB)",
+           false, tiles_variant_applies, make_cuda_variant<kTilesNew>},
+          {"flatgather_unroll_old", Role::Variant,
+           "ours with unroll=old: the unroll counted in packs (cuda;\n"
+           "suites with 1- or 2-byte dtypes)",
+           false, unroll_variant_applies, make_cuda_variant<kUnrollOld>},
+          {"flatgather_unroll_new", Role::Variant,
+           "ours with unroll=new: 64 bytes in flight per lane in same-dtype\n"
+           "1- and 2-byte copies (cuda; suites with 1- or 2-byte dtypes)",
+           false, unroll_variant_applies, make_cuda_variant<kUnrollNew>},
           {"torch_cat", Role::Peer,
-           "at::cat_out of every t.reshape(-1) into the flat buffer (gather;\n"
-           "gather_norm: then at::linalg_vector_norm of it and the clip\n"
-           "coefficient)",
+           "at::cat_out of every t.reshape(-1) into the flat buffer (gather,\n"
+           "in a byte buffer each viewed as bytes, .view(uint8); gather_norm:\n"
+           "then at::linalg_vector_norm of it and the clip coefficient)",
            false,
-           [](BenchOp op, Dev, const Suite&) {
-    return only_if(op == BenchOp::Gather || op == BenchOp::GatherNorm);
-           },
+           [](BenchOp op, Dev,
+              const Suite&) { return only_if(op == BenchOp::Gather || op == BenchOp::GatherNorm); },
            [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
              return std::make_unique<TorchCatMethod>(op, w, s);
            }},
@@ -463,34 +591,34 @@ const std::vector<MethodSpec>& method_table() {
     }
     return yes();
            },
-           [](BenchOp, Workload& w, const Suite&) -> std::unique_ptr<Method> {
-             return std::make_unique<AmpUnscaleMethod>(w);
+           [](BenchOp, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+             return std::make_unique<AmpUnscaleMethod>(w, s);
            }},
-                                       {"copy_loop", Role::Peer,
-                                        "one copy_ per tensor (add_ for scatter_add)", false,
-                                        [](BenchOp op, Dev, const Suite&) {
-    return only_if(!is_stats_op(op));
-                                        },
-                                        [](BenchOp op, Workload& w,
-                                           const Suite& s) -> std::unique_ptr<Method> {
-                                          return std::make_unique<CopyLoopMethod>(op, w, s);
-                                        }},
-      {"foreach_copy", Role::Peer, "at::_foreach_copy_ (cuda, LibTorch >= 2.1)", true,
-       [](BenchOp op, Dev, const Suite&) {
+          {"copy_loop", Role::Peer, "one copy_ per tensor (add_ for scatter_add)", false,
+           [](BenchOp op, Dev, const Suite&) { return only_if(!is_stats_op(op)); },
+           [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+             return std::make_unique<CopyLoopMethod>(op, w, s);
+           }},
+          {"foreach_copy", Role::Peer, "at::_foreach_copy_ (cuda, LibTorch >= 2.1)", true,
+           [](BenchOp op, Dev, const Suite&) {
     if (op != BenchOp::Gather && op != BenchOp::Scatter) return no();
     if (!FGBENCH_HAVE_FOREACH_COPY) {
       return unavailable("at::_foreach_copy_ is not in LibTorch " TORCH_VERSION);
     }
     return yes();
-       },
-       [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-         return std::make_unique<ForeachMethod>(op, w, s);
-       }},
-      {"foreach_add", Role::Peer, "at::_foreach_add_ (cuda, scatter_add)", true,
-       [](BenchOp op, Dev, const Suite&) { return only_if(op == BenchOp::ScatterAdd); },
-       [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-         return std::make_unique<ForeachMethod>(op, w, s);
-       }},
+           },
+           [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+             return std::make_unique<ForeachMethod>(op, w, s);
+           }},
+                                       {"foreach_add", Role::Peer,
+                                        "at::_foreach_add_ (cuda, scatter_add)", true,
+                                        [](BenchOp op, Dev, const Suite&) {
+    return only_if(op == BenchOp::ScatterAdd);
+                                        },
+                                        [](BenchOp op, Workload& w,
+                                           const Suite& s) -> std::unique_ptr<Method> {
+                                          return std::make_unique<ForeachMethod>(op, w, s);
+                                        }},
       {"split_with_sizes_copy", Role::Peer,
        "at::split_with_sizes_copy_out (cuda, scatter, plain suites)", true,
        [](BenchOp op, Dev, const Suite& s) {

@@ -39,15 +39,20 @@ void add_gpt2_blocks(Suite& s, int layers, std::int64_t d, DType dtype) {
   add(s, "ln_f.bias", {d}, dtype);
 }
 
+// The whole of GPT-2 small: embeddings and 12 blocks of d_model 768.
+void add_gpt2_small(Suite& s, DType dtype) {
+  add(s, "wte.weight", {50257, 768}, dtype);
+  add(s, "wpe.weight", {1024, 768}, dtype);
+  add_gpt2_blocks(s, 12, 768, dtype);
+}
+
 Suite gpt2_small() {
   Suite s;
   s.name = "gpt2-small";
   s.description =
       "GPT-2 small: vocab 50257, context 1024, d_model 768, 12 layers; embeddings, attention "
       "and MLP matrices, LayerNorm weights and biases; float32";
-  add(s, "wte.weight", {50257, 768});
-  add(s, "wpe.weight", {1024, 768});
-  add_gpt2_blocks(s, 12, 768, DType::Float32);
+  add_gpt2_small(s, DType::Float32);
   return s;
 }
 
@@ -129,6 +134,49 @@ Suite resnet50() {
   return s;
 }
 
+// ResNet-18 (He et al. 2016), torchvision names: basic blocks [2, 2, 2, 2], and the whole
+// state_dict(): every batch norm also holds running_mean, running_var (float32) and the int64
+// scalar num_batches_tracked, as model.state_dict() returns them.
+Suite resnet18_state() {
+  Suite s;
+  s.name = "resnet18-state";
+  s.description =
+      "ResNet-18's whole state_dict(): 20 convolutions, fc, 20 batch norms (weight, bias, "
+      "running_mean, running_var in float32, num_batches_tracked an int64 scalar); byte for "
+      "byte into a uint8 flat buffer";
+  s.flat_dtype = DType::UInt8;
+  auto conv = [&](const std::string& name, std::int64_t out, std::int64_t in, std::int64_t k) {
+    add(s, name + ".weight", {out, in, k, k});
+  };
+  auto bn = [&](const std::string& name, std::int64_t c) {
+    for (const char* field : {"weight", "bias", "running_mean", "running_var"}) {
+      add(s, name + "." + field, {c});
+    }
+    add(s, name + ".num_batches_tracked", {}, DType::Int64);
+  };
+  conv("conv1", 64, 3, 7);
+  bn("bn1", 64);
+  std::int64_t inplanes = 64;
+  for (int layer = 0; layer < 4; ++layer) {
+    const std::int64_t planes = 64 << layer;
+    for (int b = 0; b < 2; ++b) {
+      const std::string p = "layer" + std::to_string(layer + 1) + "." + std::to_string(b) + ".";
+      conv(p + "conv1", planes, b == 0 ? inplanes : planes, 3);
+      bn(p + "bn1", planes);
+      conv(p + "conv2", planes, planes, 3);
+      bn(p + "bn2", planes);
+      if (b == 0 && layer > 0) {
+        conv(p + "downsample.0", planes, inplanes, 1);
+        bn(p + "downsample.1", planes);
+      }
+    }
+    inplanes = planes;
+  }
+  add(s, "fc.weight", {1000, 512});
+  add(s, "fc.bias", {1000});
+  return s;
+}
+
 // splitmix64: a fixed, portable sequence (std distributions differ between libraries).
 std::uint64_t splitmix64(std::uint64_t& state) {
   std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
@@ -177,6 +225,50 @@ Suite strided() {
     add(s, p + "mlp.fc1.weight", {4 * d, d}, DType::Float32, Storage::Transposed);
     add(s, p + "mlp.fc2.weight", {d, 4 * d}, DType::Float32, Storage::Transposed);
   }
+  return s;
+}
+
+// The suites of issue 19's GPU paths (A/B methods flatgather_{strided,misaligned,tiles,unroll}_*):
+// GPU only, so the CPU run stays as short as it was.
+
+Suite misaligned() {
+  Suite s;
+  s.name = "misaligned";
+  s.description =
+      "1,000 1-D float32 tensors of odd sizes (every other one a bias of 1 to 63 elements, the "
+      "rest 1 to 65,535; splitmix64 seed 7), no padding: flat offsets not congruent to the "
+      "tensors' 16-byte alignment; GPU only";
+  s.gpu_only = true;
+  std::uint64_t state = 7;
+  for (int i = 0; i < 1000; ++i) {
+    const std::uint64_t largest = i % 2 == 0 ? 32 : 32768;
+    const std::int64_t n = 2 * static_cast<std::int64_t>(splitmix64(state) % largest) + 1;
+    add(s, "t" + std::to_string(i), {n});
+  }
+  return s;
+}
+
+Suite plan_4mb() {
+  Suite s;
+  s.name = "plan-4mb";
+  s.description =
+      "a 4 MiB plan: four 512 x 512 float32 matrices, which a fixed 32 KiB tile budget cuts "
+      "into about 260 tiles (33 of an H200's 132 SMs); GPU only";
+  s.gpu_only = true;
+  for (int i = 0; i < 4; ++i) add(s, "w" + std::to_string(i), {512, 512});
+  return s;
+}
+
+Suite gpt2_same_dtype(const char* name, DType dtype, const char* what) {
+  Suite s;
+  s.name = name;
+  s.description = std::string("GPT-2 small (the gpt2-small tensors) as ") + what +
+                  " parameters into a flat buffer of the same dtype: moved as raw bytes, " +
+                  std::to_string(16 / flatgather::dtype_size(dtype)) +
+                  " elements a 16-byte pack; GPU only";
+  s.flat_dtype = dtype;
+  s.gpu_only = true;
+  add_gpt2_small(s, dtype);
   return s;
 }
 
@@ -243,6 +335,24 @@ std::int64_t Suite::numel() const {
   return n;
 }
 
+std::vector<std::int64_t> Suite::flat_offsets() const {
+  std::vector<std::int64_t> offsets;
+  std::int64_t cursor = 0;
+  for (const TensorSpec& t : tensors) {
+    const std::int64_t align = byte_plan() ? flatgather::dtype_size(t.dtype) : 1;
+    cursor = (cursor + align - 1) / align * align;
+    offsets.push_back(cursor);
+    cursor += byte_plan() ? t.nbytes() : t.numel();
+  }
+  return offsets;
+}
+
+std::int64_t Suite::flat_numel() const {
+  if (tensors.empty()) return 0;
+  const TensorSpec& last = tensors.back();
+  return flat_offsets().back() + (byte_plan() ? last.nbytes() : last.numel());
+}
+
 std::int64_t Suite::tensor_bytes() const {
   std::int64_t n = 0;
   for (const TensorSpec& t : tensors) n += t.nbytes();
@@ -264,7 +374,17 @@ bool Suite::floating() const {
 }
 
 std::vector<Suite> builtin_suites() {
-  return {gpt2_small(), llama_7b(), resnet50(), many_tiny(), mixed_cast(), strided()};
+  return {gpt2_small(),
+          llama_7b(),
+          resnet50(),
+          many_tiny(),
+          mixed_cast(),
+          strided(),
+          misaligned(),
+          plan_4mb(),
+          gpt2_same_dtype("gpt2-bf16", DType::BFloat16, "bfloat16"),
+          gpt2_same_dtype("gpt2-uint8", DType::UInt8, "uint8 (8-bit quantized)"),
+          resnet18_state()};
 }
 
 Suite load_manifest(const std::string& path) {
@@ -326,26 +446,12 @@ Suite load_manifest(const std::string& path) {
     same_dtype = same_dtype && (s.tensors.empty() || t.dtype == s.tensors.front().dtype);
     s.tensors.push_back(std::move(t));
   }
+  // One dtype: that dtype. Floating dtypes only: cast into float32. Otherwise (a whole
+  // state_dict with its int64 counters): a byte buffer, every dtype byte for byte.
   if (same_dtype) {
     s.flat_dtype = s.tensors.front().dtype;
-  } else if (all_floating) {
-    s.flat_dtype = DType::Float32;
   } else {
-    // Name the first tensor that cannot join the others.
-    const DType first = s.tensors.front().dtype;
-    for (std::size_t i = 0; i < s.tensors.size(); ++i) {
-      const TensorSpec& t = s.tensors[i];
-      if (t.dtype != first &&
-          !(flatgather::dtype_is_floating(t.dtype) && flatgather::dtype_is_floating(first))) {
-        throw std::runtime_error(
-            path + ":" + std::to_string(i < lines.size() ? lines[i] : 1) + ": element " +
-            std::to_string(i) + " ('" + t.name + "', " + flatgather::dtype_name(t.dtype) +
-            ") cannot share a flat buffer with the " + flatgather::dtype_name(first) +
-            " tensors before it: only floating types are cast into one another. Leave it out "
-            "(dump named_parameters() rather than state_dict()) or put it in a manifest of its "
-            "own");
-      }
-    }
+    s.flat_dtype = all_floating ? DType::Float32 : DType::UInt8;
   }
   return s;
 }

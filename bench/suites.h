@@ -38,8 +38,17 @@ struct Suite {
   std::int64_t numel() const;
   /// Bytes of the tensors themselves (what the model occupies).
   std::int64_t tensor_bytes() const;
+  /// A byte buffer (flat dtype uint8): every dtype copied byte for byte (NOTE: [byte plans]
+  /// in src/layout.cpp).
+  bool byte_plan() const { return flat_dtype == flatgather::DType::UInt8; }
+  /// Offset of each tensor in the flat buffer, in elements of the flat dtype: packed, except
+  /// that in a byte plan each starts at a multiple of its element size (the plan's rule with
+  /// align_bytes 0).
+  std::vector<std::int64_t> flat_offsets() const;
+  /// Elements of the flat buffer (padding included).
+  std::int64_t flat_numel() const;
   /// Bytes of the flat buffer.
-  std::int64_t flat_bytes() const { return numel() * flatgather::dtype_size(flat_dtype); }
+  std::int64_t flat_bytes() const { return flat_numel() * flatgather::dtype_size(flat_dtype); }
   /// True when every tensor is contiguous and of the flat dtype (byte-copy peers apply).
   bool plain() const;
   /// True when every tensor is of a floating dtype (scatter_add applies).

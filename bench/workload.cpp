@@ -100,12 +100,8 @@ Workload& workload_for(Dev dev, const Suite& suite) {
   auto w = std::make_unique<Workload>();
   w->dev = dev;
   w->suite_name = suite.name;
-  std::int64_t offset = 0;
-  for (const TensorSpec& t : suite.tensors) {
-    w->offsets.push_back(offset);
-    w->names.push_back(t.name);
-    offset += t.numel();
-  }
+  w->offsets = suite.flat_offsets();
+  for (const TensorSpec& t : suite.tensors) w->names.push_back(t.name);
   const int nsets = sets_for(suite, dev);
   std::fprintf(stderr, "  building %s on %s: %zu tensors, %s, %d buffer set%s\n",
                suite.name.c_str(), dev_name(dev), suite.tensors.size(),
@@ -118,12 +114,18 @@ Workload& workload_for(Dev dev, const Suite& suite) {
     BufferSet set;
     set.tensors.reserve(suite.tensors.size());
     for (const TensorSpec& spec : suite.tensors) set.tensors.push_back(make_tensor(spec, device));
-    set.flat = at::empty({suite.numel()}, flat_options);
+    const std::int64_t flat_numel = suite.flat_numel();
+    set.flat = at::empty({flat_numel}, flat_options);
     // In pieces: one float32 temporary the size of the 7B suite's flat buffer would be 27 GB.
     const std::int64_t piece = std::int64_t{1} << 26;
-    for (std::int64_t begin = 0; begin < suite.numel(); begin += piece) {
-      const std::int64_t n = std::min(piece, suite.numel() - begin);
-      set.flat.narrow(0, begin, n).copy_(at::randn({n}, at::TensorOptions().device(device)));
+    for (std::int64_t begin = 0; begin < flat_numel; begin += piece) {
+      const std::int64_t n = std::min(piece, flat_numel - begin);
+      at::Tensor part = set.flat.narrow(0, begin, n);
+      if (suite.byte_plan()) {
+        part.random_(0, 256);
+      } else {
+        part.copy_(at::randn({n}, at::TensorOptions().device(device)));
+      }
     }
     w->sets.push_back(std::move(set));
   }
@@ -144,10 +146,31 @@ std::vector<at::Tensor> flat_views(const Workload& w, const Suite& suite, const 
   std::vector<at::Tensor> views;
   views.reserve(suite.tensors.size());
   for (std::size_t i = 0; i < suite.tensors.size(); ++i) {
-    views.push_back(
-        flat.narrow(0, w.offsets[i], suite.tensors[i].numel()).view(suite.tensors[i].shape));
+    const TensorSpec& t = suite.tensors[i];
+    if (suite.byte_plan()) {  // the tensor's bytes, viewed as its own dtype
+      views.push_back(flat.narrow(0, w.offsets[i], t.nbytes())
+                          .view(flatgather::torch::to_scalar_type(t.dtype))
+                          .view(t.shape));
+    } else {
+      views.push_back(flat.narrow(0, w.offsets[i], t.numel()).view(t.shape));
+    }
   }
   return views;
+}
+
+std::vector<at::Tensor> cat_parts(const Workload& w, const Suite& suite,
+                                  const std::vector<at::Tensor>& tensors) {
+  std::vector<at::Tensor> parts;
+  parts.reserve(tensors.size());
+  std::int64_t cursor = 0;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    at::Tensor part = tensors[i].reshape(-1);
+    if (suite.byte_plan()) part = part.view(at::kByte);
+    if (w.offsets[i] > cursor) parts.push_back(at::zeros({w.offsets[i] - cursor}, part.options()));
+    cursor = w.offsets[i] + part.numel();
+    parts.push_back(std::move(part));
+  }
+  return parts;
 }
 
 }  // namespace fgbench

@@ -78,7 +78,7 @@ class Method;
 struct Workload {
   Dev dev = Dev::CPU;
   std::string suite_name;
-  std::vector<std::int64_t> offsets;  // flat offset of each tensor (no padding)
+  std::vector<std::int64_t> offsets;  // Suite::flat_offsets()
   std::vector<std::string> names;
   std::vector<BufferSet> sets;
   // The method of the benchmark running now (null after a failed check). Only one is kept:
@@ -98,8 +98,14 @@ Workload* resident_workload();
 /// Frees the resident suite.
 void release_workload();
 
-/// Per-tensor views of `flat`, shaped like the tensors (for the per-tensor peers and the
-/// check).
+/// Per-tensor views of `flat`, shaped like the tensors and (in a byte plan) of their dtypes
+/// (for the per-tensor peers and the check).
 std::vector<at::Tensor> flat_views(const Workload& w, const Suite& suite, const at::Tensor& flat);
+
+/// The parts whose torch::cat is the flat buffer: each tensor's t.reshape(-1) (viewed as bytes,
+/// .view(uint8), in a byte plan), with zeros of the flat dtype where a byte plan pads before
+/// a tensor of a larger element size (the zeros are allocated here).
+std::vector<at::Tensor> cat_parts(const Workload& w, const Suite& suite,
+                                  const std::vector<at::Tensor>& tensors);
 
 }  // namespace fgbench

@@ -6,10 +6,55 @@
 //
 // NOTE: [strided copies]
 // A piece whose tensor is strided (channels_last, transposed, sliced) is copied element by
-// element, lane l taking elements l, l + 32, ...; each computes its address with
-// element_offset (the CPU executor's function). The contiguous side stays coalesced; the
-// strided side is as coalesced as its innermost stride allows. Keeping the cursor and the
-// 64-bit divisions out of the pack loop keeps the kernels small and free of spills.
+// element, lane l taking elements l, l + 32, ...: the contiguous side stays coalesced; the
+// strided side is as coalesced as its innermost stride allows. Two implementations, chosen per
+// plan by Tuning::strided_path (FLATGATHER_CUDA_TUNING strided=old|new) until a GPU benchmark
+// decides (docs/perf.md):
+// - Old: each element computes its address with element_offset (the CPU executor's
+//   function), reading the sizes and strides from the table and dividing in 64 bits per
+//   dimension; one element in flight per lane.
+// - New (copy_strided): the copy's StridedIndexer (kernels/strided_index.h) is loaded once
+//   per piece into registers; a lane finds its first element with 32-bit fast divisions
+//   (NOTE: [fast division]) and then steps by 32 elements without any division (NOTE:
+//   [strided cursor]); kStridedUnroll elements in flight per lane (all loads, then all
+//   stores). Copies the indexer cannot hold (more than 4 dimensions, about 2^32 elements or
+//   more, a size above 2^31) take the old path.
+// Shared-memory transposes (both sides coalesced for transposed and channels_last views) are
+// not built yet. A byte plan's strided tensor moves in words of its element size, not bytes
+// (NOTE: [byte plan words] in src/copy_desc.h), on either path.
+//
+// NOTE: [misaligned copies]
+// Contiguous sides whose addresses are not congruent modulo 16 bytes (a layout without
+// padding, a view at an odd offset) cannot both move in 16-byte packs. The destination leads
+// (NOTE: [vector split]). Tuning::misaligned_path (misaligned=old|new) picks what the source
+// does:
+// - Old: the source is read element by element.
+// - New (same element type on both sides, as in every copy without a cast): the source is
+//   read in aligned 16-byte words, two per pack (the words holding its first and last byte),
+//   and the pack is cut out of them in registers with funnel shifts (realign), as CUB's
+//   batched memcpy does. The words may hold bytes outside the source range; those are never
+//   written anywhere, and a 16-byte aligned word never crosses an allocation's end. Copies
+//   with a cast keep the old path. Its unroll is CopyPolicy::realign_unroll whatever
+//   Tuning::unroll_path says: the byte-sized unroll (NOTE: [bytes in flight]) would hold two
+//   words per pack for 4 packs, too many registers for the kernels' budget.
+//
+// NOTE: [bytes in flight]
+// The unroll of the pack loop (packs in flight per lane, loads first, then stores) was
+// counted in packs (CopyPolicy::unroll: 4 packs of up to 4 elements, 2 of 8, 1 of 16), so a
+// uint8 or bool copy kept 16 bytes in flight per lane and a bfloat16 or float16 one 32,
+// against 64 for float32: about 12 and 24 KB per SM where an H200 needs about 16 KB to reach
+// its copy rate. With Tuning::unroll_path = New (A/B switch unroll=old|new, NOTE: [tuning
+// overrides]) a same-type copy or zero fill whose two sides both move whole 16-byte packs is
+// unrolled by CopyPolicy::unroll_bytes instead: 64 bytes per lane for every element size, its
+// packs moved as opaque bits (never unpacked into elements), so it needs the registers of the
+// float32 path (4 packs of 16 bytes). Left out, because they would raise the register count of
+// the whole kernel (and so cut every path's occupancy): pieces that load or store a side
+// element by element (4 packs of 16 scalars is 64 values in registers), the realigned packs
+// of the new misaligned path (NOTE: [misaligned copies]), casts between
+// bfloat16 and float16, and scatter_add of 16-bit types (each pack unpacked into floats; with
+// 4 packs in flight scatter_add rose from 98 to 125 registers and gather from 72 to 90 on
+// sm_90). The choice is a uniform branch per piece inside the one kernel, not a second kernel:
+// only the instantiations for 1- and 2-byte types grow.
 //
 // Preconditions: addresses are aligned to their element size (checked by the executor) and
 // all indices are 64-bit.
@@ -23,6 +68,7 @@
 #include "copy_desc.h"
 #include "device_table.h"
 #include "op.h"
+#include "strided_index.h"
 #include "tiles.cuh"
 #include "tuning.h"
 #include "vector_split.h"
@@ -165,6 +211,8 @@ template <class T>
 struct Side {
   char* base = nullptr;               ///< logical element 0 of the copy
   const CopyDesc* strided = nullptr;  ///< sizes and strides; null when contiguous
+  /// Set (with `strided`) when the piece takes the new strided path (NOTE: [strided copies]).
+  const StridedIndexer* indexer = nullptr;
 
   FG_DEVICE FG_FORCE_INLINE char* at(std::int64_t offset) const {
     return base + offset * static_cast<std::int64_t>(sizeof(T));
@@ -172,6 +220,14 @@ struct Side {
   FG_DEVICE FG_FORCE_INLINE char* element(std::int64_t i) const {
     return at(strided ? element_offset(*strided, i) : i);
   }
+};
+
+/// The plan's choice between old and new copy paths that copy_piece takes as an argument
+/// (Tuning's A/B switches, NOTE: [tuning overrides]), read from KernelArgs once per piece.
+/// The strided choice travels with the strided side (Side::indexer).
+struct PathChoice {
+  bool realign = false;       ///< misaligned=new (NOTE: [misaligned copies])
+  bool bytes_unroll = false;  ///< unroll=new (NOTE: [bytes in flight])
 };
 
 /// Loads elements [i, i + K) of a contiguous side one at a time (not pack-aligned).
@@ -201,35 +257,183 @@ FG_DEVICE FG_FORCE_INLINE void store_pack(const Side<T>& side, std::int64_t i, c
   for (int j = 0; j < K; ++j) store<Streaming>(side.at(i + j), p.v[j]);
 }
 
-/// The warp moves elements [first, first + count) of one copy from `src` to `dst` with `op`,
-/// cut as `split` says (NOTE: [vector split]): each lane applies `op` to its elements in a
-/// fixed order (its head elements, its packs batch by batch, its tail elements). All lanes
-/// of the warp call it with the same arguments except `lane`; no lane waits for another.
+/// The new strided path (NOTE: [strided copies]): elements [first, first + count) of a copy
+/// whose tensor side (`src` or `dst`, the one with an indexer) is strided; lane l takes
+/// elements l, l + 32, ..., kStridedUnroll of them in flight.
 template <bool Streaming, class S, class D, class Op>
-FG_DEVICE FG_FORCE_INLINE void copy_split(const Side<S>& src, const Side<D>& dst,
-                                          std::int64_t first, const Split& split, const Op& op,
-                                          int lane) {
-  constexpr int K = pack_elements(sizeof(S), sizeof(D));
-  constexpr int U = CopyPolicy::unroll(K);
+FG_DEVICE FG_FORCE_INLINE void copy_strided(const Side<S>& src, const Side<D>& dst,
+                                            std::int64_t first, std::int64_t count, const Op& op,
+                                            int lane) {
+  constexpr int U = CopyPolicy::kStridedUnroll;
   constexpr int L = CopyPolicy::kWarpThreads;
+  const bool src_strided = src.indexer != nullptr;
+  const StridedIndexer ix = src_strided ? *src.indexer : *dst.indexer;  // into registers
+  if (lane >= count) return;
+  static_assert(kIndexerStep == L, "the cursor steps by one warp (NOTE: [strided cursor])");
+  // first + count <= numel <= kIndexerMaxNumel: the first index fits in 32 bits.
+  IndexCursor cursor = ix.at(static_cast<std::uint32_t>(first + lane));
+  // The cursor advances where the tensor is accessed: in the load loop when the tensor is the
+  // source (or is read, scatter_add), else in the store loop, so that no offsets stay live
+  // between the loops that need not.
+  auto tensor_offset = [&]() {
+    const std::int64_t offset = cursor.offset;
+    ix.advance(cursor);
+    return offset;
+  };
+  for (std::int64_t j0 = lane; j0 < count; j0 += static_cast<std::int64_t>(L) * U) {
+    S in[U] = {};
+    D old[U] = {};
+    std::int64_t dst_offset[U] = {};  // scatter_add: the tensor offsets read, then written
+    FG_UNROLL
+    for (int u = 0; u < U; ++u) {
+      const std::int64_t i = first + j0 + L * u;
+      if (i < first + count) {
+        if (src_strided) {
+          in[u] = load_readonly<Streaming, S>(src.at(tensor_offset()));
+          if constexpr (Op::kReadsDst) old[u] = load_mutable<Streaming, D>(dst.at(i));
+        } else {
+          if constexpr (Op::kReadsSrc) in[u] = load_readonly<Streaming, S>(src.at(i));
+          if constexpr (Op::kReadsDst) {
+            dst_offset[u] = tensor_offset();
+            old[u] = load_mutable<Streaming, D>(dst.at(dst_offset[u]));
+          }
+        }
+      }
+    }
+    FG_UNROLL
+    for (int u = 0; u < U; ++u) {
+      const std::int64_t i = first + j0 + L * u;
+      if (i < first + count) {
+        std::int64_t offset = i;
+        if (!src_strided) {
+          if constexpr (Op::kReadsDst) {
+            offset = dst_offset[u];
+          } else {
+            offset = tensor_offset();
+          }
+        }
+        store<Streaming>(dst.at(offset), op.template apply<S, D>(in[u], old[u]));
+      }
+    }
+  }
+}
+
+/// The 16 bytes that start `shift` bytes (1..15) into `lo`, continuing into `hi`: the
+/// realignment of the new misaligned path (NOTE: [misaligned copies]).
+FG_DEVICE FG_FORCE_INLINE uint4 realign(const uint4& lo, const uint4& hi, unsigned shift) {
+  const unsigned w[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+  const unsigned words = shift / 4;       // whole words to skip: selected, never indexed
+  const unsigned bits = (shift % 4) * 8;  // then a funnel shift by the remaining bytes
+  unsigned x[5];
+  FG_UNROLL
+  for (int k = 0; k < 5; ++k) {
+    const unsigned a = (words & 1) ? w[k + 1] : w[k];
+    const unsigned b = (words & 1) ? w[k + 3] : w[k + 2];
+    x[k] = (words & 2) ? b : a;
+  }
+  uint4 out;
+  out.x = __funnelshift_r(x[0], x[1], bits);
+  out.y = __funnelshift_r(x[1], x[2], bits);
+  out.z = __funnelshift_r(x[2], x[3], bits);
+  out.w = __funnelshift_r(x[3], x[4], bits);
+  return out;
+}
+
+/// The new misaligned path (NOTE: [misaligned copies]): the packs of `split` (destination
+/// vector, source not) with the source read in aligned 16-byte words. Same element type.
+template <bool Streaming, class T, class Op>
+FG_DEVICE FG_FORCE_INLINE void copy_realigned(const Side<T>& src, const Side<T>& dst,
+                                              std::int64_t first, const Split& split, const Op& op,
+                                              int lane) {
+  constexpr int K = pack_elements(sizeof(T), sizeof(T));
+  constexpr int U = CopyPolicy::realign_unroll(K);
+  constexpr int L = CopyPolicy::kWarpThreads;
+  constexpr std::uint64_t kBytes = CopyPolicy::kVectorBytes;
+  const std::int64_t body = first + split.head;
+  const std::uint64_t src_body = reinterpret_cast<std::uint64_t>(src.at(body));
+  const unsigned shift = static_cast<unsigned>(src_body % kBytes);  // 1..15
+  const char* const words = reinterpret_cast<const char*>(src_body - shift);
   auto scalar = [&](std::int64_t j) {
     const std::int64_t i = first + j;
-    S s{};
-    if constexpr (Op::kReadsSrc) s = load_readonly<Streaming, S>(src.element(i));
-    char* const d_address = dst.element(i);
-    D d{};
-    if constexpr (Op::kReadsDst) d = load_mutable<Streaming, D>(d_address);
-    store<Streaming>(d_address, op.template apply<S, D>(s, d));
+    char* const d_address = dst.at(i);
+    T d{};
+    if constexpr (Op::kReadsDst) d = load_mutable<Streaming, T>(d_address);
+    store<Streaming>(d_address, op.template apply<T, T>(load_readonly<Streaming, T>(src.at(i)), d));
   };
-  const std::int64_t body = first + split.head;
   auto packs = [&](std::int64_t p0) {
-    Pack<S, K> in[U] = {};
-    Pack<D, K> old[U] = {};
+    uint4 lo[U] = {};
+    uint4 hi[U] = {};
+    Pack<T, K> old[U] = {};
     FG_UNROLL
     for (int u = 0; u < U; ++u) {
       const std::int64_t p = p0 + static_cast<std::int64_t>(L) * u;
       if (p < split.packs) {
-        const std::int64_t i = body + p * K;
+        const char* w = words + static_cast<std::uint64_t>(p) * kBytes;
+        lo[u] = load_readonly<Streaming, uint4>(w);
+        hi[u] = load_readonly<Streaming, uint4>(w + kBytes);
+        if constexpr (Op::kReadsDst)
+          old[u] = load_pack<Streaming, false, T, K>(dst, body + p * K, true);
+      }
+    }
+    FG_UNROLL
+    for (int u = 0; u < U; ++u) {
+      const std::int64_t p = p0 + static_cast<std::int64_t>(L) * u;
+      if (p < split.packs) {
+        const Pack<T, K> in = bit_cast<Pack<T, K>>(realign(lo[u], hi[u], shift));
+        Pack<T, K> out;
+        FG_UNROLL
+        for (int j = 0; j < K; ++j) out.v[j] = op.template apply<T, T>(in.v[j], old[u].v[j]);
+        store_pack<Streaming, T, K>(dst, body + p * K, out, true);
+      }
+    }
+  };
+  distribute<L, U>(split, lane, scalar, packs);
+}
+
+/// Element i of a copy from `src` to `dst` with `op`, alone (a strided side through its
+/// descriptor).
+template <bool Streaming, class S, class D, class Op>
+FG_DEVICE FG_FORCE_INLINE void copy_element(const Side<S>& src, const Side<D>& dst, std::int64_t i,
+                                            const Op& op) {
+  S s{};
+  if constexpr (Op::kReadsSrc) s = load_readonly<Streaming, S>(src.element(i));
+  char* const d_address = dst.element(i);
+  D d{};
+  if constexpr (Op::kReadsDst) d = load_mutable<Streaming, D>(d_address);
+  store<Streaming>(d_address, op.template apply<S, D>(s, d));
+}
+
+/// The warp moves elements [first, first + count) of one copy from `src` to `dst` with `op`,
+/// cut as `split` says (NOTE: [vector split]): each lane applies `op` to its elements in a
+/// fixed order (its head elements, its packs batch by batch, its tail elements). All lanes
+/// of the warp call it with the same arguments except `lane`; no lane waits for another.
+/// `bytes_unroll` takes the byte-sized unroll where both sides move packs (NOTE: [bytes in
+/// flight]).
+template <bool Streaming, class S, class D, class Op>
+FG_DEVICE FG_FORCE_INLINE void copy_split(const Side<S>& src, const Side<D>& dst,
+                                          std::int64_t first, const Split& split, const Op& op,
+                                          int lane, bool bytes_unroll) {
+  constexpr int K = pack_elements(sizeof(S), sizeof(D));
+  constexpr int U = CopyPolicy::unroll(K);
+  // Same-type copies and zero fills move packs as opaque bits; they alone take the
+  // byte-sized unroll (NOTE: [bytes in flight]). Other ops (the scaling ops of
+  // stats_piece.cuh) change the values even between equal types.
+  constexpr bool kBits =
+      std::is_same_v<S, D> && (std::is_same_v<Op, CopyOp> || std::is_same_v<Op, ZeroOp>);
+  constexpr int UB = kBits ? CopyPolicy::unroll_bytes(K * static_cast<int>(sizeof(S))) : U;
+  constexpr int L = CopyPolicy::kWarpThreads;
+  auto scalar = [&](std::int64_t j) { copy_element<Streaming>(src, dst, first + j, op); };
+  const std::int64_t body = first + split.head;
+  // Packs p0, p0 + L, ..., p0 + L * (N - 1) of the lane, N = the unroll.
+  auto packs = [&](auto unroll, std::int64_t p0) {
+    constexpr int N = decltype(unroll)::value;
+    [[maybe_unused]] Pack<S, K> in[N] = {};
+    [[maybe_unused]] Pack<D, K> old[N] = {};  // read by scatter_add only
+    FG_UNROLL
+    for (int u = 0; u < N; ++u) {
+      const std::int64_t p = p0 + static_cast<std::int64_t>(L) * u;
+      if (p < split.packs) {
+        [[maybe_unused]] const std::int64_t i = body + p * K;  // unused by a zero fill
         if constexpr (Op::kReadsSrc)
           in[u] = load_pack<Streaming, true, S, K>(src, i, split.src_vector);
         if constexpr (Op::kReadsDst)
@@ -237,25 +441,54 @@ FG_DEVICE FG_FORCE_INLINE void copy_split(const Side<S>& src, const Side<D>& dst
       }
     }
     FG_UNROLL
-    for (int u = 0; u < U; ++u) {
+    for (int u = 0; u < N; ++u) {
       const std::int64_t p = p0 + static_cast<std::int64_t>(L) * u;
       if (p < split.packs) {
         Pack<D, K> out;
-        FG_UNROLL
-        for (int j = 0; j < K; ++j) out.v[j] = op.template apply<S, D>(in[u].v[j], old[u].v[j]);
+        if constexpr (kBits && Op::kReadsSrc) {  // a copy: the pack as is, never unpacked
+          out = in[u];
+        } else {
+          FG_UNROLL
+          for (int j = 0; j < K; ++j) out.v[j] = op.template apply<S, D>(in[u].v[j], old[u].v[j]);
+        }
         store_pack<Streaming, D, K>(dst, body + p * K, out, split.dst_vector);
       }
     }
   };
-  distribute<L, U>(split, lane, scalar, packs);
+  if constexpr (UB != U) {  // same-type 1- and 2-byte copies (NOTE: [bytes in flight])
+    if (bytes_unroll && split.src_vector && split.dst_vector) {
+      distribute<L, UB>(split, lane, scalar,
+                        [&](std::int64_t p0) { packs(std::integral_constant<int, UB>{}, p0); });
+      return;
+    }
+  }
+  distribute<L, U>(split, lane, scalar,
+                   [&](std::int64_t p0) { packs(std::integral_constant<int, U>{}, p0); });
 }
 
-/// copy_split with the split that the addresses allow (NOTE: [vector split]); element by
-/// element where a side is strided.
+/// The warp moves elements [first, first + count) of one copy from `src` to `dst` with `op`
+/// (see NOTE: [vector split] and NOTE: [cache hints]). All lanes of the warp call it with the
+/// same arguments except `lane`; no lane waits for another. A side's `indexer` picks the new
+/// strided path (NOTE: [strided copies]); `paths` the new misaligned path and the byte-sized
+/// unroll; otherwise copy_split with the split the addresses allow (element by element where
+/// a side is strided).
 template <bool Streaming, class S, class D, class Op>
 FG_DEVICE FG_FORCE_INLINE void copy_piece(const Side<S>& src, const Side<D>& dst,
                                           std::int64_t first, std::int64_t count, const Op& op,
-                                          int lane) {
+                                          int lane, PathChoice paths) {
+  const bool src_strided = Op::kReadsSrc && src.strided != nullptr;
+  if ((src_strided && src.indexer) || dst.indexer) {  // NOTE: [strided copies], new
+    copy_strided<Streaming>(src, dst, first, count, op, lane);
+    return;
+  }
+  if (src_strided || dst.strided != nullptr) {
+    // A strided tensor on the old path: element by element, lane by lane (NOTE: [strided
+    // copies]).
+    for (std::int64_t j = lane; j < count; j += CopyPolicy::kWarpThreads) {
+      copy_element<Streaming>(src, dst, first + j, op);
+    }
+    return;
+  }
   const std::uint64_t dst_address =
       reinterpret_cast<std::uint64_t>(dst.base) + static_cast<std::uint64_t>(first) * sizeof(D);
   // A side that is not read (zero fill, where S == D) never limits vectorization: it takes
@@ -265,12 +498,16 @@ FG_DEVICE FG_FORCE_INLINE void copy_piece(const Side<S>& src, const Side<D>& dst
     src_address =
         reinterpret_cast<std::uint64_t>(src.base) + static_cast<std::uint64_t>(first) * sizeof(S);
   }
-  const bool strided = (Op::kReadsSrc && src.strided != nullptr) || dst.strided != nullptr;
-  const Split split = strided ? all_scalar(count)
-                              : split_range(src_address, static_cast<int>(sizeof(S)), true,
-                                            dst_address, static_cast<int>(sizeof(D)), true, count);
+  const Split split = split_range(src_address, static_cast<int>(sizeof(S)), true, dst_address,
+                                  static_cast<int>(sizeof(D)), true, count);
+  if constexpr (std::is_same_v<S, D> && Op::kReadsSrc) {
+    if (paths.realign && split.dst_vector && !split.src_vector) {  // NOTE: [misaligned copies], new
+      copy_realigned<Streaming>(src, dst, first, split, op, lane);
+      return;
+    }
+  }
   // One call (inlined once): the kernels stay small.
-  copy_split<Streaming>(src, dst, first, split, op, lane);
+  copy_split<Streaming>(src, dst, first, split, op, lane, paths.bytes_unroll);
 }
 
 // ---- one piece of one copy: pick the element types, then copy_piece -------------------------
@@ -290,11 +527,11 @@ FG_DEVICE FG_FORCE_INLINE void with_raw(int size, F&& f) {
 /// `flat_size` bytes): a gather's padding and zero-filled tensors.
 template <bool Streaming>
 FG_DEVICE FG_FORCE_INLINE void zero_piece(char* flat, int flat_size, std::int64_t first,
-                                          std::int64_t count, int lane) {
+                                          std::int64_t count, int lane, PathChoice paths) {
   with_raw(flat_size, [&](auto raw) {
     using R = decltype(raw);
     const Side<R> dst{flat, nullptr};
-    copy_piece<Streaming, R, R>(dst, dst, first, count, ZeroOp{}, lane);
+    copy_piece<Streaming, R, R>(dst, dst, first, count, ZeroOp{}, lane, paths);
   });
 }
 
@@ -304,22 +541,51 @@ FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCo
                                              std::int64_t first, std::int64_t count, int lane) {
   const int flat_size = dtype_size(a.flat_dtype);
   char* flat = static_cast<char*>(a.d_flat) + d.flat_offset * flat_size;
+  // The plan's path choices (NOTE: [misaligned copies], NOTE: [bytes in flight]).
+  const PathChoice paths{a.misaligned_path == CopyPath::New, a.unroll_path == CopyPath::New};
   if (d.d_data == nullptr) {  // padding or a zero-filled tensor: zeros on gather only
-    if constexpr (kOp == Op::Gather) zero_piece<Streaming>(flat, flat_size, first, count, lane);
+    if constexpr (kOp == Op::Gather) {
+      zero_piece<Streaming>(flat, flat_size, first, count, lane, paths);
+    }
     return;
   }
   char* data = static_cast<char*>(d.d_data);
   const CopyDesc* strided = d.strided >= 0 ? a.d_strided + d.strided : nullptr;
+  // The new strided path (NOTE: [strided copies]) goes with the tensor's side.
+  const StridedIndexer* indexer = nullptr;
+  if (strided && a.strided_path == CopyPath::New && a.d_indexers[d.strided].usable) {
+    indexer = a.d_indexers + d.strided;
+  }
   if constexpr (kOp != Op::ScatterAdd) {
     if (d.dtype == a.flat_dtype) {  // same dtype: move bits
-      with_raw(flat_size, [&](auto raw) {
+      // A strided byte copy moves in words of its element size where the piece and both
+      // addresses allow (NOTE: [byte plan words]); its word view, and that view's indexer,
+      // follow its descriptor. One copy_piece site for both keeps the kernels' registers at
+      // the budget of 3 blocks per SM (two sites cost gather 84 registers on sm_90).
+      int size = flat_size;
+      const CopyDesc* desc = strided;
+      const StridedIndexer* desc_indexer = indexer;
+      std::int64_t begin = first;
+      std::int64_t n = count;
+      const int word = d.word_bytes;
+      if (word > 1 && first % word == 0 && count % word == 0 &&
+          (reinterpret_cast<std::uintptr_t>(flat) | reinterpret_cast<std::uintptr_t>(data)) %
+                  word ==
+              0) {
+        size = word;
+        desc = strided + 1;
+        desc_indexer = indexer && a.d_indexers[d.strided + 1].usable ? indexer + 1 : nullptr;
+        begin = first / word;
+        n = count / word;
+      }
+      with_raw(size, [&](auto raw) {
         using R = decltype(raw);
-        const Side<R> tensor{data, strided};
+        const Side<R> tensor{data, desc, desc_indexer};
         const Side<R> flat_side{flat, nullptr};
         if constexpr (kOp == Op::Gather) {
-          copy_piece<Streaming, R, R>(tensor, flat_side, first, count, CopyOp{}, lane);
+          copy_piece<Streaming, R, R>(tensor, flat_side, begin, n, CopyOp{}, lane, paths);
         } else {
-          copy_piece<Streaming, R, R>(flat_side, tensor, first, count, CopyOp{}, lane);
+          copy_piece<Streaming, R, R>(flat_side, tensor, begin, n, CopyOp{}, lane, paths);
         }
       });
       return;
@@ -330,16 +596,16 @@ FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCo
     dispatch_floating(a.flat_dtype, [&](auto flat_value) {
       using T = decltype(tensor_value);
       using F = decltype(flat_value);
-      const Side<T> tensor{data, strided};
+      const Side<T> tensor{data, strided, indexer};
       const Side<F> flat_side{flat, nullptr};
       if constexpr (kOp == Op::ScatterAdd) {
         const double alpha = a.d_alpha ? static_cast<double>(*a.d_alpha) : a.alpha;
-        copy_piece<Streaming, F, T>(flat_side, tensor, first, count, AddOp{alpha}, lane);
+        copy_piece<Streaming, F, T>(flat_side, tensor, first, count, AddOp{alpha}, lane, paths);
       } else if constexpr (!std::is_same_v<T, F>) {  // equal types went the raw way above
         if constexpr (kOp == Op::Gather) {
-          copy_piece<Streaming, T, F>(tensor, flat_side, first, count, CopyOp{}, lane);
+          copy_piece<Streaming, T, F>(tensor, flat_side, first, count, CopyOp{}, lane, paths);
         } else {
-          copy_piece<Streaming, F, T>(flat_side, tensor, first, count, CopyOp{}, lane);
+          copy_piece<Streaming, F, T>(flat_side, tensor, first, count, CopyOp{}, lane, paths);
         }
       }
     });

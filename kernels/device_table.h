@@ -5,7 +5,8 @@
 //
 // NOTE: [device table]
 // One cudaMalloc per plan holds, each part 256-byte aligned (TableLayout): the DeviceCopy of
-// every copy, the CopyDesc (sizes, strides) of every strided copy, and the tiles
+// every copy, the CopyDesc (sizes, strides) of every strided copy, the StridedIndexer of every
+// strided copy (same index; kernels/strided_index.h), and the tiles
 // (NOTE: [tiles]) plus their sentinel. It is built on the host and uploaded once, at plan
 // build, and the upload has completed when Plan::build returns, so a kernel launched on any
 // stream right after (a non-blocking one included) reads the whole table. A call then only
@@ -21,6 +22,7 @@
 
 #include "flatgather/dtype.h"
 #include "copy_desc.h"
+#include "strided_index.h"
 #include "tiles.cuh"
 #include "tuning.h"
 
@@ -34,30 +36,47 @@ struct DeviceCopy {
   std::int64_t numel = 0;
   std::int32_t strided = -1;     ///< index into KernelArgs::strided, -1 when contiguous
   DType dtype = DType::Float32;  ///< the tensor's dtype
-  std::uint8_t reserved[3] = {};
+  /// 2, 4 or 8: a strided byte copy that can move in words of this size, whose word view
+  /// (word_view in src/copy_desc.h) follows its descriptor at `strided + 1`; else 1 (NOTE:
+  /// [byte plan words]).
+  std::uint8_t word_bytes = 1;
+  std::uint8_t reserved[2] = {};
 };
 static_assert(sizeof(DeviceCopy) == 32, "DeviceCopy is uploaded as is: keep it 32 bytes");
 
 /// Kernel parameters (passed by value; everything they point to was uploaded at build).
 struct KernelArgs {
   const DeviceCopy* d_copies = nullptr;
-  const CopyDesc* d_strided = nullptr;  ///< sizes and strides of the non-contiguous copies
-  const Tile* d_tiles = nullptr;        ///< num_tiles + 1 entries (see NOTE: [tiles])
+  const CopyDesc* d_strided = nullptr;         ///< sizes and strides of the non-contiguous copies
+  const StridedIndexer* d_indexers = nullptr;  ///< the same copies, for the new strided path
+  const Tile* d_tiles = nullptr;               ///< num_tiles + 1 entries (see NOTE: [tiles])
   std::int64_t num_tiles = 0;
   std::int32_t num_copies = 0;
   DType flat_dtype = DType::Float32;
   void* d_flat = nullptr;          ///< written by gather, only read by scatter and scatter_add
   double alpha = 1.0;              ///< scatter_add's factor, when d_alpha is null
   const float* d_alpha = nullptr;  ///< scatter_add's factor read on the device (plan.h Factor)
+  // The plan's A/B switches that the kernels read (NOTE: [tuning overrides]); copy.cuh's
+  // process_piece reads them once per piece. Tile scaling is applied at build.
+  CopyPath strided_path = CopyPath::Old;     ///< Tuning::strided_path
+  CopyPath misaligned_path = CopyPath::Old;  ///< Tuning::misaligned_path
+  CopyPath unroll_path = CopyPath::Old;      ///< Tuning::unroll_path
 };
 
 /// The device table's copies, strided descriptors and tiles, as built on the host.
 struct HostTable {
   std::vector<DeviceCopy> copies;
-  std::vector<CopyDesc> strided;  ///< descriptors of the non-contiguous copies
-  std::vector<Tile> tiles;        ///< num_tiles + 1 entries
-  std::int64_t moved_bytes = 0;   ///< bytes a gather reads and writes
+  std::vector<CopyDesc> strided;         ///< descriptors of the non-contiguous copies
+  std::vector<StridedIndexer> indexers;  ///< one per entry of `strided`
+  std::vector<Tile> tiles;               ///< num_tiles + 1 entries
 };
+
+/// Bytes a gather of `copies` reads and writes (into a flat buffer of `flat_size`-byte elements).
+inline std::int64_t moved_bytes(const std::vector<CopyDesc>& copies, int flat_size) {
+  std::int64_t bytes = 0;
+  for (const CopyDesc& d : copies) bytes += d.numel * bytes_per_element(d, flat_size);
+  return bytes;
+}
 
 /// Builds the table for `copies` (ExecutorInput's) in a flat buffer of `flat_dtype`.
 inline HostTable build_host_table(const std::vector<CopyDesc>& copies, std::int64_t flat_numel,
@@ -75,9 +94,15 @@ inline HostTable build_host_table(const std::vector<CopyDesc>& copies, std::int6
     if (!d.contiguous && d.numel > 0) {
       dc.strided = static_cast<std::int32_t>(table.strided.size());
       table.strided.push_back(d);
+      table.indexers.push_back(make_indexer(d));
+      const int word = flat_size == 1 ? word_bytes(d) : 1;
+      if (word > 1) {  // NOTE: [byte plan words]
+        dc.word_bytes = static_cast<std::uint8_t>(word);
+        table.strided.push_back(word_view(d, word));
+        table.indexers.push_back(make_indexer(table.strided.back()));  // parallel to strided
+      }
     }
     table.copies.push_back(dc);
-    table.moved_bytes += d.numel * bytes_per_element(d, flat_size);
   }
   table.tiles = build_tiles(copies, flat_numel, flat_size, params);
   return table;
@@ -87,6 +112,7 @@ inline HostTable build_host_table(const std::vector<CopyDesc>& copies, std::int6
 struct TableLayout {
   static constexpr std::size_t kAlign = 256;  ///< each part starts on a multiple of this
   std::size_t strided_offset = 0;             ///< the copies start at 0
+  std::size_t indexers_offset = 0;
   std::size_t tiles_offset = 0;
   std::size_t bytes = 0;  ///< the whole table
 
@@ -99,8 +125,10 @@ struct TableLayout {
 inline TableLayout table_layout(const HostTable& table) {
   TableLayout l;
   l.strided_offset = TableLayout::align_up(table.copies.size() * sizeof(DeviceCopy));
-  l.tiles_offset =
+  l.indexers_offset =
       l.strided_offset + TableLayout::align_up(table.strided.size() * sizeof(CopyDesc));
+  l.tiles_offset =
+      l.indexers_offset + TableLayout::align_up(table.indexers.size() * sizeof(StridedIndexer));
   l.bytes = l.tiles_offset + table.tiles.size() * sizeof(Tile);
   return l;
 }

@@ -16,6 +16,11 @@
 // writes and wherever the tensors moved (rebind), while aligned buffers (every LibTorch
 // allocation) take the vector path. The per-lane sums then go through a fixed shuffle tree,
 // the pieces' sums through finish_stats in piece order.
+// Both kernels here keep the old copy paths whatever the plan's Tuning says (Side::indexer
+// unset, PathChoice{}): strided tensors element by element with element_offset (NOTE: [strided
+// copies]), a misaligned source element by element (NOTE: [misaligned copies]) and the unroll
+// counted in packs (NOTE: [bytes in flight]). The new paths would change which lane adds which
+// element or give the stats kernel more registers; the lanes' order above stays one rule.
 
 #include <cmath>
 #include <cstdint>
@@ -98,7 +103,7 @@ FG_DEVICE FG_FORCE_INLINE void stats_piece(const KernelArgs& a, double scale, co
   char* flat = static_cast<char*>(a.d_flat) + d.flat_offset * flat_size;
   const std::int64_t flat_index = d.flat_offset + first;
   if (d.d_data == nullptr) {  // padding or a zero-filled tensor: zeros, nothing to add
-    zero_piece<false>(flat, flat_size, first, count, lane);
+    zero_piece<false>(flat, flat_size, first, count, lane, PathChoice{});
     return;
   }
   char* data = static_cast<char*>(d.d_data);
@@ -113,7 +118,7 @@ FG_DEVICE FG_FORCE_INLINE void stats_piece(const KernelArgs& a, double scale, co
                                     reinterpret_cast<std::uint64_t>(dst.at(first)),
                                     static_cast<int>(sizeof(F)), count);
     const ScaleStatsOp<ScaleType<T, F>> op{static_cast<ScaleType<T, F>>(scale), sum, bad};
-    copy_split<false, T, F>(src, dst, first, split, op, lane);
+    copy_split<false, T, F>(src, dst, first, split, op, lane, false);
   });
 }
 
@@ -131,7 +136,8 @@ FG_DEVICE FG_FORCE_INLINE void scaled_scatter_piece(const KernelArgs& a, double 
     using C = ScaleType<T, F>;
     const Side<F> src{flat, nullptr};
     const Side<T> dst{static_cast<char*>(d.d_data), strided};
-    copy_piece<false, F, T>(src, dst, first, count, ScaleOp<C>{static_cast<C>(scale)}, lane);
+    copy_piece<false, F, T>(src, dst, first, count, ScaleOp<C>{static_cast<C>(scale)}, lane,
+                            PathChoice{});
   });
 }
 

@@ -14,7 +14,20 @@
 // Cuts inside a copy fall on flat positions that are multiples of 16 bytes, so the pieces of
 // a large copy keep the 16-byte alignment of the whole copy (see NOTE: [vector split]).
 // The tiles are part of the device table (NOTE: [device table] in kernels/device_table.h).
+//
+// NOTE: [tile scaling]
+// A fixed budget (TileParams::tile_bytes, 32 KiB on sm_90) suits large plans, but a plan of a
+// few MB gives fewer tiles than the grid has warps: a 4 MB float32 gather moves 8 MB, so 260
+// tiles, 8 warps a block, and 33 of 132 SMs work. With Tuning::tile_scaling_path = New (the
+// default; A/B switch tile_scaling=old|new, NOTE: [tuning overrides]) each plan's budget is its
+// cost divided by kTilesPerWarp x the resident warps (SMs x the blocks per SM the executor sizes
+// its grid with x warps per block), so that warps finishing early find more work; clamped to
+// [min_tile_bytes, tile_bytes]: large plans keep tile_bytes, and no tile is so small that its
+// own cost (the tile and descriptor loads, a partly idle unroll batch) outweighs its work. A
+// 4 MB plan on an H200 (3 blocks of 8 warps per SM) gets 4 KiB tiles: about 2,000 tiles, each
+// SM busy. The scaled budget only changes where build_tiles cuts, never what is copied.
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -84,6 +97,22 @@ inline std::vector<Tile> build_tiles(const std::vector<CopyDesc>& copies, std::i
   }
   tiles.push_back(Tile{flat_numel, static_cast<std::int32_t>(copies.size()), 0});
   return tiles;
+}
+
+/// The tile parameters of a plan of `copies` whose grid holds `resident_warps` warps at once
+/// (NOTE: [tile scaling]); tuning.tiles unchanged when scaling is off.
+inline TileParams plan_tile_params(const std::vector<CopyDesc>& copies, int flat_size,
+                                   const Tuning& tuning, std::int64_t resident_warps) {
+  TileParams p = tuning.tiles;
+  if (tuning.tile_scaling_path == CopyPath::Old || resident_warps <= 0) return p;
+  std::int64_t cost = 0;  // what build_tiles balances: bytes moved plus a fixed cost per copy
+  for (const CopyDesc& d : copies) {
+    if (d.numel > 0) cost += p.copy_cost_bytes + d.numel * bytes_per_element(d, flat_size);
+  }
+  const std::int64_t target = kTilesPerWarp * resident_warps;
+  const std::int64_t budget = std::max((cost + target - 1) / target, p.min_tile_bytes);
+  p.tile_bytes = std::min(p.tile_bytes, budget);
+  return p;
 }
 
 /// Calls `f(copy_index, first, count)` for every non-empty piece of tile `t`: elements

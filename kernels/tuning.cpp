@@ -23,6 +23,28 @@ std::int64_t parse_integer(const std::string& key, const std::string& value) {
   return v;
 }
 
+/// An A/B switch (NOTE: [tuning overrides]): "old" or "new".
+CopyPath parse_path(const std::string& key, const std::string& value) {
+  FG_CHECK(value == "old" || value == "new", "FLATGATHER_CUDA_TUNING: '"
+                                                 << key << "=" << value
+                                                 << "' must be old or new, e.g. " << key << "=old");
+  return value == "new" ? CopyPath::New : CopyPath::Old;
+}
+
+/// The A/B switches' keys and the Tuning fields they set.
+struct PathKey {
+  const char* key;
+  CopyPath Tuning::*field;
+};
+constexpr PathKey kPathKeys[] = {{"strided", &Tuning::strided_path},
+                                 {"misaligned", &Tuning::misaligned_path},
+                                 {"tile_scaling", &Tuning::tile_scaling_path},
+                                 {"unroll", &Tuning::unroll_path}};
+
+constexpr const char* kValidKeys =
+    "block, blocks_per_sm, tile, copy_cost, streaming, min_tile, strided, misaligned, "
+    "tile_scaling, unroll";
+
 }  // namespace
 
 void apply_tuning_overrides(Tuning& t, const std::string& spec) {
@@ -36,10 +58,18 @@ void apply_tuning_overrides(Tuning& t, const std::string& spec) {
     const std::size_t eq = item.find('=');
     FG_CHECK(eq != std::string::npos, "FLATGATHER_CUDA_TUNING: '"
                                           << item
-                                          << "' is not key=value; valid keys: block, "
-                                             "blocks_per_sm, tile, copy_cost, streaming");
+                                          << "' is not key=value; valid keys: " << kValidKeys);
     const std::string key = item.substr(0, eq);
-    const std::int64_t v = parse_integer(key, item.substr(eq + 1));
+    const std::string value = item.substr(eq + 1);
+    const PathKey* path = nullptr;
+    for (const PathKey& k : kPathKeys) {
+      if (key == k.key) path = &k;
+    }
+    if (path) {
+      t.*(path->field) = parse_path(key, value);
+      continue;
+    }
+    const std::int64_t v = parse_integer(key, value);
     if (key == "block") {
       FG_CHECK(v >= 32 && v <= kMaxBlockThreads && v % 32 == 0,
                "FLATGATHER_CUDA_TUNING: block=" << v << " must be a multiple of 32 in [32, "
@@ -57,11 +87,12 @@ void apply_tuning_overrides(Tuning& t, const std::string& spec) {
       t.tiles.copy_cost_bytes = v;
     } else if (key == "streaming") {
       t.streaming_min_bytes = v;
+    } else if (key == "min_tile") {
+      FG_CHECK(v >= 1, "FLATGATHER_CUDA_TUNING: min_tile=" << v << " must be at least 1 byte");
+      t.tiles.min_tile_bytes = v;
     } else {
-      FG_CHECK(false, "FLATGATHER_CUDA_TUNING: unknown key '"
-                          << key
-                          << "'; valid keys: block, blocks_per_sm, tile, copy_cost, "
-                             "streaming");
+      FG_CHECK(false,
+               "FLATGATHER_CUDA_TUNING: unknown key '" << key << "'; valid keys: " << kValidKeys);
     }
   }
 }

@@ -7,11 +7,17 @@
 //
 // NOTE: [tuning overrides]
 // FLATGATHER_CUDA_TUNING="key=value,..." (keys: block, blocks_per_sm, tile, copy_cost,
-// streaming) overrides fields of the tuning of every CUDA plan built after it is set. It is
-// for experiments and for the GPU tests, which force each cache-hint flavour
-// (streaming=1: every plan streams; streaming=-1: none does) and tiny tile budgets (so that
-// cuts fall inside copies with casts, strides and misaligned tensors). Unknown keys and bad
-// values throw flatgather::Error at build.
+// streaming, min_tile, strided, misaligned, tile_scaling, unroll) overrides fields of the tuning
+// of every CUDA plan built after it is set. It is for experiments, for the GPU tests, which
+// force each cache-hint flavour (streaming=1: every plan streams; streaming=-1: none does),
+// each copy path and tiny tile budgets (so that cuts fall inside copies with casts, strides
+// and misaligned tensors), and for the A/B methods of flatgather-bench. Four A/B switches,
+// each a CopyPath field of Tuning, choose between a path and the one it replaces in the same
+// binary, so that one GPU run measures both (docs/perf.md, "Decisions waiting for the GPU"):
+// strided=old|new (NOTE: [strided copies] in kernels/copy.cuh), misaligned=old|new (NOTE:
+// [misaligned copies]), tile_scaling=old|new (NOTE: [tile scaling] in kernels/tiles.cuh) and
+// unroll=old|new (NOTE: [bytes in flight]). Unknown keys and bad values throw flatgather::Error
+// at build.
 
 #include <cstdint>
 #include <sstream>
@@ -31,7 +37,31 @@ struct CopyPolicy {
   FG_HOST_DEVICE static constexpr int unroll(int pack) {
     return pack <= 4 ? 4 : (pack <= 8 ? 2 : 1);
   }
+  /// Elements in flight per lane on the new strided path (NOTE: [strided copies]).
+  static constexpr int kStridedUnroll = 4;
+  /// Packs in flight per lane on the new misaligned path (NOTE: [misaligned copies]): half of
+  /// unroll(pack), as each pack loads two 16-byte words, so a lane has as many loads in
+  /// flight as on the aligned path (and the kernels keep their register count). Never the
+  /// byte-sized unroll (NOTE: [bytes in flight]): two words a pack would double its registers.
+  FG_HOST_DEVICE static constexpr int realign_unroll(int pack) {
+    return unroll(pack) > 1 ? unroll(pack) / 2 : 1;
+  }
+  /// Bytes in flight per lane that the byte-sized unroll aims for: an H200 needs about 16 KB
+  /// of reads in flight per SM (Little's law), and 64 bytes per lane is what the float32 path
+  /// has (4 packs of 16 bytes).
+  static constexpr int kLaneBytesInFlight = 64;
+  /// Packs in flight per lane when both sides move whole 16-byte packs (Tuning::unroll_path):
+  /// sized in bytes, so 1- and 2-byte types (16 and 8 elements a pack) keep as many bytes in
+  /// flight as float32. Only for vector accesses on both sides: a pack loaded element by
+  /// element would hold 64 scalars in registers.
+  FG_HOST_DEVICE static constexpr int unroll_bytes(int pack_bytes) {
+    return pack_bytes >= kLaneBytesInFlight ? 1 : kLaneBytesInFlight / pack_bytes;
+  }
 };
+
+/// Tiles per resident warp that a scaled tile budget aims for (NOTE: [tile scaling]): enough
+/// that warps finishing early find more work, few enough that a tile's fixed cost stays small.
+constexpr int kTilesPerWarp = 4;
 
 /// Largest block the kernels are compiled for (__launch_bounds__).
 constexpr int kMaxBlockThreads = 256;
@@ -39,11 +69,23 @@ constexpr int kMaxBlockThreads = 256;
 /// thread. Without it ptxas aims for 64 to 80 registers and spills (see docs/perf.md).
 constexpr int kMinBlocksPerSm = 2;
 
+/// Which of two implementations of a copy path a plan runs: the first one (Old) or its
+/// replacement (New), kept side by side until a GPU benchmark decides (docs/perf.md).
+enum class CopyPath : std::uint8_t { Old = 0, New = 1 };
+
+/// "old" or "new".
+inline const char* to_string(CopyPath p) {
+  return p == CopyPath::New ? "new" : "old";
+}
+
 /// How tiles are cut (see NOTE: [tiles] in kernels/tiles.cuh).
 struct TileParams {
   std::int64_t tile_bytes = 0;       ///< cost budget of one tile, bytes moved (read + written)
   std::int64_t copy_cost_bytes = 0;  ///< cost of starting a copy piece (descriptor load, head
                                      ///< and tail), in bytes moved
+  /// Smallest budget a scaled plan gets (NOTE: [tile scaling]): below it a tile's own cost
+  /// (its load, the descriptor loads, a partly idle unroll batch) outweighs its work.
+  std::int64_t min_tile_bytes = 0;
 };
 
 /// Run-time tuning of one CUDA plan, chosen from the compute capability (tuning_for).
@@ -60,6 +102,19 @@ struct Tuning {
   /// (see NOTE: [cache hints] in kernels/copy.cuh); 0 means the device's L2 size, a negative
   /// value never streams.
   std::int64_t streaming_min_bytes = 0;
+  /// The A/B switches (NOTE: [tuning overrides]): Old is the path the New one replaces.
+  /// Strided tensors: per-element 64-bit divisions (Old) or the register-resident descriptor
+  /// with fast division and several elements in flight (New); NOTE: [strided copies].
+  CopyPath strided_path = CopyPath::Old;
+  /// Contiguous sides not congruent modulo 16 bytes: element by element on the source (Old)
+  /// or aligned 16-byte loads realigned in registers (New); NOTE: [misaligned copies].
+  CopyPath misaligned_path = CopyPath::Old;
+  /// The tile budget: tiles.tile_bytes for every plan (Old) or scaled with the plan (New);
+  /// NOTE: [tile scaling].
+  CopyPath tile_scaling_path = CopyPath::New;
+  /// The unroll of same-type 1- and 2-byte copies: counted in packs (Old, CopyPolicy::unroll)
+  /// or in bytes (New, CopyPolicy::unroll_bytes); NOTE: [bytes in flight].
+  CopyPath unroll_path = CopyPath::New;
 };
 
 /// Tuning for a device of compute capability major.minor: the one place the numbers live.
@@ -71,11 +126,21 @@ constexpr Tuning tuning_for(int major, int /*minor*/) {
   // busy as long, with the same number of tiles per warp.
   t.tiles.tile_bytes = major >= 9 ? 32 * 1024 : 16 * 1024;
   t.tiles.copy_cost_bytes = 1024;
+  // One full unroll batch of the float32 path per lane: 32 lanes x 4 packs x 16 bytes read,
+  // as many written.
+  t.tiles.min_tile_bytes = 2 * CopyPolicy::kWarpThreads * CopyPolicy::kLaneBytesInFlight;
   t.streaming_min_bytes = 0;  // the device's L2 size
+  // The A/B switches until an H200 run of the benchmark decides (docs/perf.md, "Decisions
+  // waiting for the GPU").
+  t.strided_path = CopyPath::Old;
+  t.misaligned_path = CopyPath::Old;
+  t.tile_scaling_path = CopyPath::New;
+  t.unroll_path = CopyPath::New;
   return t;
 }
 
-/// "block=256 blocks/SM<=8 tile=32768B copy_cost=1024B streaming>=52428800B".
+/// "block=256 blocks/SM<=8 tile=32768B copy_cost=1024B streaming>=52428800B strided=old
+/// misaligned=old tile_scaling=new(min 4096B) unroll=new".
 inline std::string to_string(const Tuning& t) {
   std::ostringstream os;
   os << "block=" << t.block_threads << " blocks/SM<=" << t.max_blocks_per_sm
@@ -85,6 +150,10 @@ inline std::string to_string(const Tuning& t) {
   } else {
     os << "streaming>=" << t.streaming_min_bytes << "B";
   }
+  os << " strided=" << to_string(t.strided_path) << " misaligned=" << to_string(t.misaligned_path)
+     << " tile_scaling=" << to_string(t.tile_scaling_path);
+  if (t.tile_scaling_path == CopyPath::New) os << "(min " << t.tiles.min_tile_bytes << "B)";
+  os << " unroll=" << to_string(t.unroll_path);
   return os.str();
 }
 

@@ -16,6 +16,15 @@ if [ ! -f "$cache/torch/share/cmake/Torch/TorchConfig.cmake" ]; then
     --platform manylinux_2_28_x86_64 -d "$cache" "torch==$version"
   (cd "$cache" && unzip -q -o torch-*.whl 'torch/include/*' 'torch/share/*' && rm -f torch-*.whl)
 fi
+# Only headers and CMake files are unpacked (the libraries are gigabytes and nothing is linked),
+# but the wheel's exported targets check at configure time that every imported library file
+# exists. Empty stand-ins at those paths satisfy that check; linking against them would fail
+# loudly, and this script never links.
+mapfile -t libraries < <(grep -ohE '[$][{]_IMPORT_PREFIX[}]/lib/[A-Za-z0-9_.+-]+' \
+  "$cache"/torch/share/cmake/Caffe2/*.cmake | sed 's|^[$][{]_IMPORT_PREFIX[}]/||' | sort -u)
+for library in "${libraries[@]}"; do
+  [ -e "$cache/torch/$library" ] || { mkdir -p "$cache/torch/lib" && : >"$cache/torch/$library"; }
+done
 if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
   export CUDACXX=/usr/local/cuda/bin/nvcc
 fi

@@ -15,6 +15,7 @@ packages=(
   shellcheck                                            # scripts/lint.sh
   clang libclang-rt-14-dev libomp-dev                   # scripts/fuzz-manifest.sh (libFuzzer)
   llvm                                                  # llvm-symbolizer: sanitizer stacks
+  libtsan2                                              # scripts/sanitize.sh tsan: GCC's TSan runtime
   ccache                                                # test.sh: repeated compiles are cache hits
 )
 

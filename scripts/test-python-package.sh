@@ -8,7 +8,8 @@
 #      (no PYTHONPATH, no FLATGATHER_LIBRARY); they include the refused import of a library
 #      whose build record names another PyTorch (test_package.py);
 #   4. examples/python/model_averaging.py: 2 processes on 127.0.0.1;
-#   5. pip uninstall, after which flatgather no longer imports.
+#   5. a smoke run of bench/python/load_safetensors.py (a tiny model, one run per side);
+#   6. pip uninstall, after which flatgather no longer imports.
 #
 #   scripts/test-python-package.sh [PIP_OPTION...]
 #     e.g. -C cmake.define.FLATGATHER_CUDA_ARCHITECTURES=90 or -C cmake.define.FLATGATHER_CUDA=OFF
@@ -49,6 +50,8 @@ step "Python tests, from $tmp, against the installed package"
 mkdir -p "$tmp/tests"
 cp -r "$root/tests/python" "$tmp/tests/python"
 cp -r "$root/examples" "$tmp/examples"
+mkdir -p "$tmp/bench"
+cp -r "$root/bench/python" "$tmp/bench/python"
 cd "$tmp"
 run "$venv/bin/python" - <<'PY'
 import pathlib, sys, flatgather
@@ -62,6 +65,9 @@ run env FLATGATHER_REQUIRE_LIBRARY=1 FLATGATHER_REQUIRE_SAFETENSORS=1 "$venv/bin
 
 step "model averaging, 2 processes on 127.0.0.1"
 run "$venv/bin/python" examples/python/model_averaging.py
+
+step "safetensors loading benchmark, smoke run (scripts/bench-python.sh runs it in full)"
+run "$venv/bin/python" bench/python/load_safetensors.py --tiny --reps 1
 
 step "pip uninstall"
 run "$venv/bin/python" -m pip uninstall -y -q flatgather

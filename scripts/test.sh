@@ -87,6 +87,8 @@ stage pytest env PYTHONPATH=python FLATGATHER_LIBRARY="$PWD/build/libflatgather_
 stage lint scripts/lint.sh
 stage consumer scripts/test-consumer.sh
 stage asan scripts/sanitize.sh
+# Only the threaded tests (test_concurrency, test_plan) and the race pin, under TSan.
+stage tsan scripts/sanitize.sh tsan
 stage fuzz scripts/fuzz-manifest.sh 30
 # The core alone (no LibTorch, no CUDA): configures, builds and passes its tests.
 stage core-only scripts/test-core-only.sh

@@ -51,6 +51,44 @@ FG_HOST_DEVICE FG_FORCE_INLINE bool is_transposed_2d(const CopyDesc& d) {
   return !d.contiguous && d.ndim >= 2 && d.strides[d.ndim - 2] == 1 && d.strides[d.ndim - 1] != 1;
 }
 
+// NOTE: [byte plan words]
+// A byte plan hands the executors a tensor of element size w as uint8 with one more,
+// innermost dimension of size w and stride 1 (NOTE: [byte plans] in src/layout.cpp). A
+// contiguous tensor coalesces into one run of bytes; a strided one (channels_last, a
+// transposed view) would be walked byte by byte, one address computation per byte. When the
+// copy's other strides and its flat offset are multiples of w, the same copy is a copy of
+// w-byte words: word_view drops the innermost dimension and divides the strides and the
+// offset by w. The words hold the same bytes in the same order, so the bits are those of the
+// byte walk, with w times fewer steps. A piece of the copy can move as words when its bounds
+// are multiples of w.
+
+/// The word size (2, 4 or 8 bytes) a strided byte copy can move in (NOTE: [byte plan
+/// words]), or 1 when it cannot.
+FG_HOST_DEVICE FG_FORCE_INLINE int word_bytes(const CopyDesc& d) {
+  if (d.contiguous || d.dtype != DType::UInt8 || d.ndim < 2) return 1;
+  const int inner = d.ndim - 1;
+  const std::int64_t w = d.sizes[inner];
+  if (d.strides[inner] != 1 || (w != 2 && w != 4 && w != 8) || d.flat_offset % w != 0) return 1;
+  for (int dim = 0; dim < inner; ++dim) {
+    if (d.strides[dim] % w != 0) return 1;
+  }
+  return static_cast<int>(w);
+}
+
+/// The byte copy `d` as a copy of `w`-byte words (w == word_bytes(d) > 1): element i is bytes
+/// [i * w, i * w + w) of `d`; flat_offset and numel count words.
+FG_HOST_DEVICE FG_FORCE_INLINE CopyDesc word_view(const CopyDesc& d, int w) {
+  CopyDesc out = d;
+  out.ndim = d.ndim - 1;
+  out.numel = d.numel / w;
+  out.flat_offset = d.flat_offset / w;
+  out.sizes[out.ndim] = 0;
+  out.strides[out.ndim] = 0;
+  for (int dim = 0; dim < out.ndim; ++dim) out.strides[dim] = d.strides[dim] / w;
+  out.contiguous = out.ndim == 1 && out.strides[0] == 1;
+  return out;
+}
+
 /// Bytes a copy moves per element: the flat side, plus the tensor side when it has data
 /// (padding and zero-filled tensors only write the flat buffer). The measure both the CPU
 /// tasks and the CUDA tiles are balanced by (NOTE: [cpu work split]).

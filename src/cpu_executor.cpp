@@ -1,11 +1,13 @@
 // The multi-threaded CPU executor.
 //
 // NOTE: [cpu work split]
-// At build time the copies are cut into tasks of about kTaskBytes bytes moved (read +
-// written), so one huge tensor is split across every thread and ten thousand tiny ones are
-// packed into a few tasks. A call runs the tasks with an OpenMP dynamic schedule, or on the
-// calling thread when the whole copy is small or when the caller is already inside an OpenMP
-// parallel region (LibTorch's intra-op pool), so threads are never oversubscribed.
+// At build time the copies are cut into tasks of about kCpuTaskBytes (plan.h) bytes moved
+// (read + written), so one huge tensor is split across every thread and ten thousand tiny
+// ones are packed into a few tasks. A call runs the tasks with an OpenMP dynamic schedule, or
+// on the calling thread when the whole copy is under kCpuTaskBytes or when the caller is
+// already inside an OpenMP parallel region (LibTorch's intra-op pool), so threads are never
+// oversubscribed. PlanOptions::cpu_tuning changes the task size and the schedule, for A/B
+// runs of the benchmark (docs/perf.md, "Task size and schedule", says why these defaults).
 //
 // NOTE: [cpu streaming stores]
 // A normal store to a cache line that is not in cache first reads that line (read for
@@ -16,9 +18,16 @@
 // the benchmark's roofline gets). So under CpuStreaming::Auto gather streams when the flat
 // buffer is larger than the LLC (src/cpu_cache.h), and scatter when the tensors are;
 // scatter_add never does (it reads every destination line first: there is no read to save).
-// Only contiguous copies stream, and they write the values the normal loops write, so the
-// bits never change. Streaming stores are weakly ordered: every task that streamed ends with
-// an sfence, so its stores are globally visible before the task (and so the call) is done.
+// A gather streams every copy, strided ones too: its destination, the flat buffer, is always
+// contiguous (a strided tensor is walked as usual into an L1 buffer that is then streamed
+// out, src/cpu_loops.inc stream_gather_strided; a transposed copy whose rows are longer than
+// that 16 KiB buffer excepted). A scatter streams contiguous tensors only: a strided
+// destination is written in runs that start and end inside cache lines (a channels_last or
+// transposed block writes 32 elements of a row at a time), and a streaming store to part of a
+// line is a partial write to memory, dearer than the read it saves. Streamed or not, the
+// values are those of the normal loops, so the bits never change. Streaming stores are weakly
+// ordered: every task that streamed ends with an sfence, so its stores are globally visible
+// before the task (and so the call) is done.
 //
 // The CUDA tile builder (NOTE: [tiles] in kernels/tiles.cuh) balances by the same measure,
 // bytes moved (bytes_per_element in copy_desc.h), and shares nothing more, on purpose: a tile
@@ -104,8 +113,6 @@ const char* copy_fn_name() {
   return has_avx2_fma() ? "avx2+fma" : "baseline";
 }
 
-constexpr std::int64_t kTaskBytes = 256 * 1024;
-
 // FLATGATHER_CPU_STREAMING (read once per process) in place of CpuStreaming::Auto.
 CpuStreaming resolve_streaming(CpuStreaming option) {
   static const std::string env = [] {
@@ -144,7 +151,7 @@ class CpuExecutor final : public Executor {
  public:
   explicit CpuExecutor(ExecutorInput in) : in_(std::move(in)) {
     const int flat_size = dtype_size(in_.flat_dtype);
-    std::int64_t budget = kTaskBytes;
+    std::int64_t budget = task_bytes_;
     std::int64_t tensor_bytes = 0;
     task_begin_.push_back(0);
     for (std::size_t c = 0; c < in_.copies.size(); ++c) {
@@ -155,14 +162,21 @@ class CpuExecutor final : public Executor {
         copy_of_segment_[seg] = static_cast<std::int32_t>(c);
       }
       const std::int64_t per_elem = bytes_per_element(d, flat_size);
+      // Pieces are cut on multiples of `unit` elements: whole rows of a transposed copy (NOTE:
+      // [cpu transposed blocks]), whole words of a strided byte copy (NOTE: [byte plan words]).
+      std::int64_t unit = 1;
+      const int word = flat_size == 1 ? word_bytes(d) : 1;
+      if (is_transposed_2d(d)) {
+        unit = d.sizes[d.ndim - 1];
+      } else if (word > 1) {
+        const CopyDesc words = word_view(d, word);
+        unit = is_transposed_2d(words) ? words.sizes[words.ndim - 1] * word : word;
+      }
       if (d.data) tensor_bytes += d.numel * dtype_size(d.dtype);
       std::int64_t begin = 0;
       while (begin < d.numel) {
         std::int64_t fit = std::max<std::int64_t>(1, budget / per_elem);
-        if (is_transposed_2d(d)) {  // whole rows, see NOTE: [cpu transposed blocks]
-          const std::int64_t cols = d.sizes[d.ndim - 1];
-          fit = std::max(cols, fit / cols * cols);
-        }
+        if (unit > 1) fit = std::max(unit, fit / unit * unit);
         const std::int64_t end = std::min(d.numel, begin + fit);
         pieces_.push_back({static_cast<std::int32_t>(c), begin, end});
         budget -= (end - begin) * per_elem;
@@ -170,7 +184,7 @@ class CpuExecutor final : public Executor {
         begin = end;
         if (budget <= 0) {
           task_begin_.push_back(pieces_.size());
-          budget = kTaskBytes;
+          budget = task_bytes_;
         }
       }
     }
@@ -228,7 +242,9 @@ class CpuExecutor final : public Executor {
   std::string describe() const override {
     std::ostringstream os;
     os << "cpu (threads=" << threads() << ", tasks=" << task_begin_.size() - 1
-       << ", task_bytes=" << kTaskBytes << ", loops=" << copy_fn_name() << ", streaming="
+       << ", task_bytes=" << task_bytes_
+       << ", schedule=" << (in_.cpu_tuning.schedule == CpuSchedule::Static ? "static" : "dynamic")
+       << ", loops=" << copy_fn_name() << ", streaming="
        << (stream_gather_ && stream_scatter_ ? "gather+scatter"
            : stream_gather_                  ? "gather"
            : stream_scatter_                 ? "scatter"
@@ -252,12 +268,17 @@ class CpuExecutor final : public Executor {
   void for_each_task(F&& f) const {
     const std::int64_t tasks = static_cast<std::int64_t>(task_begin_.size()) - 1;
     const int nthreads = static_cast<int>(std::min<std::int64_t>(threads(), tasks));
-    if (nthreads <= 1 || total_bytes_ < kTaskBytes || omp_in_parallel()) {
+    if (nthreads <= 1 || total_bytes_ < kCpuTaskBytes || omp_in_parallel()) {
       for (std::int64_t t = 0; t < tasks; ++t) f(t);
       return;
     }
+    if (in_.cpu_tuning.schedule == CpuSchedule::Static) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+      for (std::int64_t t = 0; t < tasks; ++t) f(t);
+    } else {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
-    for (std::int64_t t = 0; t < tasks; ++t) f(t);
+      for (std::int64_t t = 0; t < tasks; ++t) f(t);
+    }
   }
 
   void run_task(Op op, std::int64_t task, void* flat, double alpha, bool stream) const {
@@ -270,6 +291,8 @@ class CpuExecutor final : public Executor {
   }
 
   ExecutorInput in_;
+  std::int64_t task_bytes_ =
+      in_.cpu_tuning.task_bytes > 0 ? in_.cpu_tuning.task_bytes : kCpuTaskBytes;
   CopyFn copy_fn_ = select_copy_fn();
   StatsFns stats_fns_ = select_stats_fns();
   std::vector<Piece> pieces_;

@@ -16,8 +16,8 @@ namespace detail {
   namespace ns {                                                                            \
   /* Elements [begin, end) of copy `d` between the tensor and `flat` (whose dtype is        \
      `flat_dtype`); padding and missing tensors (null data) are zeros on gather. `stream`:  \
-     contiguous gather and scatter write with streaming stores; the caller fences (NOTE:    \
-     [cpu streaming stores] in src/cpu_executor.cpp). */                                    \
+     gather (into the flat buffer) and contiguous scatter write with streaming stores; the  \
+     caller fences (NOTE: [cpu streaming stores] in src/cpu_executor.cpp). */               \
   void run_copy(Op op, const CopyDesc& d, std::int64_t begin, std::int64_t end, void* flat, \
                 DType flat_dtype, double alpha, bool stream);                               \
   }

@@ -155,10 +155,27 @@ class CudaExecutor final : public Executor {
     FG_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device_));
     FG_CUDA_CHECK(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device_));
     tuning_ = device_tuning(major_, minor_, l2_bytes);
+    const std::int64_t moved = moved_bytes(in.copies, dtype_size(flat_dtype_));
+    streaming_ = tuning_.streaming_min_bytes > 0 && moved >= tuning_.streaming_min_bytes;
+
+    // Blocks per SM of each op's kernel: the occupancy calculator's answer, capped by the
+    // tuning. The grid is sized from it, and so is the tile budget (NOTE: [tile scaling]).
+    int blocks_per_sm[3] = {1, 1, 1};
+    std::int64_t resident_warps = 0;
+    const int warps_per_block = tuning_.block_threads / CopyPolicy::kWarpThreads;
+    for (int op = 0; op < 3; ++op) {
+      FG_CUDA_CHECK(kernel_occupancy(static_cast<Op>(op), streaming_, tuning_.block_threads,
+                                     &blocks_per_sm[op]));
+      blocks_per_sm[op] = std::max(1, std::min(blocks_per_sm[op], tuning_.max_blocks_per_sm));
+      resident_warps =
+          std::max<std::int64_t>(resident_warps, static_cast<std::int64_t>(sm_count_) *
+                                                     blocks_per_sm[op] * warps_per_block);
+    }
+    tile_params_ = plan_tile_params(in.copies, dtype_size(flat_dtype_), tuning_, resident_warps);
 
     // Host image of the device table (NOTE: [device table]). The plan validated every
     // pointer (alignment, device memory) and named the tensor when one was wrong.
-    HostTable host = build_host_table(in.copies, flat_numel_, flat_dtype_, tuning_.tiles);
+    HostTable host = build_host_table(in.copies, flat_numel_, flat_dtype_, tile_params_);
     copies_ = host.copies;
     for (std::size_t c = 0; c < in.copies.size(); ++c) {
       const std::int32_t segment = in.copies[c].segment;
@@ -169,7 +186,6 @@ class CudaExecutor final : public Executor {
       copies_of_segment_[static_cast<std::size_t>(segment)].push_back(static_cast<std::int32_t>(c));
     }
     num_strided_ = host.strided.size();
-    streaming_ = tuning_.streaming_min_bytes > 0 && host.moved_bytes >= tuning_.streaming_min_bytes;
     num_tiles_ = static_cast<std::int64_t>(host.tiles.size()) - 1;
 
     const TableLayout layout = table_layout(host);
@@ -180,6 +196,8 @@ class CudaExecutor final : public Executor {
     if (!host.strided.empty()) {
       std::memcpy(image.data() + layout.strided_offset, host.strided.data(),
                   host.strided.size() * sizeof(CopyDesc));
+      std::memcpy(image.data() + layout.indexers_offset, host.indexers.data(),
+                  host.indexers.size() * sizeof(StridedIndexer));
     }
     std::memcpy(image.data() + layout.tiles_offset, host.tiles.data(),
                 host.tiles.size() * sizeof(Tile));
@@ -198,21 +216,20 @@ class CudaExecutor final : public Executor {
       FG_CUDA_CHECK(cudaStreamSynchronize(upload.get()));
       args_.d_copies = reinterpret_cast<const DeviceCopy*>(d_table_);
       args_.d_strided = reinterpret_cast<const CopyDesc*>(d_table_ + layout.strided_offset);
+      args_.d_indexers = reinterpret_cast<const StridedIndexer*>(d_table_ + layout.indexers_offset);
       args_.d_tiles = reinterpret_cast<const Tile*>(d_table_ + layout.tiles_offset);
       args_.num_tiles = num_tiles_;
       args_.num_copies = static_cast<std::int32_t>(copies_.size());
       args_.flat_dtype = flat_dtype_;
+      args_.strided_path = tuning_.strided_path;
+      args_.misaligned_path = tuning_.misaligned_path;
+      args_.unroll_path = tuning_.unroll_path;
 
       // Grid: the SMs times the blocks that fit on one, never more warps than tiles.
-      const int warps_per_block = tuning_.block_threads / CopyPolicy::kWarpThreads;
       const std::int64_t useful_blocks = (num_tiles_ + warps_per_block - 1) / warps_per_block;
       for (int op = 0; op < 3; ++op) {
-        int blocks_per_sm = 0;
-        FG_CUDA_CHECK(kernel_occupancy(static_cast<Op>(op), streaming_, tuning_.block_threads,
-                                       &blocks_per_sm));
-        blocks_per_sm = std::max(1, std::min(blocks_per_sm, tuning_.max_blocks_per_sm));
         const std::int64_t grid = std::min<std::int64_t>(
-            static_cast<std::int64_t>(sm_count_) * blocks_per_sm, useful_blocks);
+            static_cast<std::int64_t>(sm_count_) * blocks_per_sm[op], useful_blocks);
         grid_[op] = static_cast<int>(std::max<std::int64_t>(grid, 1));
       }
       num_segments_ = in.num_segments;
@@ -357,7 +374,8 @@ class CudaExecutor final : public Executor {
        << " SMs, copies=" << copies_.size() << ", strided=" << num_strided_
        << ", tiles=" << num_tiles_ << ", table=" << table_bytes_
        << "B, grid gather/scatter/scatter_add=" << grid_[0] << "/" << grid_[1] << "/" << grid_[2]
-       << ", streaming=" << (streaming_ ? "on" : "off") << ", " << to_string(tuning_) << ")";
+       << ", streaming=" << (streaming_ ? "on" : "off") << ", plan tile=" << tile_params_.tile_bytes
+       << "B, " << to_string(tuning_) << ")";
     return os.str();
   }
 
@@ -381,6 +399,7 @@ class CudaExecutor final : public Executor {
   int minor_ = 0;
   int sm_count_ = 0;
   Tuning tuning_;
+  TileParams tile_params_;  // this plan's (NOTE: [tile scaling])
   bool streaming_ = false;
   unsigned char* d_stats_ = nullptr;  // NOTE: [cuda stats scratch]
   StatsArgs stats_args_;

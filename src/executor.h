@@ -24,6 +24,7 @@ struct ExecutorInput {
   int num_threads = 0;
   std::int32_t num_segments = 0;  ///< Layout::segments().size() (empty tensors included)
   CpuStreaming cpu_streaming = CpuStreaming::Auto;
+  CpuTuning cpu_tuning = {};  ///< checked by detail::validate
 };
 
 /// Moves bytes for one plan. gather/scatter/scatter_add are const and thread-safe; rebind

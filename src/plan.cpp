@@ -146,6 +146,7 @@ Plan Plan::build(std::vector<TensorRef> tensors, const PlanOptions& options) {
   input.num_threads = options.num_threads;
   input.num_segments = static_cast<std::int32_t>(built.layout.segments().size());
   input.cpu_streaming = options.cpu_streaming;
+  input.cpu_tuning = options.cpu_tuning;
 
   // Overlaps: within one tensor, and between distinct segments.
   for (const detail::CopyDesc& d : built.segment_copies) {

@@ -8,6 +8,8 @@
 
 #include <cstdint>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 struct alignas(16) uint4 {
   unsigned int x, y, z, w;
@@ -25,6 +27,15 @@ struct AccessCounts {
   std::int64_t plain_loads = 0;       ///< ld.global
   std::int64_t streaming_stores = 0;  ///< __stcs (evict-first)
   std::int64_t plain_stores = 0;      ///< st.global
+  std::int64_t funnel_shifts = 0;     ///< __funnelshift_r (NOTE: [misaligned copies])
+  /// 16-byte loads issued since the lane's last store, and the most seen: the packs a lane
+  /// keeps in flight (NOTE: [bytes in flight] in kernels/copy.cuh). Lanes run one after
+  /// another and every lane's batch ends with its stores, so runs never span two lanes.
+  std::int64_t vector_load_run = 0;
+  std::int64_t max_vector_loads_in_flight = 0;
+  /// When set, the address and width of every store, in order (tests count how often each
+  /// byte is written).
+  std::vector<std::pair<std::uintptr_t, int>>* store_log = nullptr;
 };
 inline AccessCounts& counts() {
   static AccessCounts c;
@@ -34,6 +45,11 @@ template <class T>
 inline T load(const T* p) {
   if (reinterpret_cast<std::uintptr_t>(p) % alignof(T) != 0) ++counts().misaligned;
   ++counts().loads[sizeof(T)];
+  if (sizeof(T) == 16) {
+    AccessCounts& c = counts();
+    if (++c.vector_load_run > c.max_vector_loads_in_flight)
+      c.max_vector_loads_in_flight = c.vector_load_run;
+  }
   T v;
   std::memcpy(&v, p, sizeof(T));
   return v;
@@ -41,7 +57,10 @@ inline T load(const T* p) {
 template <class T>
 inline void store(T* p, T v) {
   if (reinterpret_cast<std::uintptr_t>(p) % alignof(T) != 0) ++counts().misaligned;
-  ++counts().stores[sizeof(T)];
+  AccessCounts& c = counts();
+  ++c.stores[sizeof(T)];
+  c.vector_load_run = 0;
+  if (c.store_log) c.store_log->emplace_back(reinterpret_cast<std::uintptr_t>(p), int{sizeof(T)});
   std::memcpy(p, &v, sizeof(T));
 }
 }  // namespace fg_emulation
@@ -71,4 +90,11 @@ template <class V>
 inline void store_plain(V* p, const V& v) {
   ++fg_emulation::counts().plain_stores;
   fg_emulation::store(p, v);
+}
+// The funnel shift of the realignment (NOTE: [misaligned copies] in kernels/copy.cuh): the
+// low 32 bits of hi:lo shifted right by shift % 32.
+inline unsigned __funnelshift_r(unsigned lo, unsigned hi, unsigned shift) {
+  ++fg_emulation::counts().funnel_shifts;
+  const std::uint64_t v = (static_cast<std::uint64_t>(hi) << 32) | lo;
+  return static_cast<unsigned>(v >> (shift & 31));
 }

@@ -137,17 +137,10 @@ TEST_P(BytePlan, WholeModuleStateGathersByteForByteWithTypedViews) {
 
 INSTANTIATE_TEST_SUITE_P(Align, BytePlan, ::testing::Values(0, 16, 256));
 
-TEST(BytePlanStrided, ChannelsLastTransposedAndSlicedSourcesRoundTrip) {
-  torch::manual_seed(21);
-  const std::vector<at::Tensor> sources = {
-      fgtest::random_tensor({4, 3, 5, 5}, at::kFloat).contiguous(at::MemoryFormat::ChannelsLast),
-      fgtest::random_tensor({7, 9}, at::kDouble).t(),
-      fgtest::random_tensor({20}, at::kLong).slice(0, 1, 20, 3),
-      fgtest::random_tensor({6, 4}, at::kBFloat16).t(),
-      fgtest::random_tensor({3, 8}, at::kBool).slice(1, 0, 8, 2),
-      fgtest::random_tensor({5, 6}, at::kHalf).narrow(1, 1, 3),
-  };
-  for (const at::Tensor& t : sources) ASSERT_FALSE(t.is_contiguous());
+// Gathers `sources` (strided, of any dtypes) into a byte buffer, compares it with their own
+// contiguous bytes, scatters it into zeroed tensors of the same strides and compares those bit
+// for bit.
+void check_strided_round_trip(const std::vector<at::Tensor>& sources) {
   fgt::Options o;
   o.dtype = at::kByte;
   fgt::Plan plan = fgt::Plan::from_tensors(sources, {}, o);
@@ -155,7 +148,6 @@ TEST(BytePlanStrided, ChannelsLastTransposedAndSlicedSourcesRoundTrip) {
   plan.gather(flat);
   EXPECT_TRUE(bits_equal(flat, reference_bytes(sources, 0)));
 
-  // Scatter into zeroed tensors of the same strides.
   std::vector<at::Tensor> targets;
   for (const at::Tensor& t : sources) {
     at::Tensor z = at::empty_strided(t.sizes(), t.strides(), t.options());
@@ -173,6 +165,39 @@ TEST(BytePlanStrided, ChannelsLastTransposedAndSlicedSourcesRoundTrip) {
     EXPECT_EQ(targets[i].strides(), sources[i].strides());
     EXPECT_TRUE(bits_equal(targets[i], sources[i]));
   }
+}
+
+TEST(BytePlanStrided, ChannelsLastTransposedAndSlicedSourcesRoundTrip) {
+  torch::manual_seed(21);
+  const std::vector<at::Tensor> sources = {
+      fgtest::random_tensor({4, 3, 5, 5}, at::kFloat).contiguous(at::MemoryFormat::ChannelsLast),
+      fgtest::random_tensor({7, 9}, at::kDouble).t(),
+      fgtest::random_tensor({20}, at::kLong).slice(0, 1, 20, 3),
+      fgtest::random_tensor({6, 4}, at::kBFloat16).t(),
+      fgtest::random_tensor({3, 8}, at::kBool).slice(1, 0, 8, 2),
+      fgtest::random_tensor({5, 6}, at::kHalf).narrow(1, 1, 3),
+  };
+  for (const at::Tensor& t : sources) ASSERT_FALSE(t.is_contiguous());
+  check_strided_round_trip(sources);
+}
+
+// Strided tensors of every element size, large enough to be cut into several tasks and run on
+// several threads, so the word copies (NOTE: [byte plan words]) meet piece bounds, transposed
+// blocks and the carry walk.
+TEST(BytePlanStrided, LargeStridedTensorsOfEveryElementSizeRoundTrip) {
+  torch::manual_seed(22);
+  const std::vector<at::Tensor> sources = {
+      fgtest::random_tensor({3}, at::kBool),  // 3 bytes: the next tensor starts after padding
+      fgtest::random_tensor({96, 64, 3, 3}, at::kFloat).contiguous(at::MemoryFormat::ChannelsLast),
+      fgtest::random_tensor({301, 517}, at::kLong).t(),
+      fgtest::random_tensor({257, 1031}, at::kHalf).t(),
+      fgtest::random_tensor({64, 32, 5, 5}, at::kInt).contiguous(at::MemoryFormat::ChannelsLast),
+      fgtest::random_tensor({800, 300}, at::kDouble).slice(1, 0, 300, 3),
+      fgtest::random_tensor({700, 500}, at::kBFloat16).narrow(1, 3, 401),
+      fgtest::random_tensor({513, 257}, at::kChar).t(),
+  };
+  for (std::size_t i = 1; i < sources.size(); ++i) ASSERT_FALSE(sources[i].is_contiguous()) << i;
+  check_strided_round_trip(sources);
 }
 
 TEST(BytePlanErrors, ScatterAddRefusedAndMixedDtypeHintNamesTheFixes) {

@@ -1,7 +1,8 @@
 // The CPU executor's streaming stores (NOTE: [cpu streaming stores]): with them forced on and
 // forced off, gather, scatter and scatter_add give the bits LibTorch gives (torch::cat of
 // reshape(-1), .to(dtype)), on odd sizes, misaligned sources and destinations, casts and
-// strided tensors.
+// strided tensors (whose gathers stream too), with the default tasks and with tiny ones cut
+// inside every copy (PlanOptions::cpu_tuning, NOTE: [cpu work split]).
 #include <cstdlib>
 #include <random>
 #include <string>
@@ -25,9 +26,12 @@ const std::pair<at::ScalarType, at::ScalarType> kPairs[] = {
     {at::kChar, at::kChar},      {at::kLong, at::kLong},     {at::kBFloat16, at::kFloat},
     {at::kFloat, at::kBFloat16}, {at::kHalf, at::kDouble},   {at::kDouble, at::kHalf}};
 
-// Tensors of odd sizes (below a cache line, around the cast chunk, above a 256 KiB task),
-// some at odd element offsets into their storage (misaligned sources on gather and
-// destinations on scatter), and strided ones, which never stream.
+// Tensors of odd sizes (below a cache line, around the 16 KiB chunk of casts and strided
+// gathers, above a 256 KiB task), some at odd element offsets into their storage (misaligned
+// sources on gather and destinations on scatter), and strided ones: transposed with rows of
+// every length against the chunk (33 to 2500 columns: one row per chunk, several, and for
+// 8-byte types none, which falls back to normal stores), channels_last of odd sizes, and a
+// narrowed view whose rows the chunks cut in the middle.
 std::vector<at::Tensor> make_tensors(at::ScalarType dtype) {
   auto at_offset = [&](std::int64_t offset, std::int64_t n) {
     return random_tensor({n + offset}, dtype).narrow(0, offset, n);
@@ -40,7 +44,12 @@ std::vector<at::Tensor> make_tensors(at::ScalarType dtype) {
           at_offset(5, 70001),
           random_tensor({33, 70}, dtype).t(),
           random_tensor({4, 3, 5, 5}, dtype).contiguous(at::MemoryFormat::ChannelsLast),
-          at_offset(7, 123457)};
+          at_offset(7, 123457),
+          random_tensor({1500, 37}, dtype).t(),
+          random_tensor({2500, 9}, dtype).t(),
+          random_tensor({3, 5, 7, 11}, dtype).contiguous(at::MemoryFormat::ChannelsLast),
+          random_tensor({8, 19, 7, 9}, dtype).contiguous(at::MemoryFormat::ChannelsLast),
+          random_tensor({50, 301}, dtype).narrow(1, 3, 290)};
 }
 
 // A 1-D tensor of n elements whose first element sits `offset` elements past an aligned start.
@@ -48,18 +57,26 @@ at::Tensor misaligned(std::int64_t n, std::int64_t offset, at::ScalarType dtype)
   return at::empty({n + offset}, dtype).narrow(0, offset, n);
 }
 
-fgt::Options options(at::ScalarType flat, CpuStreaming mode) {
+// The default tasks, and tasks of 3000 bytes moved (a few hundred elements, cut inside every
+// copy but the smallest: the head and tail of each streamed piece fall mid-tensor) handed out
+// statically.
+const flatgather::CpuTuning kTunings[] = {{}, {3000, flatgather::CpuSchedule::Static}};
+
+fgt::Options options(at::ScalarType flat, CpuStreaming mode,
+                     const flatgather::CpuTuning& tuning = {}) {
   fgt::Options o;
   o.dtype = flat;
   o.num_threads = 2;
   o.cpu_streaming = mode;
+  o.cpu_tuning = tuning;
   return o;
 }
 
-std::string label(at::ScalarType from, at::ScalarType to, CpuStreaming mode, int offset) {
+std::string label(at::ScalarType from, at::ScalarType to, CpuStreaming mode,
+                  const flatgather::CpuTuning& tuning, int offset) {
   return std::string(c10::toString(from)) + " -> " + c10::toString(to) +
-         (mode == CpuStreaming::On ? ", streaming on" : ", streaming off") + ", flat offset " +
-         std::to_string(offset);
+         (mode == CpuStreaming::On ? ", streaming on" : ", streaming off") + ", task_bytes " +
+         std::to_string(tuning.task_bytes) + ", flat offset " + std::to_string(offset);
 }
 
 TEST(CpuStreaming, GatherEqualsCatOfReshape) {
@@ -68,12 +85,14 @@ TEST(CpuStreaming, GatherEqualsCatOfReshape) {
     const std::vector<at::Tensor> tensors = make_tensors(type);
     const at::Tensor expected = reference_gather(tensors, flat_type);
     for (CpuStreaming mode : kModes) {
-      fgt::Plan plan = fgt::Plan::from_tensors(tensors, {}, options(flat_type, mode));
-      for (int offset : {0, 1, 3}) {  // a destination off every vector and line boundary
-        at::Tensor out = misaligned(plan.numel(), offset, flat_type);
-        out.copy_(fgtest::poisoned(plan.numel(), flat_type));
-        plan.gather(out);
-        ASSERT_TRUE(bits_equal(out, expected)) << label(type, flat_type, mode, offset);
+      for (const flatgather::CpuTuning& tuning : kTunings) {
+        fgt::Plan plan = fgt::Plan::from_tensors(tensors, {}, options(flat_type, mode, tuning));
+        for (int offset : {0, 1, 3}) {  // a destination off every vector and line boundary
+          at::Tensor out = misaligned(plan.numel(), offset, flat_type);
+          out.copy_(fgtest::poisoned(plan.numel(), flat_type));
+          plan.gather(out);
+          ASSERT_TRUE(bits_equal(out, expected)) << label(type, flat_type, mode, tuning, offset);
+        }
       }
     }
   }
@@ -86,21 +105,23 @@ TEST(CpuStreaming, ScatterEqualsTo) {
     std::int64_t numel = 0;
     for (const at::Tensor& t : tensors) numel += t.numel();
     for (CpuStreaming mode : kModes) {
-      for (int offset : {0, 3}) {
-        at::Tensor flat = misaligned(numel, offset, flat_type);
-        flat.copy_(random_tensor({numel}, flat_type));
-        for (const at::Tensor& t : tensors) {  // poison: every element differs from the source
-          t.fill_(at::isFloatingType(type) ? -1234.5 : 77);
-        }
-        fgt::Plan plan = fgt::Plan::from_tensors(tensors, {}, options(flat_type, mode));
-        plan.scatter(flat);
-        std::int64_t at_elem = 0;
-        for (std::size_t i = 0; i < tensors.size(); ++i) {
-          const at::Tensor& t = tensors[i];
-          const at::Tensor expected = flat.narrow(0, at_elem, t.numel()).view(t.sizes()).to(type);
-          ASSERT_TRUE(bits_equal(t, expected))
-              << "tensor " << i << ", " << label(flat_type, type, mode, offset);
-          at_elem += t.numel();
+      for (const flatgather::CpuTuning& tuning : kTunings) {
+        for (int offset : {0, 3}) {
+          at::Tensor flat = misaligned(numel, offset, flat_type);
+          flat.copy_(random_tensor({numel}, flat_type));
+          for (const at::Tensor& t : tensors) {  // poison: every element differs from the source
+            t.fill_(at::isFloatingType(type) ? -1234.5 : 77);
+          }
+          fgt::Plan plan = fgt::Plan::from_tensors(tensors, {}, options(flat_type, mode, tuning));
+          plan.scatter(flat);
+          std::int64_t at_elem = 0;
+          for (std::size_t i = 0; i < tensors.size(); ++i) {
+            const at::Tensor& t = tensors[i];
+            const at::Tensor expected = flat.narrow(0, at_elem, t.numel()).view(t.sizes()).to(type);
+            ASSERT_TRUE(bits_equal(t, expected))
+                << "tensor " << i << ", " << label(flat_type, type, mode, tuning, offset);
+            at_elem += t.numel();
+          }
         }
       }
     }
@@ -129,7 +150,7 @@ TEST(CpuStreaming, ScatterAddIsUnchanged) {
         const at::Tensor v = flat.narrow(0, at_elem, start[i].numel()).view(start[i].sizes());
         const at::Tensor expected = (start[i].to(at::kFloat) + v).to(type);
         ASSERT_TRUE(bits_equal(tensors[i], expected))
-            << "tensor " << i << ", " << label(flat_type, type, mode, 0);
+            << "tensor " << i << ", " << label(flat_type, type, mode, {}, 0);
         at_elem += start[i].numel();
       }
     }
@@ -156,6 +177,29 @@ TEST(CpuStreaming, DescribeAndEnvironment) {
     EXPECT_THROW_MSG(describe(CpuStreaming::Auto), "FLATGATHER_CPU_STREAMING is '",
                      "use auto, on or off");
   }
+}
+
+// PlanOptions::cpu_tuning: describe() reports it, and Plan::build rejects what it cannot run
+// with a message that names the field and the valid values.
+TEST(CpuTuning, DescribeAndBadValues) {
+  const std::vector<at::Tensor> tensors = make_tensors(at::kFloat);
+  auto describe = [&](const flatgather::CpuTuning& tuning) {
+    return fgt::Plan::from_tensors(tensors, {}, options(at::kFloat, CpuStreaming::Off, tuning))
+        .core()
+        .describe();
+  };
+  EXPECT_NE(describe({}).find("task_bytes=" + std::to_string(flatgather::kCpuTaskBytes) +
+                              ", schedule=dynamic"),
+            std::string::npos);
+  EXPECT_NE(
+      describe({4096, flatgather::CpuSchedule::Static}).find("task_bytes=4096, schedule=static"),
+      std::string::npos);
+  EXPECT_THROW_MSG(describe({-1, flatgather::CpuSchedule::Dynamic}),
+                   "cpu_tuning.task_bytes must be 0 (the default, 262144) or a positive number",
+                   "got -1");
+  EXPECT_THROW_MSG(describe({0, static_cast<flatgather::CpuSchedule>(7)}),
+                   "cpu_tuning.schedule must be CpuSchedule::Dynamic or CpuSchedule::Static",
+                   "got 7");
 }
 
 }  // namespace

@@ -1,17 +1,22 @@
 // GPU tests of the CUDA executor: every result is compared bit for bit with the CPU path and
 // with LibTorch (torch::cat of reshape(-1), .to(dtype)). Each test skips, with the reason,
 // where no CUDA device (or no CUDA-enabled LibTorch) is present, or fails where the run
-// demands a GPU (FLATGATHER_REQUIRE_GPU=1, tests/test_util.h).
+// demands a GPU (FLATGATHER_REQUIRE_GPU=1, tests/test_util.h). The GPU tensors and flat
+// buffers the tests make sit inside canaries (NOTE: [canaries] in tests/canaries.h), checked
+// at every device_sync() and at the end of each test.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
 #include <limits>
 #include <random>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,12 +24,14 @@
 #include "flatgather/plan.h"
 #include "flatgather/adopt.h"
 #include "flatgather/torch.h"
+#include "canaries.h"
 #include "test_util.h"
 #include "torch_util.h"
 
 namespace fg = flatgather;
 namespace fgt = flatgather::torch;
 
+/// Skips the test without a CUDA device; else opens the test's canary scope (CanaryScope).
 #define SKIP_WITHOUT_CUDA()                                                              \
   do {                                                                                   \
     if (!fg::cuda_available())                                                           \
@@ -32,7 +39,8 @@ namespace fgt = flatgather::torch;
     if (!::torch::cuda::is_available())                                                  \
       FG_SKIP_WITHOUT_GPU(                                                               \
           "no CUDA device for LibTorch (a CPU-only LibTorch cannot make CUDA tensors)"); \
-  } while (false)
+  } while (false);                                                                       \
+  const CanaryScope fg_canary_scope_
 
 #define CUDA_OK(call) \
   ASSERT_EQ((call), cudaSuccess) << #call << ": " << cudaGetErrorString(cudaGetLastError())
@@ -40,6 +48,45 @@ namespace fgt = flatgather::torch;
 namespace {
 
 const at::Device kCuda(at::kCUDA, 0);
+
+/// The running test's canaries (NOTE: [canaries]): SKIP_WITHOUT_CUDA() opens a scope for each
+/// GPU test, the helpers below allocate every GPU buffer in it, device_sync() checks it, and
+/// its end checks it once more and frees the buffers.
+fgtest::Canaries* g_canaries = nullptr;
+
+class CanaryScope {
+ public:
+  CanaryScope() { g_canaries = &canaries_; }
+  ~CanaryScope() {
+    try {
+      EXPECT_TRUE(canaries_.intact()) << "(checked at the end of the test)";
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "the final canary check threw: " << e.what();
+    }
+    g_canaries = nullptr;
+  }
+  CanaryScope(const CanaryScope&) = delete;
+  CanaryScope& operator=(const CanaryScope&) = delete;
+
+ private:
+  fgtest::Canaries canaries_;
+};
+
+fgtest::Canaries& canaries() {
+  if (g_canaries == nullptr) throw std::logic_error("no canary scope: SKIP_WITHOUT_CUDA() first");
+  return *g_canaries;
+}
+
+/// A contiguous GPU copy of `values` (any device) inside canaries, its storage `shift` elements
+/// past the head guard (a misaligned buffer); `label` names it when a canary breaks.
+at::Tensor to_gpu(const at::Tensor& values, std::string label = "", int64_t shift = 0) {
+  if (label.empty()) {
+    std::ostringstream os;
+    os << "buffer " << canaries().size() << " " << values.sizes() << " " << values.scalar_type();
+    label = os.str();
+  }
+  return canaries().copy_of(values, kCuda, std::move(label), shift);
+}
 
 /// The same tensor on the CPU and on the GPU, with the same view applied to both.
 struct Pair {
@@ -49,7 +96,7 @@ struct Pair {
 
 Pair make_pair(const at::Tensor& base_cpu,
                const std::function<at::Tensor(const at::Tensor&)>& view = nullptr) {
-  const at::Tensor base_gpu = base_cpu.contiguous().to(kCuda);
+  const at::Tensor base_gpu = to_gpu(base_cpu.contiguous());
   if (!view) return {base_cpu.contiguous(), base_gpu};
   return {view(base_cpu.contiguous()), view(base_gpu)};
 }
@@ -135,17 +182,29 @@ fg::TensorRef cuda_ref(const at::Tensor& t, const std::string& name) {
   return r;
 }
 
-at::Tensor poisoned_gpu(int64_t n, at::ScalarType dtype) {
-  return fgtest::poisoned(n, dtype).to(kCuda);
+/// A poisoned GPU flat buffer of `n` elements inside canaries.
+at::Tensor poisoned_gpu(int64_t n, at::ScalarType dtype, int64_t shift = 0) {
+  return to_gpu(fgtest::poisoned(n, dtype), "flat buffer of " + std::to_string(n), shift);
 }
 
 void poison(const at::Tensor& t) {
   fgtest::poison_(t);
 }
 
+/// Waits for the device, then checks every canary of the test (NOTE: [canaries]).
 void device_sync() {
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_TRUE(canaries().intact());
 }
+
+/// Sets FLATGATHER_CUDA_TUNING for a scope (NOTE: [tuning overrides] in kernels/tuning.h).
+class TuningOverride {
+ public:
+  explicit TuningOverride(const char* spec) { setenv("FLATGATHER_CUDA_TUNING", spec, 1); }
+  ~TuningOverride() { unsetenv("FLATGATHER_CUDA_TUNING"); }
+  TuningOverride(const TuningOverride&) = delete;
+  TuningOverride& operator=(const TuningOverride&) = delete;
+};
 
 const at::ScalarType kFloats[] = {at::kFloat, at::kHalf, at::kBFloat16, at::kDouble};
 const at::ScalarType kOthers[] = {at::kChar, at::kByte, at::kShort, at::kInt, at::kLong, at::kBool};
@@ -203,7 +262,7 @@ TEST(CudaGatherScatter, EveryDtypePair) {
         poison(p.cpu);
       }
       device_sync();
-      const at::Tensor source_gpu = source.to(kCuda);
+      const at::Tensor source_gpu = to_gpu(source, "source flat");
       gpu_plan.core().scatter(source_gpu.data_ptr(), n, nullptr);
       device_sync();
       cpu_plan.scatter(source);
@@ -271,56 +330,61 @@ TEST(CudaGatherScatter, MixedDtypesOneLaunch) {
 }
 
 // Sources and flat buffers at every element offset: the scalar head and tail and the
-// unaligned (element-wise) side of the vector split.
+// unaligned side of the vector split, on both misaligned paths.
 TEST(CudaGatherScatter, OddAlignments) {
   SKIP_WITHOUT_CUDA();
-  at::manual_seed(5);
-  for (at::ScalarType tdt : {at::kFloat, at::kBFloat16, at::kByte, at::kDouble}) {
-    const at::ScalarType fdt = tdt == at::kBFloat16 ? at::kFloat : tdt;
-    for (int64_t flat_shift = 0; flat_shift < 4; ++flat_shift) {
-      SCOPED_TRACE(std::string(c10::toString(tdt)) + " flat shift " + std::to_string(flat_shift));
-      const at::Tensor base = fgtest::random_tensor({5000}, tdt);
-      std::vector<Pair> tensors;
-      int64_t at_offset = 1;
-      for (int64_t len : {37, 1, 2, 3, 129, 1000, 17, 64, 5}) {
-        tensors.push_back(
-            make_pair(base, [=](const at::Tensor& b) { return b.narrow(0, at_offset, len); }));
-        at_offset += len + 1 + len % 3;  // gaps keep the views apart at varying alignments
-      }
-      // The GPU views must share one GPU base, like the CPU views share `base`.
-      const at::Tensor base_gpu = base.to(kCuda);
-      at_offset = 1;
-      for (std::size_t i = 0; i < tensors.size(); ++i) {
-        const int64_t len = tensors[i].cpu.numel();
-        tensors[i].gpu = base_gpu.narrow(0, at_offset, len);
-        at_offset += len + 1 + len % 3;
-      }
-      fgt::Options opt;
-      opt.dtype = fdt;
-      fgt::Plan gpu_plan = fgt::Plan::from_tensors(gpus(tensors), {}, opt);
-      fgt::Plan cpu_plan = fgt::Plan::from_tensors(cpus(tensors), {}, opt);
-      const int64_t n = gpu_plan.numel();
-      at::Tensor storage = poisoned_gpu(n + 8, fdt);
-      at::Tensor flat = storage.narrow(0, flat_shift, n);
-      gpu_plan.core().gather(flat.data_ptr(), n, nullptr);
-      device_sync();
-      EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), cpu_plan.gather()));
-      EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), fgtest::reference_gather(cpus(tensors), fdt)));
-      // Elements outside the flat view are untouched.
-      const at::Tensor poison_ref = fgtest::poisoned(8, fdt);
-      EXPECT_TRUE(fgtest::bits_equal(storage.narrow(0, 0, flat_shift).cpu(),
-                                     poison_ref.narrow(0, 0, flat_shift)));
-      EXPECT_TRUE(fgtest::bits_equal(storage.narrow(0, n + flat_shift, 8 - flat_shift).cpu(),
-                                     poison_ref.narrow(0, 0, 8 - flat_shift)));
+  // Both misaligned paths (NOTE: [misaligned copies] in kernels/copy.cuh).
+  for (const char* spec : {"misaligned=old", "misaligned=new"}) {
+    TuningOverride tuning(spec);
+    SCOPED_TRACE(spec);
+    at::manual_seed(5);
+    for (at::ScalarType tdt : {at::kFloat, at::kBFloat16, at::kByte, at::kDouble}) {
+      const at::ScalarType fdt = tdt == at::kBFloat16 ? at::kFloat : tdt;
+      for (int64_t flat_shift = 0; flat_shift < 4; ++flat_shift) {
+        SCOPED_TRACE(std::string(c10::toString(tdt)) + " flat shift " + std::to_string(flat_shift));
+        const at::Tensor base = fgtest::random_tensor({5000}, tdt);
+        std::vector<Pair> tensors;
+        int64_t at_offset = 1;
+        for (int64_t len : {37, 1, 2, 3, 129, 1000, 17, 64, 5}) {
+          tensors.push_back(
+              make_pair(base, [=](const at::Tensor& b) { return b.narrow(0, at_offset, len); }));
+          at_offset += len + 1 + len % 3;  // gaps keep the views apart at varying alignments
+        }
+        // The GPU views must share one GPU base, like the CPU views share `base`.
+        const at::Tensor base_gpu = to_gpu(base, "base");
+        at_offset = 1;
+        for (std::size_t i = 0; i < tensors.size(); ++i) {
+          const int64_t len = tensors[i].cpu.numel();
+          tensors[i].gpu = base_gpu.narrow(0, at_offset, len);
+          at_offset += len + 1 + len % 3;
+        }
+        fgt::Options opt;
+        opt.dtype = fdt;
+        fgt::Plan gpu_plan = fgt::Plan::from_tensors(gpus(tensors), {}, opt);
+        fgt::Plan cpu_plan = fgt::Plan::from_tensors(cpus(tensors), {}, opt);
+        const int64_t n = gpu_plan.numel();
+        at::Tensor storage = poisoned_gpu(n + 8, fdt);
+        at::Tensor flat = storage.narrow(0, flat_shift, n);
+        gpu_plan.core().gather(flat.data_ptr(), n, nullptr);
+        device_sync();
+        EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), cpu_plan.gather()));
+        EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), fgtest::reference_gather(cpus(tensors), fdt)));
+        // Elements outside the flat view are untouched.
+        const at::Tensor poison_ref = fgtest::poisoned(8, fdt);
+        EXPECT_TRUE(fgtest::bits_equal(storage.narrow(0, 0, flat_shift).cpu(),
+                                       poison_ref.narrow(0, 0, flat_shift)));
+        EXPECT_TRUE(fgtest::bits_equal(storage.narrow(0, n + flat_shift, 8 - flat_shift).cpu(),
+                                       poison_ref.narrow(0, 0, 8 - flat_shift)));
 
-      // scatter back from a new flat at the same odd offset; the gaps of `base` stay intact
-      const at::Tensor source = fgtest::random_tensor({n}, fdt);
-      flat.copy_(source.to(kCuda));
-      device_sync();
-      gpu_plan.core().scatter(flat.data_ptr(), n, nullptr);
-      device_sync();
-      cpu_plan.scatter(source);
-      EXPECT_TRUE(fgtest::bits_equal(base_gpu.cpu(), base));
+        // scatter back from a new flat at the same odd offset; the gaps of `base` stay intact
+        const at::Tensor source = fgtest::random_tensor({n}, fdt);
+        flat.copy_(source.to(kCuda));
+        device_sync();
+        gpu_plan.core().scatter(flat.data_ptr(), n, nullptr);
+        device_sync();
+        cpu_plan.scatter(source);
+        EXPECT_TRUE(fgtest::bits_equal(base_gpu.cpu(), base));
+      }
     }
   }
 }
@@ -367,7 +431,7 @@ TEST(CudaGatherScatter, HundredThousandTensors) {
   std::mt19937_64 rng(2024);
   at::manual_seed(2024);
   const at::Tensor base = fgtest::random_tensor({800'000}, at::kFloat);
-  const at::Tensor base_gpu = base.to(kCuda);
+  const at::Tensor base_gpu = to_gpu(base, "base");
   std::vector<Pair> tensors;
   int64_t offset = 0;
   for (int i = 0; i < 100'000; ++i) {
@@ -395,29 +459,37 @@ TEST(CudaGatherScatter, HundredThousandTensors) {
   fgt::Plan gpu_plan = fgt::Plan::from_tensors(gpus(tensors), {}, opt);
   fgt::Plan cpu_plan = fgt::Plan::from_tensors(cpus(tensors), {}, opt);
   const at::Tensor source = fgtest::random_tensor({gpu_plan.numel()}, at::kFloat);
-  const at::Tensor source_gpu = source.to(kCuda);
+  const at::Tensor source_gpu = to_gpu(source, "source flat");
   gpu_plan.core().scatter(source_gpu.data_ptr(), source.numel(), nullptr);
   device_sync();
   cpu_plan.scatter(source);
   EXPECT_TRUE(fgtest::bits_equal(base_gpu.cpu(), base));
 }
 
+/// Skips the test (also under FLATGATHER_REQUIRE_GPU=1: the device is there, just too small)
+/// unless `gib` GiB of GPU memory are free.
+#define SKIP_WITHOUT_FREE_GIB(gib)                                                           \
+  do {                                                                                       \
+    size_t free_bytes = 0, total_bytes = 0;                                                  \
+    CUDA_OK(cudaMemGetInfo(&free_bytes, &total_bytes));                                      \
+    if (free_bytes < (size_t{gib} << 30))                                                    \
+      GTEST_SKIP() << "needs " << (gib) << " GiB of free GPU memory, " << (free_bytes >> 20) \
+                   << " MiB free";                                                           \
+  } while (false)
+
 // A flat buffer over 4 GiB and over 2^31 elements: 64-bit offsets everywhere.
 TEST(CudaGatherScatter, FlatOver4GiB) {
   SKIP_WITHOUT_CUDA();
-  size_t free_bytes = 0, total_bytes = 0;
-  CUDA_OK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  const size_t need = size_t{24} << 30;
-  if (free_bytes < need)
-    GTEST_SKIP() << "needs 24 GiB of free GPU memory, " << (free_bytes >> 20) << " MiB free";
+  SKIP_WITHOUT_FREE_GIB(24);
   const auto u8 = at::TensorOptions(at::kByte).device(kCuda);
   {  // uint8: 2^32 + 7 elements, then a small tensor past 2^32
     const int64_t big = (int64_t{1} << 32) + 7;
-    at::Tensor a = at::randint(0, 256, {big}, u8);
-    at::Tensor b = at::randint(0, 256, {13}, u8);
+    at::Tensor a = canaries().empty({big}, u8, "a").random_(0, 256);
+    at::Tensor b = canaries().empty({13}, u8, "b").random_(0, 256);
     fgt::Plan plan = fgt::Plan::from_tensors({a, b});
     const int64_t n = plan.numel();
-    at::Tensor flat = at::full({n}, 0xA5, u8);
+    at::Tensor flat = canaries().empty({n}, u8, "flat").fill_(0xA5);
+    device_sync();
     plan.core().gather(flat.data_ptr(), n, nullptr);
     device_sync();
     EXPECT_TRUE(at::equal(flat.narrow(0, 0, big), a));
@@ -430,21 +502,93 @@ TEST(CudaGatherScatter, FlatOver4GiB) {
     device_sync();
     EXPECT_TRUE(at::equal(flat.narrow(0, 0, big), a));
     EXPECT_TRUE(at::equal(flat.narrow(0, big, 13), b));
+    canaries().clear();  // the memory back for the next part
   }
   {  // bfloat16 -> float32: 2^31 + 9 elements, an 8 GiB flat
     const int64_t big = (int64_t{1} << 31) + 9;
-    at::Tensor a = at::randn({big}, at::TensorOptions(at::kBFloat16).device(kCuda));
-    at::Tensor b = at::randn({5}, at::TensorOptions(at::kBFloat16).device(kCuda));
+    const auto bf16 = at::TensorOptions(at::kBFloat16).device(kCuda);
+    at::Tensor a = canaries().empty({big}, bf16, "a").normal_();
+    at::Tensor b = canaries().empty({5}, bf16, "b").normal_();
     fgt::Options opt;
     opt.dtype = at::kFloat;
     fgt::Plan plan = fgt::Plan::from_tensors({b, a}, {}, opt);
     const int64_t n = plan.numel();
-    at::Tensor flat = at::full({n}, -7.0, at::TensorOptions(at::kFloat).device(kCuda));
+    at::Tensor flat =
+        canaries().empty({n}, at::TensorOptions(at::kFloat).device(kCuda), "flat").fill_(-7.0);
+    device_sync();
     plan.core().gather(flat.data_ptr(), n, nullptr);
     device_sync();
     EXPECT_TRUE(at::equal(flat.narrow(0, 0, 5), b.to(at::kFloat)));
     EXPECT_TRUE(at::equal(flat.narrow(0, 5, big), a.to(at::kFloat)));  // widening is exact
   }
+}
+
+// scatter_add with a cast beyond 4 GiB: a bfloat16 flat buffer of more than 2^31 elements
+// (byte offsets past 2^32) into float32 tensors of 8 GiB (byte offsets past 2^33), a strided
+// tensor placed after both boundaries. Every element against LibTorch's `t + alpha * v` in
+// float64 rounded once to float32 (exact here: alpha, v and t have short mantissas, so the
+// float64 sum is exact for all but |values| 2^45 apart), and windows at each boundary against
+// fgtest::reference_add_scaled (one fused multiply-add per element, on the CPU). About 16 GiB
+// of memory and about 100 GiB moved (fills, the call, the checks): well under a second of
+// device time on an H200.
+TEST(CudaGatherScatter, ScatterAddCastOver4GiB) {
+  SKIP_WITHOUT_CUDA();
+  SKIP_WITHOUT_FREE_GIB(24);
+  at::manual_seed(65);
+  const double alpha = -0.75;
+  const int64_t big = (int64_t{1} << 31) + 11;
+  const auto f32 = at::TensorOptions(at::kFloat).device(kCuda);
+  const auto bf16 = at::TensorOptions(at::kBFloat16).device(kCuda);
+  // float32 tensors holding bfloat16 values; `big_before` keeps the big one's start (exactly).
+  const at::Tensor big_before = at::empty({big}, bf16).normal_();
+  const at::Tensor small_before = at::randn({3}).to(at::kBFloat16).to(at::kFloat);
+  const at::Tensor strided_before = at::randn({7, 5}).to(at::kBFloat16).to(at::kFloat);
+  const at::Tensor p0 = to_gpu(small_before, "p0");
+  const at::Tensor p1 = canaries().empty({big}, f32, "p1").copy_(big_before);
+  const at::Tensor p2 = to_gpu(strided_before, "p2").t();
+  fg::PlanOptions options;
+  options.flat_dtype = fg::DType::BFloat16;
+  fg::Plan plan =
+      fg::Plan::build({cuda_ref(p0, "p0"), cuda_ref(p1, "p1"), cuda_ref(p2, "p2")}, options);
+  const int64_t off1 = 3, off2 = 3 + big, n = 3 + big + 35;
+  ASSERT_EQ(plan.layout().numel(), n);
+  ASSERT_EQ(plan.layout().segments()[1].offset, off1);
+  ASSERT_EQ(plan.layout().segments()[2].offset, off2);
+  const at::Tensor flat = canaries().empty({n}, bf16, "flat").normal_();
+  device_sync();
+
+  plan.scatter_add(flat.data_ptr(), n, alpha, nullptr);
+  device_sync();
+
+  // Every element of the big tensor, in chunks on the GPU (float64 t + alpha * v, rounded once).
+  const int64_t chunk = int64_t{1} << 27;
+  for (int64_t at_element = 0; at_element < big; at_element += chunk) {
+    const int64_t len = std::min(chunk, big - at_element);
+    const at::Tensor want = (big_before.narrow(0, at_element, len).to(at::kDouble) +
+                             alpha * flat.narrow(0, off1 + at_element, len).to(at::kDouble))
+                                .to(at::kFloat);
+    if (!at::equal(p1.narrow(0, at_element, len), want)) {
+      ADD_FAILURE() << "p1 elements " << at_element << ".." << at_element + len
+                    << " differ from LibTorch's float64 t + alpha * v";
+      break;
+    }
+  }
+  // Windows at the boundaries, against the CPU reference: p1's start, its byte 2^32, the flat
+  // buffer's element 2^31 (its byte 2^32), p1's end; p0 and p2 whole.
+  const int64_t window = 4096;
+  for (int64_t at_element : {int64_t{0}, (int64_t{1} << 30) - window / 2,
+                             (int64_t{1} << 31) - off1 - window / 2, big - window}) {
+    SCOPED_TRACE("p1 window at element " + std::to_string(at_element));
+    const at::Tensor before = big_before.narrow(0, at_element, window).cpu().to(at::kFloat);
+    const at::Tensor v = flat.narrow(0, off1 + at_element, window).cpu();
+    EXPECT_TRUE(fgtest::bits_equal(p1.narrow(0, at_element, window).cpu(),
+                                   fgtest::reference_add_scaled(before, v, alpha)));
+  }
+  EXPECT_TRUE(fgtest::bits_equal(
+      p0.cpu(), fgtest::reference_add_scaled(small_before, flat.narrow(0, 0, 3).cpu(), alpha)));
+  EXPECT_TRUE(fgtest::bits_equal(
+      p2.cpu(),
+      fgtest::reference_add_scaled(strided_before.t(), flat.narrow(0, off2, 35).cpu(), alpha)));
 }
 
 // Graph capture: one kernel node, no memcpy node; replays read the tensors' current values.
@@ -536,13 +680,17 @@ struct StatsOut {
   at::Tensor norm, tensor_norms, found_inf, clip_coef;
 };
 
-/// Asks for every statistic through the core API, outputs as tensors on `device`.
+/// Asks for every statistic through the core API, outputs as tensors on `device` (on the GPU
+/// inside canaries).
 fg::GatherOptions ask_all(StatsOut& o, std::size_t segments, at::Device device, double max_norm) {
-  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
-  o.norm = at::full({}, -1.0f, f32);
-  o.tensor_norms = at::full({static_cast<int64_t>(segments)}, -1.0f, f32);
-  o.found_inf = at::full({}, -1.0f, f32);
-  o.clip_coef = at::full({}, -1.0f, f32);
+  auto output = [&](at::IntArrayRef sizes, const char* name) {
+    const at::Tensor t = at::full(sizes, -1.0f, at::kFloat);
+    return device.is_cuda() ? to_gpu(t, name) : t;
+  };
+  o.norm = output({}, "norm");
+  o.tensor_norms = output({static_cast<int64_t>(segments)}, "tensor_norms");
+  o.found_inf = output({}, "found_inf");
+  o.clip_coef = output({}, "clip_coef");
   fg::GatherOptions g;
   g.d_norm = o.norm.data_ptr<float>();
   g.d_tensor_norms = o.tensor_norms.data_ptr<float>();
@@ -563,7 +711,7 @@ TEST(CudaStats, MatchCpuAndFloat64EveryDtypeSameBitsEveryCall) {
     fgt::Plan gpu = fgt::Plan::from_tensors(gpus(tensors), {}, opt);
     fgt::Plan cpu = fgt::Plan::from_tensors(cpus(tensors), {}, opt);
     const std::size_t segs = gpu.layout().segments().size();
-    const at::Tensor scale = at::full({}, 0.375f, at::TensorOptions().device(kCuda));
+    const at::Tensor scale = to_gpu(at::full({}, 0.375f), "scale");
     const float scale_host = 0.375f;
     StatsOut g1, g2, c;
     fg::GatherOptions og = ask_all(g1, segs, kCuda, 0.5);
@@ -602,7 +750,7 @@ TEST(CudaStats, FoundInfAndScaledScatterAndDeviceAlpha) {
     fgt::Plan cpu = fgt::Plan::from_tensors(cpus(tensors));
     fgt::StatsOptions want;
     want.check_finite = true;
-    at::Tensor flat = gpu.empty_flat();
+    at::Tensor flat = poisoned_gpu(gpu.numel(), gpu.dtype());
     fgt::GatherStats st = gpu.gather(flat, want);
     EXPECT_EQ(st.found_inf.item<float>(), 1.0f);
     tensors[4].gpu.nan_to_num_(0.0, 0.0, 0.0);
@@ -611,10 +759,11 @@ TEST(CudaStats, FoundInfAndScaledScatterAndDeviceAlpha) {
     tensors[4].cpu.copy_(tensors[4].gpu.cpu());
     // scatter with a device scale and scatter_add with a device alpha == the CPU path.
     const at::Tensor source = fgtest::random_tensor({gpu.numel()}, src);
-    at::Tensor factor = at::full({}, -0.75f, at::TensorOptions().device(kCuda));
-    gpu.scatter(source.to(kCuda), factor);
+    at::Tensor factor = to_gpu(at::full({}, -0.75f), "factor");
+    const at::Tensor source_gpu = to_gpu(source, "source flat");
+    gpu.scatter(source_gpu, factor);
     cpu.scatter(source, fgt::Factor(-0.75));
-    gpu.scatter_add(source.to(kCuda), factor);
+    gpu.scatter_add(source_gpu, factor);
     cpu.scatter_add(source, fgt::Factor(-0.75));
     device_sync();
     for (std::size_t i = 0; i < tensors.size(); ++i) {
@@ -626,11 +775,11 @@ TEST(CudaStats, FoundInfAndScaledScatterAndDeviceAlpha) {
 TEST(CudaStats, EmptyPlanAndHundredThousandTensors) {
   SKIP_WITHOUT_CUDA();
   {
-    fgt::Plan empty = fgt::Plan::from_tensors({at::empty({0}, at::TensorOptions().device(kCuda))});
+    fgt::Plan empty = fgt::Plan::from_tensors({to_gpu(at::empty({0}))});
     fgt::StatsOptions want;
     want.norm = want.tensor_norms = want.check_finite = true;
     want.max_norm = 1.0;
-    fgt::GatherStats st = empty.gather(empty.empty_flat(), want);
+    fgt::GatherStats st = empty.gather(poisoned_gpu(0, at::kFloat), want);
     EXPECT_EQ(st.norm.item<float>(), 0.0f);
     EXPECT_EQ(st.found_inf.item<float>(), 0.0f);
     EXPECT_EQ(st.clip_coef.item<float>(), 1.0f);
@@ -639,12 +788,20 @@ TEST(CudaStats, EmptyPlanAndHundredThousandTensors) {
   std::vector<at::Tensor> cpu_tensors;
   for (int i = 0; i < 100000; ++i)
     cpu_tensors.push_back(fgtest::random_tensor({1 + i % 5}, at::kFloat));
+  // One guarded GPU storage holds them all, back to back (100'000 canaries would be slow).
+  std::vector<at::Tensor> flattened;
+  for (const at::Tensor& t : cpu_tensors) flattened.push_back(t.reshape(-1));
+  const at::Tensor storage = to_gpu(at::cat(flattened), "the tensors' storage");
   std::vector<at::Tensor> gpu_tensors;
-  for (const at::Tensor& t : cpu_tensors) gpu_tensors.push_back(t.to(kCuda));
+  int64_t at_element = 0;
+  for (const at::Tensor& t : cpu_tensors) {
+    gpu_tensors.push_back(storage.narrow(0, at_element, t.numel()).view(t.sizes()));
+    at_element += t.numel();
+  }
   fgt::Plan gpu = fgt::Plan::from_tensors(gpu_tensors);
   fgt::StatsOptions want;
   want.norm = want.tensor_norms = true;
-  fgt::GatherStats st = gpu.gather(gpu.empty_flat(), want);
+  fgt::GatherStats st = gpu.gather(poisoned_gpu(gpu.numel(), at::kFloat), want);
   at::Tensor ref = at::stack(at::_foreach_norm(cpu_tensors));
   EXPECT_TRUE(at::allclose(st.tensor_norms.cpu(), ref, 1e-6, 0));
   const double total = at::cat(cpu_tensors).to(at::kDouble).norm().item<double>();
@@ -785,9 +942,9 @@ TEST(CudaStreams, TwoStreams) {
 TEST(CudaRebind, NewPointerIsUsedAndCaptureRefuses) {
   SKIP_WITHOUT_CUDA();
   at::manual_seed(31);
-  const auto f32 = at::TensorOptions(at::kFloat).device(kCuda);
-  at::Tensor a = at::randn({100}, f32), b = at::randn({33, 3}, f32), c = at::randn({5}, f32);
-  at::Tensor b2 = at::randn({33, 3}, f32);
+  at::Tensor a = to_gpu(at::randn({100}), "a"), b = to_gpu(at::randn({33, 3}), "b"),
+             c = to_gpu(at::randn({5}), "c");
+  at::Tensor b2 = to_gpu(at::randn({33, 3}), "b2");
   fg::Plan core = fg::Plan::build({cuda_ref(a, "a"), cuda_ref(b, "b"), cuda_ref(c, "c")});
   const int64_t n = core.layout().numel();
   at::Tensor flat = poisoned_gpu(n, at::kFloat);
@@ -829,7 +986,7 @@ TEST(CudaRebind, NewPointerIsUsedAndCaptureRefuses) {
 TEST(CudaErrors, MixedDevicesAndDeviceRestore) {
   SKIP_WITHOUT_CUDA();
   std::vector<float> host(4, 1.0f);
-  at::Tensor g = at::ones({4}, at::TensorOptions(at::kFloat).device(kCuda));
+  at::Tensor g = to_gpu(at::ones({4}), "dev");
   fg::TensorRef cpu_ref{host.data(), fg::DType::Float32, {4}, {}, fg::Device::cpu(), "host"};
   fg::TensorRef gpu_ref{g.data_ptr(), fg::DType::Float32, {4}, {}, fg::Device::cuda(0), "dev"};
   EXPECT_THROW_MSG(fg::Plan::build({cpu_ref, gpu_ref}), "host", "dev", "cuda:0");
@@ -841,7 +998,7 @@ TEST(CudaErrors, MixedDevicesAndDeviceRestore) {
   if (fg::cuda_device_count() < 2) GTEST_SKIP() << "device restore needs two CUDA devices";
   CUDA_OK(cudaSetDevice(1));
   fg::Plan plan = fg::Plan::build({gpu_ref});
-  at::Tensor flat = at::empty({4}, at::TensorOptions(at::kFloat).device(kCuda));
+  at::Tensor flat = poisoned_gpu(4, at::kFloat);
   plan.gather(flat.data_ptr(), 4, nullptr);
   int current = -1;
   CUDA_OK(cudaGetDevice(&current));
@@ -855,54 +1012,19 @@ TEST(CudaErrors, MixedDevicesAndDeviceRestore) {
 
 namespace {
 
-constexpr int64_t kGuard = 16;  // canary elements on each side of every GPU buffer
-
-/// A GPU tensor of `numel` elements inside a buffer with `kGuard` canary elements on each side,
-/// so that an overrun of a few bytes fails instead of landing in slack.
-struct Guarded {
-  at::Tensor whole;
-  at::Tensor inner;
-  at::Tensor canary_cpu;  // the whole buffer as first filled, on the CPU
-  Guarded(const at::Tensor& values_cpu, int64_t shift = 0) {
-    const int64_t n = values_cpu.numel();
-    whole = fgtest::random_tensor({n + 2 * kGuard + shift}, values_cpu.scalar_type()).to(kCuda);
-    inner = whole.narrow(0, kGuard + shift, n).view(values_cpu.sizes());
-    inner.copy_(values_cpu.to(kCuda));
-    canary_cpu = whole.cpu();
-  }
-  /// True when nothing outside `inner` changed.
-  bool canaries_intact(int64_t shift = 0) const {
-    const at::Tensor now = whole.cpu();
-    const int64_t n = inner.numel();
-    const int64_t head = kGuard + shift;
-    return fgtest::bits_equal(now.narrow(0, 0, head), canary_cpu.narrow(0, 0, head)) &&
-           fgtest::bits_equal(now.narrow(0, head + n, kGuard),
-                              canary_cpu.narrow(0, head + n, kGuard));
-  }
-};
-
-/// Sets FLATGATHER_CUDA_TUNING for a scope (NOTE: [tuning overrides] in kernels/tuning.h).
-class TuningOverride {
- public:
-  explicit TuningOverride(const char* spec) { setenv("FLATGATHER_CUDA_TUNING", spec, 1); }
-  ~TuningOverride() { unsetenv("FLATGATHER_CUDA_TUNING"); }
-  TuningOverride(const TuningOverride&) = delete;
-  TuningOverride& operator=(const TuningOverride&) = delete;
-};
-
 /// gather, scatter and scatter_add of `values` (casts, strided and misaligned views) through a
 /// core plan whose tensors and flat buffer carry canaries, against LibTorch.
 void check_guarded_round_trip(at::ScalarType tensor_dtype, at::ScalarType flat_dtype,
                               std::uint64_t seed) {
   at::manual_seed(seed);
-  std::vector<Guarded> bufs;
-  std::vector<at::Tensor> views;
+  std::vector<at::Tensor> bufs;
   const std::vector<std::vector<int64_t>> shapes = {{7}, {33, 65}, {1000}, {4097}, {2, 3, 5, 7}};
   for (std::size_t i = 0; i < shapes.size(); ++i) {
-    bufs.emplace_back(fgtest::random_tensor(shapes[i], tensor_dtype), static_cast<int64_t>(i % 3));
+    bufs.push_back(to_gpu(fgtest::random_tensor(shapes[i], tensor_dtype), "t" + std::to_string(i),
+                          static_cast<int64_t>(i % 3)));  // storages misaligned by 0..2 elements
   }
-  views = {bufs[0].inner, bufs[1].inner.t(), bufs[2].inner, bufs[3].inner,
-           bufs[4].inner.permute({0, 2, 3, 1})};
+  const std::vector<at::Tensor> views = {bufs[0], bufs[1].t(), bufs[2], bufs[3],
+                                         bufs[4].permute({0, 2, 3, 1})};
   std::vector<fg::TensorRef> refs;
   for (std::size_t i = 0; i < views.size(); ++i)
     refs.push_back(cuda_ref(views[i], "t" + std::to_string(i)));
@@ -913,17 +1035,15 @@ void check_guarded_round_trip(at::ScalarType tensor_dtype, at::ScalarType flat_d
   std::vector<at::Tensor> cpu_views;
   for (const at::Tensor& v : views) cpu_views.push_back(v.cpu());
 
-  Guarded flat(fgtest::poisoned(n, flat_dtype), 1);  // misaligned by one element
-  plan.gather(flat.inner.data_ptr(), n, nullptr);
+  const at::Tensor flat = poisoned_gpu(n, flat_dtype, 1);  // misaligned by one element
+  plan.gather(flat.data_ptr(), n, nullptr);
   device_sync();
-  EXPECT_TRUE(
-      fgtest::bits_equal(flat.inner.cpu(), expected_flat(cpu_views, plan.layout(), flat_dtype)));
-  EXPECT_TRUE(flat.canaries_intact(1)) << "gather wrote outside the flat buffer";
+  EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), expected_flat(cpu_views, plan.layout(), flat_dtype)));
 
   const at::Tensor source = fgtest::random_tensor({n}, flat_dtype);
-  flat.inner.copy_(source.to(kCuda));
+  flat.copy_(source.to(kCuda));
   for (const at::Tensor& v : views) poison(v);
-  plan.scatter(flat.inner.data_ptr(), n, nullptr);
+  plan.scatter(flat.data_ptr(), n, nullptr);
   device_sync();
   for (std::size_t i = 0; i < views.size(); ++i) {
     const fg::Segment& s = plan.layout().segments()[i];
@@ -932,34 +1052,18 @@ void check_guarded_round_trip(at::ScalarType tensor_dtype, at::ScalarType flat_d
         source.narrow(0, s.offset, s.numel).to(tensor_dtype).reshape(views[i].sizes())))
         << "scatter, tensor " << i;
   }
-  const std::vector<at::Tensor> before = [&] {
-    std::vector<at::Tensor> out;
-    for (const at::Tensor& v : views) out.push_back(v.cpu());
-    return out;
-  }();
-  plan.scatter_add(flat.inner.data_ptr(), n, -0.5, nullptr);
+  if (!at::isFloatingType(tensor_dtype)) return;  // scatter_add needs floating tensors
+  std::vector<at::Tensor> before;
+  for (const at::Tensor& v : views) before.push_back(v.cpu());
+  plan.scatter_add(flat.data_ptr(), n, -0.5, nullptr);
   device_sync();
-  // The CPU executor is the reference for scatter_add's rounding (one fused multiply-add).
-  std::vector<at::Tensor> cpu_after = before;
-  std::vector<fg::TensorRef> cpu_refs;
-  for (std::size_t i = 0; i < cpu_after.size(); ++i) {
-    cpu_after[i] = cpu_after[i].contiguous();
-    fg::TensorRef r = cuda_ref(cpu_after[i], "t" + std::to_string(i));
-    r.device = fg::Device::cpu();
-    cpu_refs.push_back(r);
-  }
-  fg::Plan cpu_plan = fg::Plan::build(cpu_refs, options);
-  const at::Tensor source_cpu = source.contiguous();
-  cpu_plan.scatter_add(source_cpu.data_ptr(), n, -0.5, nullptr);
   for (std::size_t i = 0; i < views.size(); ++i) {
-    EXPECT_TRUE(fgtest::bits_equal(views[i].cpu(), cpu_after[i])) << "scatter_add, tensor " << i;
+    const fg::Segment& s = plan.layout().segments()[i];
+    EXPECT_TRUE(fgtest::bits_equal(
+        views[i].cpu(),
+        fgtest::reference_add_scaled(before[i], source.narrow(0, s.offset, s.numel), -0.5)))
+        << "scatter_add, tensor " << i;
   }
-  for (std::size_t i = 0; i < bufs.size(); ++i) {
-    EXPECT_TRUE(bufs[i].canaries_intact(static_cast<int64_t>(i % 3)))
-        << "tensor " << i << " overran";
-  }
-  EXPECT_TRUE(flat.canaries_intact(1))
-      << "scatter read outside the flat buffer? (it must not write)";
 }
 
 }  // namespace
@@ -969,25 +1073,27 @@ void check_guarded_round_trip(at::ScalarType tensor_dtype, at::ScalarType flat_d
 TEST(CudaTable, LaunchOnNonBlockingStreamRightAfterBuild) {
   SKIP_WITHOUT_CUDA();
   at::manual_seed(61);
-  const auto f32 = at::TensorOptions(at::kFloat).device(kCuda);
   std::vector<at::Tensor> ts;
-  for (int i = 0; i < 2000; ++i) ts.push_back(at::randn({1 + i % 37}, f32));  // a big table
+  for (int i = 0; i < 2000; ++i) ts.push_back(to_gpu(at::randn({1 + i % 37})));  // a big table
   std::vector<fg::TensorRef> refs;
   for (std::size_t i = 0; i < ts.size(); ++i)
     refs.push_back(cuda_ref(ts[i], "p" + std::to_string(i)));
   device_sync();
   cudaStream_t stream = nullptr;
   CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  int64_t n = 0;
+  for (const at::Tensor& t : ts) n += t.numel();
+  // Allocated (and poisoned, synchronously) before any build: nothing orders the launch.
+  std::vector<at::Tensor> flats;
+  for (int round = 0; round < 5; ++round) flats.push_back(poisoned_gpu(n, at::kFloat));
   for (int round = 0; round < 5; ++round) {
     fg::Plan plan = fg::Plan::build(refs);
-    const int64_t n = plan.layout().numel();
-    void* d_flat = nullptr;
-    CUDA_OK(cudaMallocAsync(&d_flat, static_cast<std::size_t>(n) * 4, stream));
-    plan.gather(d_flat, n, stream);  // no sync between build and launch
+    ASSERT_EQ(plan.layout().numel(), n);
+    plan.gather(flats[round].data_ptr(), n, stream);  // no sync between build and launch
     std::vector<float> host(static_cast<std::size_t>(n));
-    CUDA_OK(cudaMemcpyAsync(host.data(), d_flat, host.size() * 4, cudaMemcpyDeviceToHost, stream));
+    CUDA_OK(cudaMemcpyAsync(host.data(), flats[round].data_ptr(), host.size() * 4,
+                            cudaMemcpyDeviceToHost, stream));
     CUDA_OK(cudaStreamSynchronize(stream));
-    CUDA_OK(cudaFreeAsync(d_flat, stream));
     at::Tensor got = at::from_blob(host.data(), {n}, at::kFloat).clone();
     std::vector<at::Tensor> cpu;
     for (const at::Tensor& t : ts) cpu.push_back(t.cpu());
@@ -1004,12 +1110,13 @@ TEST(CudaTable, LaunchOnNonBlockingStreamRightAfterBuild) {
 TEST(CudaGraph, GlobalCaptureWhileAnotherThreadBuildsRebindsDestroys) {
   SKIP_WITHOUT_CUDA();
   at::manual_seed(62);
-  const auto f32 = at::TensorOptions(at::kFloat).device(kCuda);
-  at::Tensor a = at::randn({1000}, f32), b = at::randn({17, 3}, f32), b2 = at::randn({17, 3}, f32);
+  at::Tensor a = to_gpu(at::randn({1000}), "a"), b = to_gpu(at::randn({17, 3}), "b"),
+             b2 = to_gpu(at::randn({17, 3}), "b2");
   fg::Plan plan = fg::Plan::build({cuda_ref(a, "a"), cuda_ref(b, "b")});
   const int64_t n = plan.layout().numel();
   at::Tensor flat = poisoned_gpu(n, at::kFloat);
-  at::Tensor x = at::randn({64}, f32), y = at::randn({64}, f32), z = at::randn({64}, f32);
+  at::Tensor x = to_gpu(at::randn({64}), "x"), y = to_gpu(at::randn({64}), "y"),
+             z = to_gpu(at::randn({64}), "z");
   device_sync();
 
   cudaStream_t stream = nullptr;
@@ -1073,50 +1180,111 @@ TEST(CudaGatherScatter, BothCacheHintFlavoursAndTinyTiles) {
   }
 }
 
+// Issue 19's A/B switches (NOTE: [tile scaling], NOTE: [bytes in flight]), each forced both
+// ways: 1- and 2-byte copies (the byte-sized unroll) and casts, aligned (both sides in whole
+// packs: the new unroll runs) and misaligned or strided (it must not), plans small enough
+// that scaling shrinks the tiles; the plan's description shows the switch reached it.
+TEST(CudaGatherScatter, TileScalingAndBytesUnrollVariants) {
+  SKIP_WITHOUT_CUDA();
+  std::uint64_t seed = 190;
+  for (const char* spec :
+       {"tile_scaling=old,unroll=old", "tile_scaling=new,unroll=new",
+        "tile_scaling=new,min_tile=64,unroll=new,streaming=1", "tile_scaling=old,unroll=new"}) {
+    TuningOverride tuning(spec);
+    const std::string text(spec);
+    for (const auto& [t, f] :
+         {std::pair{at::kByte, at::kByte}, std::pair{at::kBool, at::kBool},
+          std::pair{at::kBFloat16, at::kBFloat16}, std::pair{at::kHalf, at::kBFloat16},
+          std::pair{at::kShort, at::kShort}, std::pair{at::kFloat, at::kFloat}}) {
+      SCOPED_TRACE(text + " " + c10::toString(t) + " -> " + c10::toString(f));
+      check_guarded_round_trip(t, f, seed++);  // misaligned and strided views, canaries
+      // Aligned tensors, 16-byte segments: whole packs on both sides.
+      at::manual_seed(seed++);
+      std::vector<at::Tensor> tensors;
+      for (const int64_t n : {int64_t{100003}, int64_t{4099}, int64_t{77}, int64_t{1} << 20}) {
+        tensors.push_back(fgtest::random_tensor({n}, t).to(kCuda));
+      }
+      std::vector<fg::TensorRef> refs;
+      for (std::size_t i = 0; i < tensors.size(); ++i) {
+        refs.push_back(cuda_ref(tensors[i], "a" + std::to_string(i)));
+      }
+      fg::PlanOptions options;
+      options.flat_dtype = fgt::to_dtype(f);
+      options.align_bytes = 16;
+      fg::Plan plan = fg::Plan::build(refs, options);
+      const std::string described = plan.describe();
+      EXPECT_NE(described.find(text.find("unroll=old") != std::string::npos ? "unroll=old"
+                                                                            : "unroll=new"),
+                std::string::npos)
+          << described;
+      EXPECT_NE(
+          described.find(text.find("tile_scaling=old") != std::string::npos ? "tile_scaling=old"
+                                                                            : "tile_scaling=new"),
+          std::string::npos)
+          << described;
+      const int64_t n = plan.layout().numel();
+      at::Tensor flat = fgtest::poisoned(n, f).to(kCuda);
+      plan.gather(flat.data_ptr(), n, nullptr);
+      device_sync();
+      std::vector<at::Tensor> cpu_tensors;
+      for (const at::Tensor& x : tensors) cpu_tensors.push_back(x.cpu());
+      EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), expected_flat(cpu_tensors, plan.layout(), f)));
+      const at::Tensor source = fgtest::random_tensor({n}, f);
+      flat.copy_(source.to(kCuda));
+      for (const at::Tensor& x : tensors) poison(x);
+      plan.scatter(flat.data_ptr(), n, nullptr);
+      device_sync();
+      for (std::size_t i = 0; i < tensors.size(); ++i) {
+        const fg::Segment& s = plan.layout().segments()[i];
+        EXPECT_TRUE(fgtest::bits_equal(tensors[i].cpu(), source.narrow(0, s.offset, s.numel).to(t)))
+            << "scatter, tensor " << i;
+      }
+    }
+  }
+}
+
 // Zero-fill placeholders and rebind to null on the GPU: zeros on gather, untouched on scatter.
 TEST(CudaRebind, ZeroFillAndRebindToNull) {
   SKIP_WITHOUT_CUDA();
   at::manual_seed(63);
-  Guarded a(at::randn({100})), b(at::randn({33}));
+  const at::Tensor a = to_gpu(at::randn({100}), "a"), b = to_gpu(at::randn({33}), "b");
   fg::TensorRef placeholder;
   placeholder.dtype = fg::DType::Float32;
   placeholder.sizes = {20};
   placeholder.device = fg::Device::cuda(0);
   placeholder.zero_fill = true;
   placeholder.name = "missing.grad";
-  fg::Plan plan = fg::Plan::build({cuda_ref(a.inner, "a"), placeholder, cuda_ref(b.inner, "b")});
+  fg::Plan plan = fg::Plan::build({cuda_ref(a, "a"), placeholder, cuda_ref(b, "b")});
   const int64_t n = plan.layout().numel();
-  Guarded flat(fgtest::poisoned(n, at::kFloat));
-  plan.gather(flat.inner.data_ptr(), n, nullptr);
+  const at::Tensor flat = poisoned_gpu(n, at::kFloat);
+  plan.gather(flat.data_ptr(), n, nullptr);
   device_sync();
   EXPECT_TRUE(fgtest::bits_equal(
-      flat.inner.cpu(),
-      fgtest::reference_gather({a.inner.cpu(), at::zeros({20}), b.inner.cpu()}, at::kFloat)));
+      flat.cpu(), fgtest::reference_gather({a.cpu(), at::zeros({20}), b.cpu()}, at::kFloat)));
   plan.rebind(plan.segment_of(2), nullptr, nullptr);  // b becomes a placeholder
-  poison(flat.inner);
-  plan.gather(flat.inner.data_ptr(), n, nullptr);
+  poison(flat);
+  plan.gather(flat.data_ptr(), n, nullptr);
   device_sync();
   EXPECT_TRUE(fgtest::bits_equal(
-      flat.inner.cpu(),
-      fgtest::reference_gather({a.inner.cpu(), at::zeros({20}), at::zeros({33})}, at::kFloat)));
-  const at::Tensor b_before = b.inner.cpu();
-  plan.scatter(flat.inner.data_ptr(), n, nullptr);
+      flat.cpu(),
+      fgtest::reference_gather({a.cpu(), at::zeros({20}), at::zeros({33})}, at::kFloat)));
+  const at::Tensor b_before = b.cpu();
+  plan.scatter(flat.data_ptr(), n, nullptr);
   device_sync();
-  EXPECT_TRUE(fgtest::bits_equal(b.inner.cpu(), b_before)) << "a null segment must not be written";
-  EXPECT_TRUE(a.canaries_intact() && b.canaries_intact() && flat.canaries_intact());
+  EXPECT_TRUE(fgtest::bits_equal(b.cpu(), b_before)) << "a null segment must not be written";
 }
 
 // scatter_add is deterministic: run twice from the same start, the same bits.
 TEST(CudaGatherScatter, ScatterAddTwiceSameBits) {
   SKIP_WITHOUT_CUDA();
   at::manual_seed(64);
-  const auto bf16 = at::TensorOptions(at::kBFloat16).device(kCuda);
-  at::Tensor p = at::randn({5000}, bf16), q = at::randn({70, 30}, bf16).t();
+  at::Tensor p = to_gpu(at::randn({5000}).to(at::kBFloat16), "p"),
+             q = to_gpu(at::randn({70, 30}).to(at::kBFloat16), "q").t();
   fg::PlanOptions options;
   options.flat_dtype = fg::DType::Float32;
   fg::Plan plan = fg::Plan::build({cuda_ref(p, "p"), cuda_ref(q, "q")}, options);
   const int64_t n = plan.layout().numel();
-  at::Tensor flat = at::randn({n}, at::TensorOptions(at::kFloat).device(kCuda));
+  at::Tensor flat = to_gpu(at::randn({n}), "flat");
   const at::Tensor p0 = p.clone(), q0 = q.clone();
   plan.scatter_add(flat.data_ptr(), n, 0.3, nullptr);
   device_sync();
@@ -1134,7 +1302,7 @@ TEST(CudaGatherScatter, ScatterAddTwiceSameBits) {
 TEST(CudaErrors, HostPointerRefusedAtBuildAndRebind) {
   SKIP_WITHOUT_CUDA();
   std::vector<float> host(64, 1.0f);
-  at::Tensor a = at::randn({64}, at::TensorOptions(at::kFloat).device(kCuda));
+  at::Tensor a = to_gpu(at::randn({64}), "a");
   fg::TensorRef bad = cuda_ref(a, "fc.weight");
   bad.data = host.data();
   EXPECT_THROW_MSG(fg::Plan::build({cuda_ref(a, "ok"), bad}), "'fc.weight'", "host memory",
@@ -1150,7 +1318,7 @@ TEST(CudaErrors, HostPointerRefusedAtBuildAndRebind) {
 // Fix 4: an earlier error of someone else is neither blamed on flatgather nor cleared by it.
 TEST(CudaErrors, EarlierErrorIsNotBlamedOrCleared) {
   SKIP_WITHOUT_CUDA();
-  at::Tensor a = at::randn({64}, at::TensorOptions(at::kFloat).device(kCuda));
+  at::Tensor a = to_gpu(at::randn({64}), "a");
   fg::Plan plan = fg::Plan::build({cuda_ref(a, "a")});
   at::Tensor flat = poisoned_gpu(64, at::kFloat);
   device_sync();
@@ -1265,11 +1433,123 @@ TEST(CudaBytePlan, EveryDtypeByteForByte) {
     }
     for (const Pair& p : tensors) poison(p.gpu);
     device_sync();
-    gpu_plan.scatter(reference.to(kCuda));
+    gpu_plan.scatter(to_gpu(reference, "reference flat"));
     device_sync();
     for (std::size_t i = 0; i < tensors.size(); ++i) {
       EXPECT_TRUE(fgtest::bits_equal(tensors[i].gpu.cpu(), tensors[i].cpu)) << i;
     }
     EXPECT_THROW(gpu_plan.scatter_add(flat, 1.0), fg::Error);
+  }
+}
+
+// Strided tensors of every element size in a byte plan (NOTE: [byte plan words]): large enough
+// for many tiles; into a flat buffer at offset 0 (they move in words of their element size) and
+// at odd byte offsets (byte by byte); each against the tensor's own contiguous bytes, and
+// scattered back bit for bit.
+TEST(CudaBytePlan, StridedTensorsOfEveryElementSize) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(62);
+  const auto transposed = [](const at::Tensor& x) { return x.t(); };
+  const auto channels_last = [](const at::Tensor& x) {
+    return x.contiguous(at::MemoryFormat::ChannelsLast);
+  };
+  std::vector<Pair> tensors;
+  tensors.push_back(make_pair(fgtest::random_tensor({513, 257}, at::kChar), transposed));
+  tensors.push_back(make_pair(fgtest::random_tensor({257, 1031}, at::kHalf), transposed));
+  tensors.push_back(make_pair(fgtest::random_tensor({96, 64, 3, 3}, at::kFloat), channels_last));
+  tensors.push_back(make_pair(fgtest::random_tensor({64, 32, 5, 5}, at::kInt), channels_last));
+  tensors.push_back(make_pair(fgtest::random_tensor({301, 517}, at::kLong), transposed));
+  tensors.push_back(make_pair(fgtest::random_tensor({800, 300}, at::kDouble),
+                              [](const at::Tensor& x) { return x.slice(1, 0, 300, 3); }));
+  for (const Pair& p : tensors) ASSERT_FALSE(p.gpu.is_contiguous());
+  fgt::Options opt;
+  opt.dtype = at::kByte;
+  fgt::Plan gpu_plan = fgt::Plan::from_tensors(gpus(tensors), {}, opt);
+  const at::Tensor reference = fgtest::reference_bytes(cpus(tensors), 0);
+  const std::int64_t n = gpu_plan.numel();
+  for (std::int64_t shift : {0, 1, 3}) {
+    SCOPED_TRACE("flat shift " + std::to_string(shift));
+    at::Tensor storage = poisoned_gpu(n + 8, at::kByte);
+    at::Tensor flat = storage.narrow(0, shift, n);
+    gpu_plan.core().gather(flat.data_ptr(), n, nullptr);
+    device_sync();
+    EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), reference));
+    for (const Pair& p : tensors) poison(p.gpu);
+    device_sync();
+    gpu_plan.core().scatter(flat.data_ptr(), n, nullptr);
+    device_sync();
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      EXPECT_TRUE(fgtest::bits_equal(tensors[i].gpu.cpu(), tensors[i].cpu)) << i;
+    }
+  }
+}
+
+// The strided paths (NOTE: [strided copies] in kernels/copy.cuh) on views big enough to span
+// many tiles, and both misaligned paths, against LibTorch; with canaries
+// (check_guarded_round_trip) for the float pairs. Every spec must reach the plan.
+TEST(CudaGatherScatter, EveryStridedAndMisalignedPath) {
+  SKIP_WITHOUT_CUDA();
+  std::uint64_t seed = 1900;
+  for (const char* spec : {"strided=old,misaligned=old", "strided=new,misaligned=new",
+                           "strided=new,misaligned=old,streaming=1,tile=48,copy_cost=5",
+                           "strided=old,misaligned=new,streaming=-1,tile=1,copy_cost=0"}) {
+    TuningOverride tuning(spec);
+    for (const auto& [tdt, fdt] :
+         {std::pair{at::kFloat, at::kFloat}, std::pair{at::kBFloat16, at::kFloat},
+          std::pair{at::kByte, at::kByte}, std::pair{at::kHalf, at::kDouble},
+          std::pair{at::kBFloat16, at::kBFloat16}}) {
+      SCOPED_TRACE(std::string(spec) + " " + c10::toString(tdt) + " -> " + c10::toString(fdt));
+      at::manual_seed(seed);
+      const bool tiny_tiles = std::string(spec).find("tile=") != std::string::npos;
+      const int64_t scale = tiny_tiles ? 1 : 4;  // tiny tiles: smaller views, same shapes
+      std::vector<Pair> tensors;
+      tensors.push_back(make_pair(
+          fgtest::random_tensor({2 * scale, 24, 30, 30}, tdt),
+          [](const at::Tensor& t) { return t.contiguous(at::MemoryFormat::ChannelsLast); }));
+      tensors.push_back(make_pair(fgtest::random_tensor({170 * scale, 333}, tdt),
+                                  [](const at::Tensor& t) { return t.t(); }));
+      tensors.push_back(make_pair(fgtest::random_tensor({75 * scale, 400}, tdt),
+                                  [](const at::Tensor& t) { return t.slice(1, 1, 400, 3); }));
+      tensors.push_back(make_pair(fgtest::random_tensor({3, 4, 5, 6, 7}, tdt),
+                                  [](const at::Tensor& t) {
+        return t.permute({4, 2, 0, 3, 1});
+      }));
+      tensors.push_back(
+          make_pair(fgtest::random_tensor({25000 * scale + 3}, tdt),
+                    [=](const at::Tensor& t) { return t.narrow(0, 1, 25000 * scale + 1); }));
+      tensors.push_back(make_pair(fgtest::random_tensor({5}, tdt)));  // a bias: no padding
+      fgt::Options opt;
+      opt.dtype = fdt;
+      fgt::Plan gpu_plan = fgt::Plan::from_tensors(gpus(tensors), {}, opt);
+      const std::string describe = gpu_plan.core().describe();
+      for (const char* path : {"strided=", "misaligned="}) {
+        const std::size_t at_spec = std::string(spec).find(path);
+        const std::string want =
+            std::string(spec).substr(at_spec, std::string(spec).find(',', at_spec) - at_spec);
+        EXPECT_NE(describe.find(want), std::string::npos) << describe;
+      }
+      const int64_t n = gpu_plan.numel();
+      at::Tensor storage = poisoned_gpu(n + 1, fdt);
+      at::Tensor flat = storage.narrow(0, 1, n);  // misaligned against most tensors
+      gpu_plan.core().gather(flat.data_ptr(), n, nullptr);
+      device_sync();
+      EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), fgtest::reference_gather(cpus(tensors), fdt)));
+
+      const at::Tensor source = fgtest::random_tensor({n}, fdt);
+      flat.copy_(source.to(kCuda));
+      for (const Pair& p : tensors) poison(p.gpu);
+      device_sync();
+      gpu_plan.core().scatter(flat.data_ptr(), n, nullptr);
+      device_sync();
+      const auto& segments = gpu_plan.layout().segments();
+      for (std::size_t i = 0; i < tensors.size(); ++i) {
+        const at::Tensor want = source.narrow(0, segments[i].offset, segments[i].numel)
+                                    .to(tdt)
+                                    .reshape(tensors[i].cpu.sizes());
+        EXPECT_TRUE(fgtest::bits_equal(tensors[i].gpu.cpu(), want)) << "scatter, tensor " << i;
+      }
+      if (at::isFloatingType(tdt)) check_guarded_round_trip(tdt, fdt, seed);
+      ++seed;
+    }
   }
 }

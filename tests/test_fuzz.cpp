@@ -9,7 +9,10 @@
 // Bounded by time: FLATGATHER_FUZZ_SECONDS (default 40; 0 runs one case). Case k uses seed
 // FLATGATHER_FUZZ_SEED + k (default base 1); a failure prints the case's seed and the case,
 // and FLATGATHER_FUZZ_SEED=<that seed> FLATGATHER_FUZZ_SECONDS=0 replays it alone.
-// With flatgather::cuda_available() every case also runs on CUDA tensors.
+// With flatgather::cuda_available() every case also runs on CUDA tensors. Every storage and
+// flat buffer sits inside canaries (NOTE: [canaries] in tests/canaries.h), checked after each
+// call. A second test runs scatter_add for every floating (tensor, flat) dtype pair, with
+// specials in every storage and update, on each device.
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -22,6 +25,7 @@
 #include <random>
 #include <sstream>
 
+#include "canaries.h"
 #include "flatgather/torch.h"
 #include "torch_util.h"
 
@@ -50,6 +54,7 @@ struct Case {
   int threads = 0;
   bool check_tensors = true;
   bool shares_memory = false;  // a deliberate overlap or stride-0 view: scatter must refuse
+  bool specials = false;       // NaN, infinities, -0.0, subnormals in every storage and update
 
   std::string describe() const {
     std::ostringstream os;
@@ -82,7 +87,10 @@ at::ScalarType same_size_int(at::ScalarType t) {
   }
 }
 
-Case draw(std::uint64_t seed) {
+/// The case of `seed`; with `pair`, every tensor is of pair->first, the flat buffer of
+/// pair->second, and every storage and flat update holds specials.
+Case draw(std::uint64_t seed,
+          std::optional<std::pair<at::ScalarType, at::ScalarType>> pair = std::nullopt) {
   std::mt19937_64 rng(seed);
   torch::manual_seed(seed);
   auto pick = [&](std::int64_t lo, std::int64_t hi) {  // inclusive
@@ -103,6 +111,11 @@ Case draw(std::uint64_t seed) {
     const at::ScalarType d = family < 15 ? kFloats[rng() % 4] : kOthers[rng() % 6];
     for (auto& x : dtypes) x = d;
     if (rng() % 2) c.flat_dtype = d;
+  }
+  if (pair) {
+    for (auto& d : dtypes) d = pair->first;
+    c.flat_dtype = pair->second;
+    c.specials = true;
   }
   const at::ScalarType flat = c.flat_dtype.value_or(dtypes[0]);
   const std::int64_t fsize = static_cast<std::int64_t>(c10::elementSize(flat));
@@ -190,17 +203,22 @@ Case draw(std::uint64_t seed) {
       reach += (std::max<std::int64_t>(s.sizes[d], 1) - 1) * s.strides[d];
     const std::int64_t len = s.offset + reach + 1 + (rng() % 4 == 0 ? pick(1, 9) : 0);
     s.storage = c.storages.size();
-    c.storages.push_back(fgtest::random_with_specials(rng, len, dtype));
+    c.storages.push_back(fgtest::random_with_specials(rng, len, dtype, c.specials));
     c.specs.push_back(s);
   }
   return c;
 }
 
+// as_strided's offset counts from the start of the allocation: a storage inside canaries
+// starts after the head guard.
+at::Tensor view_of(const at::Tensor& storage, const Spec& s) {
+  return storage.as_strided(s.sizes, s.strides, storage.storage_offset() + s.offset);
+}
+
 std::vector<at::Tensor> views_of(const std::vector<at::Tensor>& storages,
                                  const std::vector<Spec>& specs) {
   std::vector<at::Tensor> out;
-  for (const Spec& s : specs)
-    out.push_back(storages[s.storage].as_strided(s.sizes, s.strides, s.offset));
+  for (const Spec& s : specs) out.push_back(view_of(storages[s.storage], s));
   return out;
 }
 
@@ -313,7 +331,7 @@ bool really_overlap(const Case& c, const Reference& ref) {
 void poison(const std::vector<at::Tensor>& storages, const std::vector<Spec>& specs) {
   for (const Spec& s : specs) {
     const at::Tensor& st = storages[s.storage];
-    st.view(same_size_int(st.scalar_type())).as_strided(s.sizes, s.strides, s.offset).fill_(0x5A);
+    view_of(st.view(same_size_int(st.scalar_type())), s).fill_(0x5A);
   }
 }
 
@@ -342,8 +360,10 @@ void poison(const std::vector<at::Tensor>& storages, const std::vector<Spec>& sp
 
 // Runs one case on `device`; returns "" or what failed.
 std::string run_case(const Case& c, const at::Device& device) {
+  fgtest::Canaries canaries(c.seed);
   std::vector<at::Tensor> storages;
-  for (const auto& s : c.storages) storages.push_back(s.clone().to(device));
+  for (std::size_t i = 0; i < c.storages.size(); ++i)
+    storages.push_back(canaries.copy_of(c.storages[i], device, "storage " + std::to_string(i)));
   const std::vector<at::Tensor> views = views_of(storages, c.specs);
   std::vector<std::string> names;
   for (std::size_t i = 0; i < views.size(); ++i) names.push_back("t" + std::to_string(i));
@@ -376,8 +396,9 @@ std::string run_case(const Case& c, const at::Device& device) {
   FUZZ_CHECK(truth(segment == plan.layout().segments().size()), "segment count");
 
   // Gather into a poisoned buffer, and into a new one.
-  at::Tensor flat = fgtest::poisoned(plan.numel(), flat_dtype).to(device);
+  at::Tensor flat = canaries.copy_of(fgtest::poisoned(plan.numel(), flat_dtype), device, "flat");
   plan.gather(flat);
+  FUZZ_CHECK(canaries.intact(), "canaries after gather");
   FUZZ_CHECK(bits_equal(flat.cpu(), ref.flat), "gather into a poisoned buffer");
   FUZZ_CHECK(bits_equal(plan.gather().cpu(), ref.flat), "gather()");
 
@@ -391,6 +412,7 @@ std::string run_case(const Case& c, const at::Device& device) {
     }
     FUZZ_CHECK(truth(threw), "scatter on shared memory did not throw a scatter error");
     FUZZ_CHECK(all_bits_equal(to_cpu(storages), before), "a refused scatter wrote");
+    FUZZ_CHECK(canaries.intact(), "canaries after a refused scatter");
     FUZZ_CHECK(truth(really_overlap(c, ref)), "scatter refused on tensors that do not overlap");
     return "";
   }
@@ -402,15 +424,17 @@ std::string run_case(const Case& c, const at::Device& device) {
   plan.scatter(flat);
   FUZZ_CHECK(all_bits_equal(to_cpu(storages), expected_after_scatter(c, before, ref, ref.flat)),
              "scatter of the gathered buffer");
+  FUZZ_CHECK(canaries.intact(), "canaries after scatter");
   // A fresh random flat buffer: casts back to each tensor's dtype as `.to()` does.
   std::mt19937_64 rng(c.seed ^ 0x9E3779B97F4A7C15ull);
-  const at::Tensor fresh = fgtest::random_with_specials(rng, plan.numel(), flat_dtype);
+  const at::Tensor fresh = fgtest::random_with_specials(rng, plan.numel(), flat_dtype, c.specials);
   const std::vector<at::Tensor> mid = to_cpu(storages);
   poison(storages, c.specs);
-  plan.scatter(fresh.to(device));
+  plan.scatter(canaries.copy_of(fresh, device, "fresh flat"));
   const std::vector<at::Tensor> after = to_cpu(storages);
   FUZZ_CHECK(all_bits_equal(after, expected_after_scatter(c, mid, ref, fresh)),
              "scatter of a random buffer");
+  FUZZ_CHECK(canaries.intact(), "canaries after scatter of a random buffer");
   // ... and gather reads back what scatter wrote.
   const Reference again = reference(views_of(after, c.specs), flat_dtype, c.align);
   FUZZ_CHECK(bits_equal(plan.gather().cpu(), again.flat), "gather after scatter");
@@ -425,11 +449,33 @@ std::string run_case(const Case& c, const at::Device& device) {
     const double alpha = rng() % 3 == 0
                              ? kAlphas[rng() % std::size(kAlphas)]
                              : std::ldexp(static_cast<double>(rng() % 2001) - 1000.0, -9);
-    const at::Tensor update = fgtest::random_with_specials(rng, plan.numel(), flat_dtype);
-    plan.scatter_add(update.to(device), alpha);
+    const at::Tensor update =
+        fgtest::random_with_specials(rng, plan.numel(), flat_dtype, c.specials);
+    plan.scatter_add(canaries.copy_of(update, device, "update flat"), alpha);
     FUZZ_CHECK(
         all_bits_equal(to_cpu(storages), expected_after_scatter_add(c, after, ref, update, alpha)),
         "scatter_add with alpha " << alpha);
+    FUZZ_CHECK(canaries.intact(), "canaries after scatter_add");
+  }
+  return "";
+}
+
+// Runs `c` on the CPU and, when `cuda`, on CUDA tensors; "" or the first failure, with the
+// device and the case.
+std::string run_on_each_device(const Case& c, bool cuda) {
+  for (const at::Device device : {at::Device(at::kCPU), at::Device(at::kCUDA)}) {
+    if (device.is_cuda() && !cuda) continue;
+    std::string failure;
+    try {
+      failure = run_case(c, device);
+    } catch (const std::exception& e) {
+      failure = std::string("unexpected exception: ") + e.what();
+    }
+    if (!failure.empty()) {
+      std::ostringstream os;
+      os << "[fuzz] failed on " << device << "\n" << c.describe() << failure << "\n";
+      return os.str();
+    }
   }
   return "";
 }
@@ -459,27 +505,45 @@ TEST(Fuzz, GatherEqualsCatAndScatterRoundTrips) {
   std::uint64_t cases = 0, refused = 0;
   do {
     const Case c = draw(base + cases);
-    for (const at::Device device : {at::Device(at::kCPU), at::Device(at::kCUDA)}) {
-      if (device.is_cuda() && !cuda) continue;
-      std::string failure;
-      try {
-        failure = run_case(c, device);
-      } catch (const std::exception& e) {
-        failure = std::string("unexpected exception: ") + e.what();
-      }
-      if (!failure.empty()) {
-        ADD_FAILURE() << "[fuzz] failed on " << device
-                      << "; replay with FLATGATHER_FUZZ_SEED=" << c.seed
-                      << " FLATGATHER_FUZZ_SECONDS=0\n"
-                      << c.describe() << failure;
-        return;
-      }
+    const std::string failure = run_on_each_device(c, cuda);
+    if (!failure.empty()) {
+      ADD_FAILURE() << failure << "replay with FLATGATHER_FUZZ_SEED=" << c.seed
+                    << " FLATGATHER_FUZZ_SECONDS=0";
+      return;
     }
     refused += c.shares_memory;
     ++cases;
   } while (elapsed() < budget);
   std::cout << "[fuzz] " << cases << " cases (" << refused << " with shared memory) in "
             << elapsed() << " s, seeds " << base << ".." << base + cases - 1 << std::endl;
+}
+
+// scatter_add for every floating (tensor dtype, flat dtype) pair, on the CPU and on CUDA:
+// random cases whose storages and updates all hold NaN, infinities, -0.0 and subnormals, with
+// random alphas (negative ones included), against LibTorch's `t + alpha * v` rounded once
+// (fgtest::reference_add_scaled); the storage around each view and the canaries around each
+// storage and flat buffer are checked too. Fixed seeds, so it covers each pair every run.
+TEST(Fuzz, ScatterAddEveryFloatPairWithSpecials) {
+  const bool cuda = flatgather::cuda_available() && torch::cuda::is_available();
+  if (!cuda && fgtest::gpu_required()) {
+    ADD_FAILURE() << "FLATGATHER_REQUIRE_GPU=1 but the fuzz test sees no CUDA device";
+  }
+  constexpr int kCasesPerPair = 3;
+  std::uint64_t seed = 1'000'000;
+  for (at::ScalarType tensor_dtype : kFloats) {
+    for (at::ScalarType flat_dtype : kFloats) {
+      for (int k = 0; k < kCasesPerPair; ++k) {
+        Case c = draw(seed++, std::pair{tensor_dtype, flat_dtype});
+        while (c.shares_memory) c = draw(seed++, std::pair{tensor_dtype, flat_dtype});
+        const std::string failure = run_on_each_device(c, cuda);
+        if (!failure.empty()) {
+          ADD_FAILURE() << failure << "(tensor dtype " << tensor_dtype << ", flat dtype "
+                        << flat_dtype << ")";
+          return;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

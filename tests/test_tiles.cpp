@@ -6,18 +6,22 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "device_emulation.h"  // before copy.cuh: runs the kernels' warp code on the CPU
 #include "copy.cuh"
 #include "stats_piece.cuh"
 #include "copy_desc.h"
+#include "strided_index.h"
 #include "test_util.h"
 #include "tiles.cuh"
 #include "torch_reference.h"
 
 namespace fg = flatgather;
 using fg::detail::CopyDesc;
+using fg::detail::CopyPath;
 using fg::detail::Split;
 using fg::detail::Tile;
 using fg::detail::TileParams;
@@ -257,6 +261,110 @@ TEST(Tiles, OffsetsBeyond32Bits) {
   EXPECT_EQ(pieces.back().count, 3);
 }
 
+// ---- the scaled tile budget (NOTE: [tile scaling]) ---------------------------------------------
+
+namespace {
+
+// What build_tiles balances: bytes moved plus the per-copy cost (an independent sum).
+std::int64_t plan_cost(const std::vector<CopyDesc>& copies, int flat_size, const TileParams& p) {
+  std::int64_t cost = 0;
+  for (const CopyDesc& d : copies) {
+    if (d.numel > 0) {
+      cost += p.copy_cost_bytes + d.numel * (fg::dtype_size(d.dtype) + (d.data ? flat_size : 0));
+    }
+  }
+  return cost;
+}
+
+// Random 1-D float32 copies of 1 to `largest` elements, about `total` elements in all.
+std::vector<CopyDesc> random_chain(std::int64_t total, std::int64_t largest, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::int64_t> sizes;
+  for (std::int64_t n = 0; n < total;) {
+    sizes.push_back(1 + static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(largest)));
+    n += sizes.back();
+  }
+  return chain(sizes, fg::DType::Float32);
+}
+
+}  // namespace
+
+// An H200: 132 SMs, 3 resident blocks of 8 warps. Every plan size, one copy or many: the tiles
+// cover the plan exactly once, keep within the scaled budget, and are as many as promised:
+// kTilesPerWarp per resident warp, or as many min_tile_bytes tiles as the plan fills.
+TEST(TileScaling, TilesPerResidentWarpAsPromised) {
+  const fg::detail::Tuning tuning = fg::detail::tuning_for(9, 0);
+  const std::int64_t warps = 132 * 3 * 8;
+  const std::int64_t target = fg::detail::kTilesPerWarp * warps;
+  const std::int64_t min_tile = tuning.tiles.min_tile_bytes;
+  std::uint64_t seed = 900;
+  for (const std::int64_t n :
+       {std::int64_t{1} << 12, std::int64_t{1} << 16, std::int64_t{1} << 20, std::int64_t{3} << 21,
+        std::int64_t{1} << 24, std::int64_t{1} << 26}) {
+    for (const bool many : {false, true}) {
+      if (many && n > (std::int64_t{1} << 22)) continue;
+      const std::vector<CopyDesc> copies =
+          many ? random_chain(n, 4096, seed++) : chain({n}, fg::DType::Float32);
+      const std::int64_t total = copies.back().flat_offset + copies.back().numel;
+      SCOPED_TRACE(std::to_string(total) + " elements in " + std::to_string(copies.size()) +
+                   " copies");
+      const TileParams p = fg::detail::plan_tile_params(copies, 4, tuning, warps);
+      EXPECT_LE(p.tile_bytes, tuning.tiles.tile_bytes);
+      EXPECT_GE(p.tile_bytes, min_tile);
+      EXPECT_EQ(p.copy_cost_bytes, tuning.tiles.copy_cost_bytes);
+      const auto tiles = fg::detail::build_tiles(copies, total, 4, p);
+      expect_exact_cover(all_pieces(tiles, copies), copies, total);
+      expect_balanced(tiles, copies, 4, p);
+      const std::int64_t num_tiles = static_cast<std::int64_t>(tiles.size()) - 1;
+      const std::int64_t cost = plan_cost(copies, 4, p);
+      const std::int64_t promised = std::min(target, cost / min_tile);
+      EXPECT_GE(num_tiles, promised * 99 / 100) << "budget " << p.tile_bytes;
+      if (cost >= target * tuning.tiles.tile_bytes) {  // large: the fixed budget already does
+        EXPECT_EQ(p.tile_bytes, tuning.tiles.tile_bytes);
+      }
+      // Scaling off: the fixed budget, whatever the plan.
+      fg::detail::Tuning old = tuning;
+      old.tile_scaling_path = CopyPath::Old;
+      const TileParams q = fg::detail::plan_tile_params(copies, 4, old, warps);
+      EXPECT_EQ(q.tile_bytes, tuning.tiles.tile_bytes);
+      EXPECT_EQ(q.copy_cost_bytes, tuning.tiles.copy_cost_bytes);
+    }
+  }
+}
+
+// The case: a 4 MB float32 plan made about 260 tiles (33 of 132 SMs busy); scaled, it
+// makes enough for every warp of the grid.
+TEST(TileScaling, FourMegabytePlanFillsTheGpu) {
+  fg::detail::Tuning tuning = fg::detail::tuning_for(9, 0);
+  const std::int64_t warps = 132 * 3 * 8;
+  const auto copies = chain({1 << 20}, fg::DType::Float32);
+  const auto scaled = fg::detail::build_tiles(
+      copies, 1 << 20, 4, fg::detail::plan_tile_params(copies, 4, tuning, warps));
+  tuning.tile_scaling_path = CopyPath::Old;
+  const auto fixed = fg::detail::build_tiles(
+      copies, 1 << 20, 4, fg::detail::plan_tile_params(copies, 4, tuning, warps));
+  EXPECT_LT(fixed.size() - 1, 300u);
+  EXPECT_GE(scaled.size() - 1, 2048u);  // a warp per tile at least on 2,048 of 3,168 warps
+  EXPECT_GE(static_cast<std::int64_t>(scaled.size() - 1) / 8, std::int64_t{132})
+      << "8 warps a block: every SM gets a block";
+}
+
+// A floor above the fixed budget (a tiny tile= override) leaves the fixed budget; no warps
+// (an unknown occupancy) leaves it too.
+TEST(TileScaling, EdgeCases) {
+  fg::detail::Tuning tuning = fg::detail::tuning_for(9, 0);
+  tuning.tiles.tile_bytes = 48;
+  const auto copies = chain({100000}, fg::DType::Float32);
+  EXPECT_EQ(fg::detail::plan_tile_params(copies, 4, tuning, 100).tile_bytes, 48);
+  tuning = fg::detail::tuning_for(9, 0);
+  EXPECT_EQ(fg::detail::plan_tile_params(copies, 4, tuning, 0).tile_bytes, 32 * 1024);
+  EXPECT_EQ(fg::detail::plan_tile_params({}, 4, tuning, 100).tile_bytes,
+            tuning.tiles.min_tile_bytes);
+  // 800,000 bytes moved + 1,024 over 4 x 10 warps: 20,026 bytes a tile.
+  EXPECT_EQ(fg::detail::plan_tile_params(copies, 4, tuning, 10).tile_bytes,
+            (800000 + 1024 + 39) / 40);
+}
+
 // ---- the vector split ------------------------------------------------------------------------
 
 TEST(Split, PackElements) {
@@ -465,8 +573,8 @@ struct Buffer {
 struct TensorSpec {
   fg::DType dtype;
   std::vector<std::int64_t> sizes;
-  std::vector<std::int64_t> strides;  // elements; empty = contiguous
-  std::int64_t offset;                // elements from the start of its buffer
+  std::vector<std::int64_t> strides;  // elements, negative ones too; empty = contiguous
+  std::int64_t offset;                // elements from the start of its buffer to the lowest
 };
 
 void fill_random(char* p, std::int64_t n, fg::DType dtype, std::mt19937_64& rng) {
@@ -500,7 +608,22 @@ struct Scenario {
   std::int64_t flat_shift = 0;   // flat buffer offset in elements (odd alignments)
   TileParams params{32 * 1024, 1024};
   bool streaming = true;  // which cache-hint flavour of the kernels (NOTE: [cache hints])
+  // The A/B switches the kernels read (NOTE: [strided copies], NOTE: [misaligned copies],
+  // NOTE: [bytes in flight] in kernels/copy.cuh); tile scaling is in `params`.
+  CopyPath strided_path = CopyPath::Old;
+  CopyPath misaligned_path = CopyPath::Old;
+  CopyPath unroll_path = CopyPath::New;
 };
+
+// How often each byte was stored, from the emulation's store log.
+std::unordered_map<std::uintptr_t, int> bytes_stored(
+    const std::vector<std::pair<std::uintptr_t, int>>& log) {
+  std::unordered_map<std::uintptr_t, int> stored;
+  for (const auto& [address, width] : log) {
+    for (int b = 0; b < width; ++b) ++stored[address + static_cast<std::uintptr_t>(b)];
+  }
+  return stored;
+}
 
 /// A scenario's tensors, each in its own buffer of random values at its element offset, and
 /// the copies of its layout (padding included).
@@ -521,6 +644,7 @@ Built build_scenario(const Scenario& sc, std::mt19937_64& rng) {
     d.numel = 1;
     for (std::int64_t s : t.sizes) d.numel *= s;
     std::int64_t span = 1;
+    std::int64_t lowest = 0;  // offset of the lowest element from element 0 (<= 0)
     if (t.strides.empty()) {
       d.ndim = 1;
       d.sizes[0] = d.numel;
@@ -531,14 +655,16 @@ Built build_scenario(const Scenario& sc, std::mt19937_64& rng) {
       for (std::size_t k = 0; k < t.sizes.size(); ++k) {
         d.sizes[k] = t.sizes[k];
         d.strides[k] = t.strides[k];
-        span += (t.sizes[k] - 1) * t.strides[k];
+        const std::int64_t reach = (t.sizes[k] - 1) * t.strides[k];
+        span += reach < 0 ? -reach : reach;
+        if (reach < 0) lowest += reach;
       }
     }
     d.contiguous = t.strides.empty();
     const int es = fg::dtype_size(t.dtype);
     buffers.emplace_back(static_cast<std::size_t>((t.offset + span + 1) * es));
     fill_random(buffers.back().bytes(), t.offset + span, t.dtype, rng);
-    d.data = buffers.back().bytes() + t.offset * es;
+    d.data = buffers.back().bytes() + (t.offset - lowest) * es;
     cursor = (cursor + sc.align_elems - 1) / sc.align_elems * sc.align_elems;
     if (d.numel == 0) continue;
     if (!copies.empty() || cursor > 0) {
@@ -561,12 +687,14 @@ Built build_scenario(const Scenario& sc, std::mt19937_64& rng) {
   return b;
 }
 
-/// KernelArgs over a host table, as the executor uploads them.
+/// KernelArgs over a host table, as the executor uploads them (the A/B switches left Old;
+/// check_scenario sets the scenario's).
 fg::detail::KernelArgs kernel_args(const fg::detail::HostTable& table, fg::DType flat_dtype,
                                    char* flat, double alpha) {
   fg::detail::KernelArgs a;
   a.d_copies = table.copies.data();
   a.d_strided = table.strided.data();
+  a.d_indexers = table.indexers.data();
   a.d_tiles = table.tiles.data();
   a.num_tiles = static_cast<std::int64_t>(table.tiles.size()) - 1;
   a.num_copies = static_cast<std::int32_t>(table.copies.size());
@@ -588,8 +716,27 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
   const fg::detail::HostTable table =
       fg::detail::build_host_table(copies, flat_numel, sc.flat_dtype, sc.params);
 
+  // On the new strided path the copies the indexer serves must not need their CopyDesc: the
+  // kernel gets descriptors that map every element to offset 0, so a copy that still read
+  // them would come out wrong.
+  std::vector<CopyDesc> strided = table.strided;
+  if (sc.strided_path == CopyPath::New) {
+    for (std::size_t k = 0; k < strided.size(); ++k) {
+      if (!table.indexers[k].usable) continue;
+      strided[k].ndim = 1;
+      strided[k].sizes[0] = 1;
+      strided[k].strides[0] = 0;
+    }
+  }
+  std::vector<std::pair<std::uintptr_t, int>> store_log;
   auto run = [&](Op op, char* flat, double alpha) {
-    const fg::detail::KernelArgs a = kernel_args(table, sc.flat_dtype, flat, alpha);
+    fg::detail::KernelArgs a = kernel_args(table, sc.flat_dtype, flat, alpha);
+    a.d_strided = strided.data();
+    a.strided_path = sc.strided_path;
+    a.misaligned_path = sc.misaligned_path;
+    a.unroll_path = sc.unroll_path;
+    store_log.clear();
+    fg_emulation::counts().store_log = &store_log;
     for (std::int64_t t = 0; t < a.num_tiles; ++t) {
       for (int lane = 0; lane < 32; ++lane) {
         auto piece = [&](auto op_tag) {
@@ -607,6 +754,7 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
         if (op == Op::ScatterAdd) piece(std::integral_constant<Op, Op::ScatterAdd>{});
       }
     }
+    fg_emulation::counts().store_log = nullptr;
   };
   auto tensor_element = [&](const CopyDesc& d, std::int64_t i) {
     return static_cast<char*>(d.data) + fg::detail::element_offset(d, i) * fg::dtype_size(d.dtype);
@@ -637,6 +785,18 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
   gather_counts = fg_emulation::counts();
   EXPECT_EQ(fg_emulation::counts().misaligned, 0);
   EXPECT_EQ(std::memcmp(flat, want.data(), want.size()), 0) << "gather differs";
+  {  // every byte of the flat buffer stored exactly once, nothing else stored
+    const auto stored = bytes_stored(store_log);
+    EXPECT_EQ(stored.size(), static_cast<std::size_t>(flat_numel * fs)) << "gather stores";
+    for (std::int64_t b = 0; b < flat_numel * fs; ++b) {
+      const auto it = stored.find(reinterpret_cast<std::uintptr_t>(flat + b));
+      if (it == stored.end() || it->second != 1) {
+        ADD_FAILURE() << "gather stored flat byte " << b << " "
+                      << (it == stored.end() ? 0 : it->second) << " times";
+        break;
+      }
+    }
+  }
   for (std::int64_t b = 0; b < sc.flat_shift * fs; ++b)
     EXPECT_EQ(flat_buffer.bytes()[b], static_cast<char>(0xA5));
   for (std::int64_t b = 0; b < 4 * fs; ++b)
@@ -663,6 +823,27 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
     fg_emulation::counts() = {};
     run(add ? Op::ScatterAdd : Op::Scatter, flat, -0.75);
     EXPECT_EQ(fg_emulation::counts().misaligned, 0);
+    {  // every byte of every tensor element stored exactly once, nothing else stored
+      const auto stored = bytes_stored(store_log);
+      std::size_t expected_bytes = 0;
+      for (const CopyDesc& d : copies) {
+        if (!d.data) continue;
+        const int es = fg::dtype_size(d.dtype);
+        expected_bytes += static_cast<std::size_t>(d.numel * es);
+        for (std::int64_t i = 0; i < d.numel; ++i) {
+          for (int b = 0; b < es; ++b) {
+            const auto it = stored.find(reinterpret_cast<std::uintptr_t>(tensor_element(d, i) + b));
+            if (it == stored.end() || it->second != 1) {
+              ADD_FAILURE() << (add ? "scatter_add" : "scatter") << " stored segment " << d.segment
+                            << " element " << i << " " << (it == stored.end() ? 0 : it->second)
+                            << " times";
+              return gather_counts;
+            }
+          }
+        }
+      }
+      EXPECT_EQ(stored.size(), expected_bytes) << (add ? "scatter_add" : "scatter") << " stores";
+    }
     std::size_t k = 0;
     for (const CopyDesc& d : copies) {
       if (!d.data) continue;
@@ -719,6 +900,44 @@ TEST(EmulatedKernels, EveryDtypePairOddAlignmentsStrided) {
         sc.align_elems = align;
         sc.params = seed % 2 ? TileParams{32 * 1024, 1024} : TileParams{512, 64};  // many cuts
         check_scenario(sc, seed++);
+      }
+    }
+  }
+}
+
+// Strided tensors of every element size w as a byte plan hands them over (uint8 with one more,
+// innermost dimension of size w and stride 1, NOTE: [byte plans]): with the flat buffer
+// aligned, the kernels move them in w-byte words only (NOTE: [byte plan words]); with it
+// misaligned, byte by byte; the same bytes either way, against the plain element loop.
+TEST(EmulatedKernels, StridedByteCopiesMoveInWordsOfTheirElementSize) {
+  std::uint64_t seed = 500;
+  for (std::int64_t w : {1, 2, 4, 8}) {
+    auto as_bytes = [&](std::vector<std::int64_t> sizes, std::vector<std::int64_t> strides,
+                        std::int64_t offset) {
+      for (std::int64_t& stride : strides) stride *= w;
+      sizes.push_back(w);
+      strides.push_back(1);
+      return TensorSpec{fg::DType::UInt8, sizes, strides, offset * w};
+    };
+    for (std::int64_t shift : {0, 1, 8}) {
+      for (const TileParams params : {TileParams{32 * 1024, 1024}, TileParams{512, 64}}) {
+        SCOPED_TRACE("element size " + std::to_string(w) + " shift " + std::to_string(shift) +
+                     " tile budget " + std::to_string(params.tile_bytes));
+        Scenario sc;
+        sc.flat_dtype = fg::DType::UInt8;
+        sc.align_elems = 8;  // a multiple of every element size, as the plan's rule gives
+        sc.flat_shift = shift;
+        sc.params = params;
+        sc.tensors = {as_bytes({33, 17}, {1, 33}, 0), as_bytes({2, 5, 7, 3}, {105, 1, 15, 5}, 1),
+                      as_bytes({10, 4}, {12, 3}, 2), as_bytes({300, 41}, {1, 300}, 3)};
+        const fg_emulation::AccessCounts counts = check_scenario(sc, seed++);
+        if (w > 1 && shift % w == 0) {
+          // (the zero padding between segments is stored as bytes; nothing is loaded as one)
+          EXPECT_EQ(counts.loads[1], 0) << "a byte load on the word path";
+          EXPECT_GT(counts.loads[w], 0);
+        } else {
+          EXPECT_GT(counts.loads[1], 0);
+        }
       }
     }
   }
@@ -819,7 +1038,120 @@ TEST(EmulatedKernels, TinyTileBudgetsCutInsideCopies) {
   }
 }
 
-// FLATGATHER_CUDA_TUNING (NOTE: [tuning overrides]).
+// NOTE: [bytes in flight]: with unroll=new, same-type 1- and 2-byte copies whose sides both
+// move whole packs keep 4 packs (64 bytes) in flight per lane, as float32 does; without it 1
+// (8-bit) or 2 (16-bit). Casts keep the pack count. The bytes are the same either way.
+TEST(EmulatedKernels, BytesUnrollKeepsSixtyFourBytesInFlight) {
+  struct Case {
+    fg::DType tensor, flat;
+    std::int64_t old_packs;  // CopyPolicy::unroll, counted in packs
+  };
+  const Case cases[] = {
+      {fg::DType::UInt8, fg::DType::UInt8, 1},       {fg::DType::Bool, fg::DType::Bool, 1},
+      {fg::DType::BFloat16, fg::DType::BFloat16, 2}, {fg::DType::Float16, fg::DType::Float16, 2},
+      {fg::DType::Int16, fg::DType::Int16, 2},       {fg::DType::Float16, fg::DType::BFloat16, 2},
+      {fg::DType::Float32, fg::DType::Float32, 4},
+  };
+  std::uint64_t seed = 500;
+  for (const Case& c : cases) {
+    for (const CopyPath unroll : {CopyPath::Old, CopyPath::New}) {
+      SCOPED_TRACE(std::string(fg::dtype_name(c.tensor)) + " -> " + fg::dtype_name(c.flat) +
+                   " unroll=" + fg::detail::to_string(unroll));
+      Scenario sc;
+      // Aligned tensors long enough for whole batches, plus odd tails.
+      sc.tensors = {{c.tensor, {20000}, {}, 0}, {c.tensor, {4099}, {}, 0}, {c.tensor, {77}, {}, 0}};
+      sc.flat_dtype = c.flat;
+      sc.align_elems = 16;
+      sc.unroll_path = unroll;
+      const fg_emulation::AccessCounts counts = check_scenario(sc, seed++);
+      const bool bits = c.tensor == c.flat;
+      const std::int64_t expected = unroll == CopyPath::New && bits
+                                        ? fg::detail::CopyPolicy::kLaneBytesInFlight / 16
+                                        : c.old_packs;
+      EXPECT_EQ(counts.max_vector_loads_in_flight, expected);
+      // Only the tails (under a pack each: 16 elements at most) are read element by element.
+      EXPECT_LE(counts.loads[1] + counts.loads[2] + counts.loads[4], 3 * 15);
+      EXPECT_GT(counts.loads[16], 20000 / 16);
+    }
+  }
+  // A misaligned side keeps the pack count (element loads), and stays exact.
+  for (const CopyPath unroll : {CopyPath::Old, CopyPath::New}) {
+    Scenario sc;
+    sc.tensors = {{fg::DType::UInt8, {20000}, {}, 3}};
+    sc.flat_dtype = fg::DType::UInt8;
+    sc.unroll_path = unroll;
+    const fg_emulation::AccessCounts counts = check_scenario(sc, seed++);
+    EXPECT_EQ(counts.loads[16], 0) << "the source is not congruent: element loads";
+    EXPECT_GT(counts.stores[16], 0);
+  }
+}
+
+// Random layouts through both switches (NOTE: [tile scaling], NOTE: [bytes in flight]): random
+// dtypes, sizes, offsets, strides, segment alignment and flat shifts, tiles cut with the
+// scaled budget of a random grid. check_scenario asserts every flat byte written once by
+// gather, no misaligned access, and every byte equal to the LibTorch reference.
+TEST(EmulatedKernels, RandomLayoutsBothVariants) {
+  const fg::DType narrow[] = {fg::DType::UInt8,    fg::DType::Bool,    fg::DType::Int8,
+                              fg::DType::BFloat16, fg::DType::Float16, fg::DType::Int16};
+  const fg::DType floats[] = {fg::DType::Float32, fg::DType::Float16, fg::DType::BFloat16,
+                              fg::DType::Float64};
+  std::mt19937_64 rng(2024);
+  for (int round = 0; round < 24; ++round) {
+    Scenario sc;
+    const bool cast = round % 2 == 1;
+    const fg::DType flat = cast ? floats[rng() % 4] : narrow[rng() % 6];
+    sc.flat_dtype = flat;
+    const int count = 1 + static_cast<int>(rng() % 12);
+    for (int i = 0; i < count; ++i) {
+      const fg::DType dtype = cast ? floats[rng() % 4] : flat;
+      const std::int64_t offset = static_cast<std::int64_t>(rng() % 4 == 0 ? rng() % 17 : 0);
+      switch (rng() % 5) {
+        case 0:
+          sc.tensors.push_back({dtype, {1 + static_cast<std::int64_t>(rng() % 40)}, {}, offset});
+          break;
+        case 1: sc.tensors.push_back({dtype, {9, 13}, {1, 9}, offset}); break;  // transposed
+        default:
+          sc.tensors.push_back({dtype, {1 + static_cast<std::int64_t>(rng() % 9000)}, {}, offset});
+      }
+    }
+    const std::int64_t aligns[] = {1, 2, 16, 64};
+    sc.align_elems = aligns[rng() % 4];
+    sc.flat_shift = rng() % 3 == 0 ? static_cast<std::int64_t>(rng() % 5) : 0;
+    sc.streaming = rng() % 2 == 0;
+    fg::detail::Tuning tuning = fg::detail::tuning_for(9, 0);
+    const std::int64_t floors[] = {32, 256, 4096};
+    tuning.tiles.min_tile_bytes = floors[rng() % 3];
+    tuning.tiles.copy_cost_bytes = static_cast<std::int64_t>(rng() % 1025);
+    const std::int64_t warps = 1 + static_cast<std::int64_t>(rng() % 64);
+    // The copies the tiles are cut from are check_scenario's; their cost is what matters, so
+    // a plan of the same tensors (any order) gives the same budget: use one copy per tensor.
+    std::vector<CopyDesc> descs;
+    std::int64_t at = 0;
+    for (const TensorSpec& t : sc.tensors) {
+      std::int64_t n = 1;
+      for (std::int64_t d : t.sizes) n *= d;
+      descs.push_back(make_copy(at, n, t.dtype));
+      at += n;
+    }
+    // The other two switches at random: every combination of the four meets over the rounds.
+    sc.strided_path = rng() % 2 == 0 ? CopyPath::Old : CopyPath::New;
+    sc.misaligned_path = rng() % 2 == 0 ? CopyPath::Old : CopyPath::New;
+    for (const CopyPath scale : {CopyPath::Old, CopyPath::New}) {
+      for (const CopyPath unroll : {CopyPath::Old, CopyPath::New}) {
+        SCOPED_TRACE("round " + std::to_string(round) + " flat " + fg::dtype_name(flat) +
+                     " tile_scaling=" + fg::detail::to_string(scale) +
+                     " unroll=" + fg::detail::to_string(unroll) +
+                     " strided=" + fg::detail::to_string(sc.strided_path) +
+                     " misaligned=" + fg::detail::to_string(sc.misaligned_path));
+        tuning.tile_scaling_path = scale;
+        sc.params = fg::detail::plan_tile_params(descs, fg::dtype_size(flat), tuning, warps);
+        sc.unroll_path = unroll;
+        check_scenario(sc, 7000 + static_cast<std::uint64_t>(round));
+      }
+    }
+  }
+}
+
 // ---- the gather-with-statistics warp code (kernels/stats_piece.cuh), emulated ----------------
 
 namespace {
@@ -997,6 +1329,7 @@ TEST(EmulatedStats, SameBitsWhereverTheFlatBufferStarts) {
   }
 }
 
+// FLATGATHER_CUDA_TUNING (NOTE: [tuning overrides]).
 TEST(Tuning, OverridesApplyAndBadSpecsThrow) {
   fg::detail::Tuning t = fg::detail::tuning_for(9, 0);
   EXPECT_EQ(t.tiles.tile_bytes, 32 * 1024);
@@ -1008,12 +1341,247 @@ TEST(Tuning, OverridesApplyAndBadSpecsThrow) {
   EXPECT_EQ(t.streaming_min_bytes, -1);
   EXPECT_EQ(t.block_threads, 128);
   EXPECT_EQ(t.max_blocks_per_sm, 4);
+  EXPECT_EQ(t.strided_path, CopyPath::Old);
+  EXPECT_EQ(t.misaligned_path, CopyPath::Old);
+  fg::detail::apply_tuning_overrides(t, "strided=new,misaligned=new");
+  EXPECT_EQ(t.strided_path, CopyPath::New);
+  EXPECT_EQ(t.misaligned_path, CopyPath::New);
   EXPECT_EQ(fg::detail::to_string(t),
-            "block=128 blocks/SM<=4 tile=64B copy_cost=8B streaming=never");
+            "block=128 blocks/SM<=4 tile=64B copy_cost=8B streaming=never strided=new "
+            "misaligned=new tile_scaling=new(min 4096B) unroll=new");
+  fg::detail::apply_tuning_overrides(t, "misaligned=old");
+  EXPECT_EQ(t.misaligned_path, CopyPath::Old);
+  EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "strided=fast"), "strided=fast",
+                   "old or new");
+  EXPECT_EQ(t.strided_path, CopyPath::New) << "a refused path keeps its value";
+  // The other two A/B switches and the scaled budget's floor (NOTE: [tile scaling]).
+  fg::detail::apply_tuning_overrides(t, "tile_scaling=old,unroll=old,min_tile=2048");
+  EXPECT_EQ(t.tile_scaling_path, CopyPath::Old);
+  EXPECT_EQ(t.unroll_path, CopyPath::Old);
+  EXPECT_EQ(t.tiles.min_tile_bytes, 2048);
+  EXPECT_EQ(fg::detail::to_string(t),
+            "block=128 blocks/SM<=4 tile=64B copy_cost=8B streaming=never strided=new "
+            "misaligned=old tile_scaling=old unroll=old");
+  fg::detail::apply_tuning_overrides(t, "unroll=new,tile_scaling=new");
+  EXPECT_EQ(t.tile_scaling_path, CopyPath::New);
+  EXPECT_EQ(t.unroll_path, CopyPath::New);
+  EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "unroll=fast"), "unroll=fast",
+                   "old or new");
+  EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "tile_scaling=1"), "old or new");
+  EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "misaligned="), "old or new");
+  EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "min_tile=0"), "at least 1");
+  EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "colour=3"),
+                   "strided, misaligned, tile_scaling, unroll");
+  EXPECT_EQ(t.unroll_path, CopyPath::New) << "a refused switch keeps its value";
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "tile=0"), "tile=0", "at least 1");
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "block=100"), "multiple of 32");
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "colour=3"), "unknown key 'colour'");
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "tile=big"), "integer");
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "tile"), "key=value");
   EXPECT_EQ(t.tiles.tile_bytes, 64) << "a refused field keeps its value";
+}
+
+// ---- the new copy paths (NOTE: [strided copies], NOTE: [misaligned copies]) -----------------
+
+// NOTE: [fast division]: the magic-number quotient equals n / d for edge and random values,
+// over the whole 32-bit range of n and every divisor the indexer accepts.
+TEST(FastDivider, MatchesDivision) {
+  std::mt19937_64 rng(19);
+  std::vector<std::uint32_t> divisors = {
+      1, 2, 3, 5, 7, 10, 31, 32, 33, 641, 6700417, 65535, 65536, 65537, 0x7FFFFFFFu, 0x80000000u};
+  for (int k = 0; k < 200; ++k) {
+    divisors.push_back(static_cast<std::uint32_t>(1 + rng() % 0x80000000u));
+    divisors.push_back(static_cast<std::uint32_t>(1 + rng() % 5000));
+  }
+  for (const std::uint32_t d : divisors) {
+    const fg::detail::FastDivider f = fg::detail::make_divider(d);
+    std::vector<std::uint32_t> ns = {
+        0,           1,           d - 1,           d,           d + 1,      2 * d - 1, 2 * d,
+        0xFFFFFFFEu, 0xFFFFFFFFu, 0xFFFFFFFFu - d, 0x80000000u, 0x7FFFFFFFu};
+    for (int k = 0; k < 2000; ++k) ns.push_back(static_cast<std::uint32_t>(rng()));
+    for (std::uint32_t q = 1; q < 40; ++q) {  // around multiples of d
+      const std::uint64_t m = static_cast<std::uint64_t>(d) * (rng() % (0xFFFFFFFFull / d + 1));
+      for (const std::int64_t delta : {-1, 0, 1}) {
+        const std::int64_t n = static_cast<std::int64_t>(m) + delta;
+        if (n >= 0 && n <= 0xFFFFFFFFll) ns.push_back(static_cast<std::uint32_t>(n));
+      }
+    }
+    for (const std::uint32_t n : ns) ASSERT_EQ(f.div(n), n / d) << n << " / " << d;
+  }
+}
+
+namespace {
+
+// A random strided layout: transposed, channels_last, sliced, reversed (negative strides),
+// permuted in 5 dimensions (more than the indexer holds), or contiguous at a random offset.
+TensorSpec random_spec(fg::DType dtype, std::mt19937_64& rng) {
+  auto size = [&](std::int64_t most) { return 1 + static_cast<std::int64_t>(rng() % most); };
+  const std::int64_t offset = static_cast<std::int64_t>(rng() % 5);
+  switch (rng() % 6) {
+    case 0: {  // transposed matrix
+      const std::int64_t r = size(70), c = size(70);
+      return {dtype, {c, r}, {1, c}, offset};
+    }
+    case 1: {  // channels_last N, C, H, W with strides H*W*C, 1, W*C, C
+      const std::int64_t n = size(3), c = size(9), h = size(7), w = size(7);
+      return {dtype, {n, c, h, w}, {h * w * c, 1, w * c, c}, offset};
+    }
+    case 2: {  // every k-th column of a wider matrix
+      const std::int64_t r = size(40), c = size(40), k = size(4);
+      return {dtype, {r, c}, {c * k + static_cast<std::int64_t>(rng() % 3), k}, offset};
+    }
+    case 3: {  // reversed rows and columns
+      const std::int64_t r = size(40), c = size(40);
+      return {dtype, {r, c}, {-c, -1}, offset};
+    }
+    case 4: {  // five dimensions that do not merge
+      const std::int64_t a = size(3), b = size(4), c = size(3), d = size(4), e = size(3);
+      return {dtype, {a, b, c, d, e}, {1, a * c * e, a, a * c * e * b, a * c}, offset};
+    }
+    default: return {dtype, {size(1500)}, {}, offset};  // contiguous, misaligned or not
+  }
+}
+
+}  // namespace
+
+// The indexer (kernels/strided_index.h) finds element_offset's offsets for random layouts,
+// looked up directly and by advancing 32 at a time from every lane's first element
+// (NOTE: [strided cursor]).
+TEST(StridedIndexer, MatchesElementOffset) {
+  std::mt19937_64 rng(1919);
+  int usable = 0;
+  for (int round = 0; round < 300; ++round) {
+    const TensorSpec t = random_spec(fg::DType::Float32, rng);
+    if (t.strides.empty()) continue;
+    CopyDesc d;
+    d.contiguous = false;
+    d.ndim = static_cast<std::int32_t>(t.sizes.size());
+    d.numel = 1;
+    for (int k = 0; k < d.ndim; ++k) {
+      d.sizes[k] = t.sizes[static_cast<std::size_t>(k)];
+      d.strides[k] = t.strides[static_cast<std::size_t>(k)];
+      d.numel *= d.sizes[k];
+    }
+    const fg::detail::StridedIndexer ix = fg::detail::make_indexer(d);
+    ASSERT_EQ(ix.usable != 0, d.ndim <= fg::detail::kIndexerDims);
+    if (!ix.usable) continue;
+    ++usable;
+    for (std::int64_t i = 0; i < d.numel; ++i) {
+      ASSERT_EQ(ix.at(static_cast<std::uint32_t>(i)).offset, fg::detail::element_offset(d, i));
+    }
+    for (std::int64_t lane = 0; lane < 32 && lane < d.numel; ++lane) {
+      fg::detail::IndexCursor c = ix.at(static_cast<std::uint32_t>(lane));
+      for (std::int64_t i = lane; i < d.numel; i += 32) {
+        ASSERT_EQ(c.offset, fg::detail::element_offset(d, i)) << "lane " << lane << " i " << i;
+        ix.advance(c);
+      }
+    }
+  }
+  EXPECT_GT(usable, 100);
+  // Out of the indexer's reach: too many elements, a size without a 32-bit magic number.
+  CopyDesc big;
+  big.contiguous = false;
+  big.ndim = 2;
+  big.sizes[0] = std::int64_t{1} << 20;
+  big.sizes[1] = std::int64_t{1} << 12;
+  big.strides[0] = 1;
+  big.strides[1] = big.sizes[0];
+  big.numel = big.sizes[0] * big.sizes[1];
+  EXPECT_EQ(fg::detail::make_indexer(big).usable, 0);
+  big.sizes[0] = 1;
+  big.sizes[1] = (std::int64_t{1} << 31) + 1;
+  big.numel = big.sizes[1];
+  EXPECT_EQ(fg::detail::make_indexer(big).usable, 0);
+}
+
+// Random layouts, dtype pairs (casts included), flat offsets, alignments and tile budgets, run
+// on every combination of the old and new paths: each is bit-identical to the LibTorch
+// reference, stores every byte once and accesses memory aligned (check_scenario).
+TEST(EmulatedKernels, RandomLayoutsEveryPath) {
+  const std::pair<fg::DType, fg::DType> pairs[] = {
+      {fg::DType::Float32, fg::DType::Float32}, {fg::DType::BFloat16, fg::DType::BFloat16},
+      {fg::DType::UInt8, fg::DType::UInt8},     {fg::DType::Float64, fg::DType::Float64},
+      {fg::DType::Int16, fg::DType::Int16},     {fg::DType::BFloat16, fg::DType::Float32},
+      {fg::DType::Float32, fg::DType::Float16}, {fg::DType::Float64, fg::DType::Float32},
+      {fg::DType::Float16, fg::DType::Float64}, {fg::DType::Bool, fg::DType::Bool},
+  };
+  std::mt19937_64 rng(2019);
+  std::uint64_t seed = 5000;
+  for (int round = 0; round < 40; ++round) {
+    const auto& [tdt, fdt] = pairs[static_cast<std::size_t>(round) % std::size(pairs)];
+    Scenario sc;
+    const int n = 1 + static_cast<int>(rng() % 6);
+    for (int k = 0; k < n; ++k) sc.tensors.push_back(random_spec(tdt, rng));
+    sc.flat_dtype = fdt;
+    sc.flat_shift = static_cast<std::int64_t>(rng() % 4);
+    const std::int64_t aligns[] = {1, 3, 16};
+    sc.align_elems = aligns[rng() % 3];
+    sc.params = rng() % 2 ? TileParams{32 * 1024, 1024}
+                          : TileParams{static_cast<std::int64_t>(16 + rng() % 600),
+                                       static_cast<std::int64_t>(rng() % 64)};
+    for (const CopyPath strided : {CopyPath::Old, CopyPath::New}) {
+      for (const CopyPath misaligned : {CopyPath::Old, CopyPath::New}) {
+        SCOPED_TRACE("round " + std::to_string(round) + " " + fg::dtype_name(tdt) + " -> " +
+                     fg::dtype_name(fdt) + " strided=" + fg::detail::to_string(strided) +
+                     " misaligned=" + fg::detail::to_string(misaligned));
+        sc.strided_path = strided;
+        sc.misaligned_path = misaligned;
+        sc.streaming = (seed & 1) != 0;
+        check_scenario(sc, seed);
+      }
+    }
+    ++seed;
+  }
+}
+
+// The new misaligned path reads the source in aligned 16-byte words only (two per pack) and
+// realigns them with funnel shifts, for every element size and every misalignment.
+TEST(EmulatedKernels, MisalignedNewPathReadsAlignedWords) {
+  for (const fg::DType dtype :
+       {fg::DType::UInt8, fg::DType::Int16, fg::DType::Float32, fg::DType::Float64}) {
+    const int es = fg::dtype_size(dtype);
+    for (std::int64_t offset = 1; offset * es < 16; ++offset) {
+      SCOPED_TRACE(std::string(fg::dtype_name(dtype)) + " offset " + std::to_string(offset));
+      const std::int64_t n = 4096 / es;  // whole packs: no head or tail on the flat side
+      Scenario sc;
+      sc.tensors = {{dtype, {n}, {}, offset}};
+      sc.flat_dtype = dtype;
+      sc.misaligned_path = CopyPath::New;
+      const fg_emulation::AccessCounts c = check_scenario(sc, 77);
+      const std::int64_t packs = n * es / 16;
+      EXPECT_EQ(c.stores[16], packs);
+      EXPECT_EQ(c.loads[16], 2 * packs);
+      EXPECT_EQ(c.loads[es], 0) << "no element loads";
+      EXPECT_EQ(c.funnel_shifts, 4 * packs);
+      // The old path reads the same source element by element.
+      sc.misaligned_path = CopyPath::Old;
+      const fg_emulation::AccessCounts old = check_scenario(sc, 77);
+      EXPECT_EQ(old.loads[es], n);
+      EXPECT_EQ(old.funnel_shifts, 0);
+    }
+  }
+}
+
+// The sample layouts (transposed, channels_last at an odd offset, sliced) with every dtype pair
+// of EveryDtypePairOddAlignmentsStrided, on the new paths.
+TEST(EmulatedKernels, NewPathsEveryDtypePair) {
+  const fg::DType floats[] = {fg::DType::Float32, fg::DType::Float16, fg::DType::BFloat16,
+                              fg::DType::Float64};
+  std::uint64_t seed = 900;
+  for (fg::DType t : floats) {
+    for (fg::DType f : floats) {
+      for (std::int64_t shift : {0, 1, 3}) {
+        SCOPED_TRACE(std::string(fg::dtype_name(t)) + " -> " + fg::dtype_name(f) + " shift " +
+                     std::to_string(shift));
+        Scenario sc;
+        sc.tensors = sample_specs(t, true);
+        sc.flat_dtype = f;
+        sc.flat_shift = shift;
+        sc.params = seed % 2 ? TileParams{32 * 1024, 1024} : TileParams{100, 8};
+        sc.strided_path = CopyPath::New;
+        sc.misaligned_path = CopyPath::New;
+        check_scenario(sc, seed++);
+      }
+    }
+  }
 }

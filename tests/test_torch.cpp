@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "canaries.h"
 #include "torch_util.h"
 
 namespace {
@@ -450,6 +451,45 @@ TEST(Torch, StatisticsAreViewsOfOneTensorPerCallAndIndependentAcrossCalls) {
   ASSERT_TRUE(inf.found_inf.defined());
   EXPECT_EQ(inf.found_inf.dim(), 0);
   EXPECT_EQ(inf.found_inf.item<float>(), 0.0f);
+}
+
+// The canaries of the GPU and fuzz tests (NOTE: [canaries] in tests/canaries.h), on CPU
+// tensors through the same helper: one byte changed just past a buffer or just before it
+// (contiguous or strided, at a shifted start or not) fails the check, names that buffer and
+// the byte, and spares the others; restored, the check passes again.
+TEST(TestCanaries, OneByteWrittenPastABufferFailsTheCheck) {
+  for (int64_t shift : {0, 1, 3}) {
+    for (bool strided : {false, true}) {
+      for (bool after : {true, false}) {
+        SCOPED_TRACE("shift " + std::to_string(shift) + (strided ? " strided" : " contiguous") +
+                     (after ? " after" : " before"));
+        fgtest::Canaries canaries;
+        const at::Tensor bystander =
+            canaries.copy_of(random_tensor({5}, at::kInt), at::kCPU, "bystander");
+        // Strided: 3x4 with strides (1, 5) reaches 1 + 2 + 15 = 18 elements of its storage.
+        const at::Tensor t =
+            strided ? canaries.empty_strided({3, 4}, {1, 5}, at::kDouble, "victim", shift)
+                    : canaries.empty({7}, at::kHalf, "victim", shift);
+        const int64_t storage_bytes = strided ? 18 * 8 : 7 * 2;
+        t.copy_(random_tensor(t.sizes(), t.scalar_type()));  // every element written: no alarm
+        bystander.neg_();
+        EXPECT_TRUE(canaries.intact());
+        auto* first = static_cast<std::uint8_t*>(t.data_ptr());  // the storage's first byte
+        std::uint8_t* hit = after ? first + storage_bytes : first - 1;
+        *hit ^= 0x01;
+        const ::testing::AssertionResult broken = canaries.intact();
+        EXPECT_FALSE(broken);
+        const std::string message = broken.message();
+        EXPECT_NE(message.find("'victim'"), std::string::npos) << message;
+        EXPECT_NE(message.find(after ? "byte 0 after its end" : "byte 1 before its start"),
+                  std::string::npos)
+            << message;
+        EXPECT_EQ(message.find("bystander"), std::string::npos) << message;
+        *hit ^= 0x01;
+        EXPECT_TRUE(canaries.intact()) << "restored";
+      }
+    }
+  }
 }
 
 }  // namespace

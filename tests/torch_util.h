@@ -24,8 +24,9 @@ inline at::Tensor random_tensor(at::IntArrayRef sizes, at::ScalarType dtype) {
 
 /// `n` random values of `dtype`; floating ones scaled by a random power of two, with NaN,
 /// infinities, signed zeros, subnormals and values that overflow or round at the edges of the
-/// narrow types sprinkled in (in one call of three).
-inline at::Tensor random_with_specials(std::mt19937_64& rng, std::int64_t n, at::ScalarType dtype) {
+/// narrow types sprinkled in (in one call of three, or in every call when `always`).
+inline at::Tensor random_with_specials(std::mt19937_64& rng, std::int64_t n, at::ScalarType dtype,
+                                       bool always = false) {
   if (!at::isFloatingType(dtype)) return random_tensor({n}, dtype);
   at::Tensor d =
       at::randn({n}, at::kDouble).mul_(std::ldexp(1.0, static_cast<int>(rng() % 12) - 4));
@@ -44,7 +45,7 @@ inline at::Tensor random_with_specials(std::mt19937_64& rng, std::int64_t n, at:
                                     1.0000001,
                                     3.0 * std::ldexp(1.0, -150),
                                     0.1};
-  if (n > 0 && rng() % 3 == 0) {
+  if (n > 0 && (always || rng() % 3 == 0)) {
     auto* p = d.data_ptr<double>();
     const int count = 1 + static_cast<int>(rng() % 8);
     for (int k = 0; k < count; ++k) p[rng() % n] = kSpecial[rng() % std::size(kSpecial)];

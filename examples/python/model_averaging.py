@@ -10,6 +10,11 @@ average, parameters keep their storage (optimizer state, hooks and CUDA graphs s
 
     python3 examples/python/model_averaging.py [--steps 12] [--period 4] [--cpu]
 
+Before training, each process also receives the whole module state of rank 0 (parameters
+and batch-norm buffers: float32 and an int64 counter) in one broadcast of a byte buffer, as
+DDP's start-up sync does, and that state is checked bit for bit against rank 0's original
+state rebuilt independently in the launching process.
+
 Starts 2 processes on 127.0.0.1 (NCCL when there is a GPU per process, else Gloo, on the GPU
 when there is one) and checks, bit for bit, that the flatgather run equals torch's own
 average_parameters run and a single-process simulation of both replicas. Exits non-zero on
@@ -53,6 +58,46 @@ class FlatAverager:
         self.plan.scatter(self.flat)
 
 
+class StateBroadcaster:
+    """Sends rank `src`'s whole module state (parameters and buffers, every dtype) to every
+    rank: one byte-plan gather on `src`, one broadcast, one scatter everywhere else."""
+
+    def __init__(self, model, group=None):
+        self.plan = flatgather.Plan.from_module(model, buffers=True, dtype=torch.uint8)
+        self.flat = self.plan.empty_flat()
+        self.group = group
+
+    def broadcast(self, src=0):
+        rank = dist.get_rank(self.group)
+        if rank == src:
+            self.plan.gather(out=self.flat)
+        dist.broadcast(self.flat, src=src, group=self.group)
+        if rank != src:
+            self.plan.scatter(self.flat)
+
+
+def make_bn_model(rank):
+    """A small network with batch norm whose state differs on every rank: weights from a
+    rank's own seed, running statistics moved and num_batches_tracked at rank + 1 after rank + 1
+    forward passes in train mode. Built on the CPU, so the launcher can rebuild rank 0's."""
+    torch.manual_seed(100 + rank)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8),
+                                torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(128, 4),
+                                torch.nn.BatchNorm1d(4))
+    model.train()
+    with torch.no_grad():
+        for _ in range(rank + 1):
+            model(torch.randn(5, 3, 4, 4))
+    return model
+
+
+def state_bytes(model):
+    """Every state_dict tensor's dtype, shape and bytes (on the CPU): what "bit for bit" compares."""
+    return {name: (t.dtype, tuple(t.shape),
+                   t.detach().cpu().reshape(-1).view(torch.uint8).clone())
+            for name, t in model.state_dict().items()}
+
+
 def make_model(device):
     torch.manual_seed(0)  # every replica starts from the same weights
     model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Tanh(),
@@ -90,6 +135,11 @@ def worker(rank, init_method, backend, device_name, args, out_dir):
         device = torch.device(device_name)
         if device.type == "cuda" and backend == "nccl":
             device = torch.device("cuda", rank)
+        bn_model = make_bn_model(rank).to(device)
+        own_state = state_bytes(bn_model)
+        StateBroadcaster(bn_model).broadcast(src=0)
+        received_state = state_bytes(bn_model)
+
         batches = rank_batches(rank, args.steps, device)
 
         ours = make_model(device)
@@ -110,6 +160,8 @@ def worker(rank, init_method, backend, device_name, args, out_dir):
             "their_same_object": sum(a[0] == b[0] for a, b in zip(their_before, their_after)),
             "their_moved": sum(a[1] != b[1] for a, b in zip(their_before, their_after)),
             "count": len(before),
+            "own_state": own_state,
+            "received_state": received_state,
         }, os.path.join(out_dir, "rank{}.pt".format(rank)))
     finally:
         dist.destroy_process_group()
@@ -178,6 +230,27 @@ def main():
                    for rank in range(WORLD_SIZE)]
     simulated = single_process(args, device)
 
+    state_failures = []
+    rank0_state = state_bytes(make_bn_model(0))  # the reference, rebuilt here
+    for rank, result in enumerate(results):
+        got = result["received_state"]
+        wrong = sorted(set(got) ^ set(rank0_state)) + [
+            name for name, (dtype, shape, data) in rank0_state.items()
+            if name in got and (got[name][:2] != (dtype, shape) or not torch.equal(got[name][2], data))]
+        if wrong:
+            state_failures.append("rank {}: state after the broadcast differs from rank 0's in {}".format(
+                rank, wrong))
+    changed = [name for name, (_, _, data) in results[1]["own_state"].items()
+               if not torch.equal(data, rank0_state[name][2])]
+    if not changed:
+        state_failures.append("rank 1 started with rank 0's state: the broadcast check proves nothing")
+    print("whole module state ({} tensors: {}; {} bytes) broadcast from rank 0 in one byte "
+          "buffer; every rank equals rank 0's original bit for bit: {} (rank 1 started with {} of "
+          "them different)".format(len(rank0_state),
+                  ", ".join(sorted({str(d)[6:] for d, _, _ in rank0_state.values()})),
+                  sum(data.numel() for _, _, data in rank0_state.values()),
+                  "yes" if not state_failures else "NO", len(changed)))
+
     failures = []
     for rank, result in enumerate(results):
         if not torch.equal(result["ours"], result["theirs"]):
@@ -198,6 +271,7 @@ def main():
           "{}/{} kept their object, {}/{} now point into its temporary buffer".format(
               first["kept"], first["count"], first["their_same_object"], first["count"],
               first["their_moved"], first["count"]))
+    failures += state_failures
     if failures:
         sys.exit("model_averaging: FAILED\n  " + "\n  ".join(failures))
 

@@ -32,6 +32,28 @@ enum class CpuStreaming : std::uint8_t {
   Off,  ///< never stream
 };
 
+/// Bytes moved (read + written) per CPU task unless CpuTuning::task_bytes says otherwise, and
+/// the size below which a CPU call runs on the calling thread (NOTE: [cpu work split] in
+/// src/cpu_executor.cpp).
+inline constexpr std::int64_t kCpuTaskBytes = 256 * 1024;
+
+/// How a CPU call's tasks are handed to the OpenMP threads (NOTE: [cpu work split]).
+enum class CpuSchedule : std::uint8_t {
+  Dynamic,  ///< one task at a time to whichever thread is free (the default: a busy core
+            ///< takes fewer tasks)
+  Static,   ///< each thread one contiguous run of the tasks, like a memcpy cut in equal parts
+};
+
+/// How the CPU executor cuts a call into tasks and schedules them (ignored on CUDA). For
+/// benchmarks and tests; the defaults are right for almost everyone (docs/perf.md, "Task size
+/// and schedule"). Plan::build rejects a negative task size or an unknown schedule.
+struct CpuTuning {
+  /// Bytes moved (read + written) per task; 0: kCpuTaskBytes. A transposed copy is cut at
+  /// whole rows, so its tasks hold at least one row.
+  std::int64_t task_bytes = 0;
+  CpuSchedule schedule = CpuSchedule::Dynamic;
+};
+
 /// Options of Plan::build.
 struct PlanOptions {
   /// dtype of the flat buffer. Unset: the common dtype of the tensors (mixed dtypes are an
@@ -59,6 +81,8 @@ struct PlanOptions {
   /// For callers that know where their memory is: the LibTorch adapter turns it off, since it
   /// checks its tensors' devices itself.
   bool check_pointers = true;
+  /// Task size and schedule on the CPU (ignored on CUDA). For benchmarks and tests.
+  CpuTuning cpu_tuning = {};
 };
 
 /// A multiplier for gather, scatter and scatter_add: a host number, or one float32 that the

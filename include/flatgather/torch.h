@@ -76,6 +76,8 @@ struct Options {
   /// Streaming stores on the CPU (see flatgather::CpuStreaming); Auto is right for almost
   /// everyone.
   CpuStreaming cpu_streaming = CpuStreaming::Auto;
+  /// Task size and schedule on the CPU (see flatgather::CpuTuning); for benchmarks and tests.
+  CpuTuning cpu_tuning = {};
   /// Before every call, compare each tensor's data pointer, shape, strides, dtype and device
   /// with the plan's, rebinding gradients that were reallocated and throwing for anything
   /// else. Costs O(number of tensors) host time per call (see docs/perf.md); turn off in hot

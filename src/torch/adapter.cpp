@@ -241,6 +241,7 @@ Plan Plan::make(std::vector<TensorRef> refs, std::vector<std::string> names,
   // Every device scalar the adapter hands the core is a tensor whose device it checked
   // (core_factor in stats.cpp) or one it allocated on the plan's device: no driver query.
   core_options.check_pointers = false;
+  core_options.cpu_tuning = options.cpu_tuning;
   Plan plan;
   plan.state_ = std::make_shared<State>();
   State& s = *plan.state_;
