@@ -103,7 +103,16 @@ FG_DEVICE FG_FORCE_INLINE void stats_piece(const KernelArgs& a, double scale, co
   char* flat = static_cast<char*>(a.d_flat) + d.flat_offset * flat_size;
   const std::int64_t flat_index = d.flat_offset + first;
   if (d.d_data == nullptr) {  // padding or a zero-filled tensor: zeros, nothing to add
-    zero_piece<false>(flat, flat_size, first, count, lane, PathChoice{});
+    // Straight to copy_split: zero_piece's way through copy_piece compiles the strided and
+    // realign branches into this kernel, which gave it a 240-byte stack frame.
+    with_raw(flat_size, [&](auto raw) {
+      using R = decltype(raw);
+      const Side<R> dst{flat, nullptr};
+      const std::uint64_t address = reinterpret_cast<std::uint64_t>(dst.at(first));
+      const int size = static_cast<int>(sizeof(R));
+      const Split split = split_range(address, size, true, address, size, true, count);
+      copy_split<false, R, R>(dst, dst, first, split, ZeroOp{}, lane, false);
+    });
     return;
   }
   char* data = static_cast<char*>(d.d_data);
