@@ -103,8 +103,9 @@ FG_DEVICE FG_FORCE_INLINE void stats_piece(const KernelArgs& a, double scale, co
   char* flat = static_cast<char*>(a.d_flat) + d.flat_offset * flat_size;
   const std::int64_t flat_index = d.flat_offset + first;
   if (d.d_data == nullptr) {  // padding or a zero-filled tensor: zeros, nothing to add
-    // Straight to copy_split: zero_piece's way through copy_piece compiles the strided and
-    // realign branches into this kernel, which gave it a 240-byte stack frame.
+    // Straight to copy_split without the byte-sized unroll, not through zero_piece: with
+    // zero_piece this kernel gets a 240-byte stack frame and 96-98 registers on sm_90, whether
+    // zero_piece goes through copy_piece or straight to copy_split with PathChoice{} (tried).
     with_raw(flat_size, [&](auto raw) {
       using R = decltype(raw);
       const Side<R> dst{flat, nullptr};
