@@ -1986,3 +1986,48 @@ TEST(EmulatedKernels, SharedTransposeOfByteWords) {
     EXPECT_EQ(c.loads[1], 0) << "a byte load on the word path";
   }
 }
+
+// Random transposed and channels_last shapes, dtype pairs, offsets and tile budgets (fixed
+// seed), transpose=new with either strided path: bit for bit, every byte once, the whole
+// rows of every piece through the tile.
+TEST(EmulatedKernels, SharedTransposeRandomShapes) {
+  const fg::DType kinds[] = {fg::DType::Float32, fg::DType::BFloat16, fg::DType::Float16,
+                             fg::DType::Float64, fg::DType::UInt8};
+  std::mt19937_64 rng(9400);
+  auto pick = [&](std::int64_t lo, std::int64_t hi) {
+    return lo + static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(hi - lo + 1));
+  };
+  std::int64_t through_tile = 0;
+  for (int round = 0; round < 16; ++round) {
+    Scenario sc;
+    const fg::DType tensor = kinds[rng() % 5];
+    const bool cast = tensor != fg::DType::UInt8 && rng() % 2 == 0;
+    sc.flat_dtype = cast ? kinds[rng() % 4] : tensor;
+    sc.flat_shift = pick(0, 3);
+    sc.align_elems = pick(0, 1) ? 16 : 1;
+    sc.streaming = rng() % 2 == 0;
+    sc.strided_path = rng() % 2 == 0 ? CopyPath::Old : CopyPath::New;
+    sc.transpose_path = CopyPath::New;
+    sc.params = TileParams{pick(200, 40000), pick(0, 256)};
+    const int count = static_cast<int>(pick(1, 5));
+    for (int i = 0; i < count; ++i) {
+      if (rng() % 2 == 0) {
+        sc.tensors.push_back(transposed(tensor, pick(2, 120), pick(1, 90), pick(0, 5)));
+      } else {
+        sc.tensors.push_back(
+            channels_last(tensor, pick(1, 3), pick(2, 70), pick(1, 5), pick(1, 5), pick(0, 5)));
+      }
+    }
+    SCOPED_TRACE("round " + std::to_string(round) + " " + fg::dtype_name(tensor) + " -> " +
+                 fg::dtype_name(sc.flat_dtype) + " tile " + std::to_string(sc.params.tile_bytes));
+    std::mt19937_64 built_rng(9500 + static_cast<std::uint64_t>(round));
+    const Built built = build_scenario(sc, built_rng);
+    const fg::detail::HostTable table =
+        fg::detail::build_host_table(built.copies, built.flat_numel, sc.flat_dtype, sc.params);
+    const fg_emulation::AccessCounts c =
+        check_scenario(sc, 9500 + static_cast<std::uint64_t>(round));
+    EXPECT_EQ(c.shared_stores, expected_tile_elements(table, built.copies));
+    through_tile += c.shared_stores;
+  }
+  EXPECT_GT(through_tile, 0);
+}
