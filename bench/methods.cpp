@@ -447,7 +447,9 @@ Applies on_cpu(BenchOp, Dev dev, const Suite&) {
 // layout the plan computes; llama-7b's are aligned, and its run is the GPU check's longest).
 // Tile scaling changes nothing on plans so large that the fixed budget already gives
 // kTilesPerWarp tiles per warp (over about 1 GB moved on an H200): llama-7b is left out. The
-// byte-sized unroll only changes copies of 1- and 2-byte elements.
+// byte-sized unroll only changes copies of 1- and 2-byte elements, the hardware conversions
+// only copies that round float32 to bfloat16 or float16 (a gather into a narrower flat buffer,
+// a scatter into narrower tensors: mixed-cast).
 constexpr std::int64_t kVariantMaxBytes = std::int64_t{2} << 30;
 
 bool under_variant_max(const Suite& suite) {
@@ -474,6 +476,20 @@ Applies unroll_variant_applies(BenchOp, Dev dev, const Suite& suite) {
   return only_if(dev == Dev::CUDA && narrow);
 }
 
+bool is_16bit_float(flatgather::DType d) {
+  return d == flatgather::DType::BFloat16 || d == flatgather::DType::Float16;
+}
+
+Applies convert_variant_applies(BenchOp, Dev dev, const Suite& suite) {
+  bool rounds = false;  // float32 rounded to bfloat16/float16 one way or the other
+  for (const TensorSpec& t : suite.tensors) {
+    rounds = rounds ||
+             (t.dtype == flatgather::DType::Float32 && is_16bit_float(suite.flat_dtype)) ||
+             (is_16bit_float(t.dtype) && suite.flat_dtype == flatgather::DType::Float32);
+  }
+  return only_if(dev == Dev::CUDA && rounds);
+}
+
 template <const char* kSpec>
 std::unique_ptr<Method> make_cuda_variant(BenchOp op, Workload& w, const Suite& s) {
   flatgather::torch::Options options;
@@ -488,6 +504,8 @@ constexpr char kTilesOld[] = "tile_scaling=old";
 constexpr char kTilesNew[] = "tile_scaling=new";
 constexpr char kUnrollOld[] = "unroll=old";
 constexpr char kUnrollNew[] = "unroll=new";
+constexpr char kConvertOld[] = "convert=old";
+constexpr char kConvertNew[] = "convert=new";
 
 // The byte-copy peers: CUDA, gather and scatter, one dtype and contiguous tensors.
 Applies byte_copy_applies(BenchOp op, Dev dev, const Suite& suite, const std::string& why_not) {
@@ -563,13 +581,22 @@ const std::vector<MethodSpec>& method_table() {
            "ours with unroll=new: 64 bytes in flight per lane in same-dtype\n"
            "1- and 2-byte copies (cuda; suites with 1- or 2-byte dtypes)",
            false, unroll_variant_applies, make_cuda_variant<kUnrollNew>},
+          {"flatgather_convert_old", Role::Variant,
+           "ours with convert=old: float32 -> bfloat16/float16 by the\n"
+           "software rounding of src/cast.h (cuda; suites that round float32)",
+           false, convert_variant_applies, make_cuda_variant<kConvertOld>},
+          {"flatgather_convert_new", Role::Variant,
+           "ours with convert=new: the cvt.rn.bf16x2/f16x2 instructions, two\n"
+           "elements each, and the NaN rule (cuda; suites that round float32)",
+           false, convert_variant_applies, make_cuda_variant<kConvertNew>},
           {"torch_cat", Role::Peer,
            "at::cat_out of every t.reshape(-1) into the flat buffer (gather,\n"
            "in a byte buffer each viewed as bytes, .view(uint8); gather_norm:\n"
            "then at::linalg_vector_norm of it and the clip coefficient)",
            false,
-           [](BenchOp op, Dev,
-              const Suite&) { return only_if(op == BenchOp::Gather || op == BenchOp::GatherNorm); },
+           [](BenchOp op, Dev, const Suite&) {
+    return only_if(op == BenchOp::Gather || op == BenchOp::GatherNorm);
+           },
            [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
              return std::make_unique<TorchCatMethod>(op, w, s);
            }},
@@ -594,31 +621,31 @@ const std::vector<MethodSpec>& method_table() {
            [](BenchOp, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
              return std::make_unique<AmpUnscaleMethod>(w, s);
            }},
-          {"copy_loop", Role::Peer, "one copy_ per tensor (add_ for scatter_add)", false,
-           [](BenchOp op, Dev, const Suite&) { return only_if(!is_stats_op(op)); },
-           [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-             return std::make_unique<CopyLoopMethod>(op, w, s);
-           }},
-          {"foreach_copy", Role::Peer, "at::_foreach_copy_ (cuda, LibTorch >= 2.1)", true,
-           [](BenchOp op, Dev, const Suite&) {
+                                       {"copy_loop", Role::Peer,
+                                        "one copy_ per tensor (add_ for scatter_add)", false,
+                                        [](BenchOp op, Dev, const Suite&) {
+    return only_if(!is_stats_op(op));
+                                        },
+                                        [](BenchOp op, Workload& w,
+                                           const Suite& s) -> std::unique_ptr<Method> {
+                                          return std::make_unique<CopyLoopMethod>(op, w, s);
+                                        }},
+      {"foreach_copy", Role::Peer, "at::_foreach_copy_ (cuda, LibTorch >= 2.1)", true,
+       [](BenchOp op, Dev, const Suite&) {
     if (op != BenchOp::Gather && op != BenchOp::Scatter) return no();
     if (!FGBENCH_HAVE_FOREACH_COPY) {
       return unavailable("at::_foreach_copy_ is not in LibTorch " TORCH_VERSION);
     }
     return yes();
-           },
-           [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-             return std::make_unique<ForeachMethod>(op, w, s);
-           }},
-                                       {"foreach_add", Role::Peer,
-                                        "at::_foreach_add_ (cuda, scatter_add)", true,
-                                        [](BenchOp op, Dev, const Suite&) {
-    return only_if(op == BenchOp::ScatterAdd);
-                                        },
-                                        [](BenchOp op, Workload& w,
-                                           const Suite& s) -> std::unique_ptr<Method> {
-                                          return std::make_unique<ForeachMethod>(op, w, s);
-                                        }},
+       },
+       [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+         return std::make_unique<ForeachMethod>(op, w, s);
+       }},
+      {"foreach_add", Role::Peer, "at::_foreach_add_ (cuda, scatter_add)", true,
+       [](BenchOp op, Dev, const Suite&) { return only_if(op == BenchOp::ScatterAdd); },
+       [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+         return std::make_unique<ForeachMethod>(op, w, s);
+       }},
       {"split_with_sizes_copy", Role::Peer,
        "at::split_with_sizes_copy_out (cuda, scatter, plain suites)", true,
        [](BenchOp op, Dev, const Suite& s) {

@@ -61,6 +61,7 @@ struct KernelArgs {
   CopyPath strided_path = CopyPath::Old;     ///< Tuning::strided_path
   CopyPath misaligned_path = CopyPath::Old;  ///< Tuning::misaligned_path
   CopyPath unroll_path = CopyPath::Old;      ///< Tuning::unroll_path
+  CopyPath convert_path = CopyPath::Old;     ///< Tuning::convert_path
 };
 
 /// The device table's copies, strided descriptors and tiles, as built on the host.
