@@ -124,43 +124,40 @@ struct Pack {
 // ---- hardware float32 -> bfloat16 / float16 conversions (NOTE: [hardware conversions]) -----
 
 #if !defined(FLATGATHER_EMULATE_DEVICE)
-// The conversion instructions, or the software routines below sm_80 (and in nvcc's host pass);
-// tests/device_emulation.h models them for the CPU tests. The x2 forms return `hi` converted
-// in bits 16..31 and `lo` in bits 0..15 (the PTX operand order).
-FG_HOST_DEVICE FG_FORCE_INLINE unsigned cvt_rn_bf16x2_f32(float hi, float lo) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  unsigned d;
-  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
-  return d;
-#else
-  return (static_cast<unsigned>(float_to_bfloat16_bits(hi)) << 16) | float_to_bfloat16_bits(lo);
-#endif
-}
-FG_HOST_DEVICE FG_FORCE_INLINE unsigned cvt_rn_f16x2_f32(float hi, float lo) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  unsigned d;
-  asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
-  return d;
-#else
-  return (static_cast<unsigned>(float_to_half_bits(hi)) << 16) | float_to_half_bits(lo);
-#endif
-}
-FG_HOST_DEVICE FG_FORCE_INLINE unsigned short cvt_rn_bf16_f32(float v) {
+// The conversion instructions for D (BFloat16 or Half), or the software routines below sm_80
+// (and in nvcc's host pass); tests/device_emulation.h models them for the CPU tests.
+
+/// cvt.rn.bf16.f32 / cvt.rn.f16.f32: `v` to D's bits.
+template <class D>
+FG_HOST_DEVICE FG_FORCE_INLINE unsigned short cvt_rn(float v) {
+  constexpr bool kBFloat16 = std::is_same_v<D, BFloat16>;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   unsigned short d;
-  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(d) : "f"(v));
+  if constexpr (kBFloat16) {
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(d) : "f"(v));
+  } else {
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(d) : "f"(v));
+  }
   return d;
 #else
-  return float_to_bfloat16_bits(v);
+  return kBFloat16 ? float_to_bfloat16_bits(v) : float_to_half_bits(v);
 #endif
 }
-FG_HOST_DEVICE FG_FORCE_INLINE unsigned short cvt_rn_f16_f32(float v) {
+
+/// cvt.rn.bf16x2.f32 / cvt.rn.f16x2.f32: `hi` to D's bits in bits 16..31, `lo` in bits 0..15
+/// (the PTX operand order).
+template <class D>
+FG_HOST_DEVICE FG_FORCE_INLINE unsigned cvt_rn_x2(float hi, float lo) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  unsigned short d;
-  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(d) : "f"(v));
+  unsigned d;
+  if constexpr (std::is_same_v<D, BFloat16>) {
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
+  } else {
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
+  }
   return d;
 #else
-  return float_to_half_bits(v);
+  return (static_cast<unsigned>(cvt_rn<D>(hi)) << 16) | cvt_rn<D>(lo);
 #endif
 }
 #endif  // !FLATGATHER_EMULATE_DEVICE
@@ -184,11 +181,7 @@ FG_HOST_DEVICE FG_FORCE_INLINE Half with_nan_rule(float v, unsigned converted, H
 /// One float32 to D (kHardwareCast) with one instruction and the NaN rule.
 template <class D>
 FG_HOST_DEVICE FG_FORCE_INLINE D hardware_convert(float v) {
-  if constexpr (std::is_same_v<D, BFloat16>) {
-    return with_nan_rule(v, cvt_rn_bf16_f32(v), D{});
-  } else {
-    return with_nan_rule(v, cvt_rn_f16_f32(v), D{});
-  }
+  return with_nan_rule(v, cvt_rn<D>(v), D{});
 }
 
 /// A pack of float32 to D (kHardwareCast), one instruction per pair of elements, and the NaN
@@ -199,12 +192,7 @@ FG_DEVICE FG_FORCE_INLINE Pack<D, K> hardware_convert_pack(const Pack<float, K>&
   Pack<D, K> out;
   FG_UNROLL
   for (int j = 0; j < K; j += 2) {
-    unsigned both;
-    if constexpr (std::is_same_v<D, BFloat16>) {
-      both = cvt_rn_bf16x2_f32(in.v[j + 1], in.v[j]);
-    } else {
-      both = cvt_rn_f16x2_f32(in.v[j + 1], in.v[j]);
-    }
+    const unsigned both = cvt_rn_x2<D>(in.v[j + 1], in.v[j]);
     out.v[j] = with_nan_rule(in.v[j], both & 0xFFFFu, D{});
     out.v[j + 1] = with_nan_rule(in.v[j + 1], both >> 16, D{});
   }

@@ -9,8 +9,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 #include <vector>
+
+#include "cast.h"  // the storage types only (the conversion models below are independent)
 
 struct alignas(16) uint4 {
   unsigned int x, y, z, w;
@@ -145,19 +148,18 @@ inline unsigned short model_f16(float f) {
 }
 }  // namespace fg_emulation
 
-inline unsigned cvt_rn_bf16x2_f32(float hi, float lo) {
-  ++fg_emulation::counts().cvt_pairs;
-  return (static_cast<unsigned>(fg_emulation::model_bf16(hi)) << 16) | fg_emulation::model_bf16(lo);
-}
-inline unsigned cvt_rn_f16x2_f32(float hi, float lo) {
-  ++fg_emulation::counts().cvt_pairs;
-  return (static_cast<unsigned>(fg_emulation::model_f16(hi)) << 16) | fg_emulation::model_f16(lo);
-}
-inline unsigned short cvt_rn_bf16_f32(float v) {
+// kernels/copy.cuh's cvt_rn<D> and cvt_rn_x2<D> (D: flatgather::BFloat16 or Half).
+template <class D>
+inline unsigned short cvt_rn(float v) {
   ++fg_emulation::counts().cvt_singles;
-  return fg_emulation::model_bf16(v);
+  return std::is_same_v<D, flatgather::BFloat16> ? fg_emulation::model_bf16(v)
+                                                 : fg_emulation::model_f16(v);
 }
-inline unsigned short cvt_rn_f16_f32(float v) {
-  ++fg_emulation::counts().cvt_singles;
-  return fg_emulation::model_f16(v);
+template <class D>
+inline unsigned cvt_rn_x2(float hi, float lo) {
+  ++fg_emulation::counts().cvt_pairs;
+  const bool bf16 = std::is_same_v<D, flatgather::BFloat16>;
+  const unsigned h = bf16 ? fg_emulation::model_bf16(hi) : fg_emulation::model_f16(hi);
+  const unsigned l = bf16 ? fg_emulation::model_bf16(lo) : fg_emulation::model_f16(lo);
+  return (h << 16) | l;
 }
