@@ -74,8 +74,8 @@
 // of d and from b in the lower half. A NaN input gives a NaN whose bits are not the CPU
 // path's: CUDA's cuda_bf16.h / cuda_fp16.h (13.0) call 0x7FFF the canonical bfloat16 and
 // float16 NaN (CUDART_NAN_BF16, CUDART_NAN_FP16), and their host versions of these
-// conversions write 0x7FFF for every NaN, sign and payload dropped; LibTorch's CUDA .to()
-// writes the same (NOTE: [rounding] in src/cast.h). So every non-NaN result is the
+// conversions write 0x7FFF for every NaN, sign and payload dropped (LibTorch's CUDA .to()
+// writes 0x7FFF for a bfloat16 NaN, NOTE: [rounding] in src/cast.h). So every non-NaN result is the
 // round-to-nearest-even result src/cast.h computes bit by bit, and the NaN rule replaces the
 // result of each element whose input is a NaN (tested on the input, so whatever NaN the
 // hardware gives) by NOTE: [rounding]'s bits (kBFloat16NanFromFloat, half_nan_bits): one
@@ -84,8 +84,10 @@
 // tests/device_emulation.h models the instructions (round to nearest even by arithmetic,
 // independent of src/cast.h, NaN 0x7FFF) and counts them; tests/test_tiles.cpp runs both paths
 // through the emulated kernels against LibTorch's CPU .to() and src/cast.h, bit for bit, and
-// tests/test_cuda.cpp on a GPU against the CPU executor. The choice is a uniform branch per
-// pack and per element inside the one kernel, not a second kernel.
+// tests/test_cuda.cpp on a GPU against the CPU executor. The choice is a uniform branch inside
+// the one kernel, not a second kernel: once per piece for its packs (copy_split), per element
+// for heads, tails and strided elements (CopyOp::apply). It costs registers where the pack
+// loop converts (docs/perf.md, "Kernel resource usage"), within the budget of 3 blocks per SM.
 //
 // Preconditions: addresses are aligned to their element size (checked by the executor) and
 // all indices are 64-bit.
