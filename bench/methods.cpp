@@ -447,8 +447,10 @@ Applies on_cpu(BenchOp, Dev dev, const Suite&) {
 // layout the plan computes; llama-7b's are aligned, and its run is the GPU check's longest).
 // Tile scaling changes nothing on plans so large that the fixed budget already gives
 // kTilesPerWarp tiles per warp (over about 1 GB moved on an H200): llama-7b is left out. The
-// byte-sized unroll only changes copies of 1- and 2-byte elements. The shared transposes only
-// change suites with transposed or channels_last tensors.
+// byte-sized unroll only changes copies of 1- and 2-byte elements, the shared transposes only
+// suites with transposed or channels_last tensors, the hardware conversions only copies that
+// round float32 to bfloat16 or float16 (a gather into a narrower flat buffer, a scatter into
+// narrower tensors: mixed-cast).
 constexpr std::int64_t kVariantMaxBytes = std::int64_t{2} << 30;
 
 bool under_variant_max(const Suite& suite) {
@@ -484,6 +486,20 @@ Applies unroll_variant_applies(BenchOp, Dev dev, const Suite& suite) {
   return only_if(dev == Dev::CUDA && narrow);
 }
 
+bool is_16bit_float(flatgather::DType d) {
+  return d == flatgather::DType::BFloat16 || d == flatgather::DType::Float16;
+}
+
+Applies convert_variant_applies(BenchOp, Dev dev, const Suite& suite) {
+  bool rounds = false;  // float32 rounded to bfloat16/float16 one way or the other
+  for (const TensorSpec& t : suite.tensors) {
+    rounds = rounds ||
+             (t.dtype == flatgather::DType::Float32 && is_16bit_float(suite.flat_dtype)) ||
+             (is_16bit_float(t.dtype) && suite.flat_dtype == flatgather::DType::Float32);
+  }
+  return only_if(dev == Dev::CUDA && rounds);
+}
+
 template <const char* kSpec>
 std::unique_ptr<Method> make_cuda_variant(BenchOp op, Workload& w, const Suite& s) {
   flatgather::torch::Options options;
@@ -500,6 +516,8 @@ constexpr char kUnrollOld[] = "unroll=old";
 constexpr char kUnrollNew[] = "unroll=new";
 constexpr char kTransposeOld[] = "transpose=old";
 constexpr char kTransposeNew[] = "transpose=new";
+constexpr char kConvertOld[] = "convert=old";
+constexpr char kConvertNew[] = "convert=new";
 
 // The byte-copy peers: CUDA, gather and scatter, one dtype and contiguous tensors.
 Applies byte_copy_applies(BenchOp op, Dev dev, const Suite& suite, const std::string& why_not) {
@@ -583,6 +601,14 @@ const std::vector<MethodSpec>& method_table() {
            "ours with transpose=new: whole rows in 32x32 blocks through a\n"
            "warp's shared tile (cuda; suites with such tensors)",
            false, transpose_variant_applies, make_cuda_variant<kTransposeNew>},
+          {"flatgather_convert_old", Role::Variant,
+           "ours with convert=old: float32 -> bfloat16/float16 by the\n"
+           "software rounding of src/cast.h (cuda; suites that round float32)",
+           false, convert_variant_applies, make_cuda_variant<kConvertOld>},
+          {"flatgather_convert_new", Role::Variant,
+           "ours with convert=new: the cvt.rn.bf16x2/f16x2 instructions, two\n"
+           "elements each, and the NaN rule (cuda; suites that round float32)",
+           false, convert_variant_applies, make_cuda_variant<kConvertNew>},
           {"torch_cat", Role::Peer,
            "at::cat_out of every t.reshape(-1) into the flat buffer (gather,\n"
            "in a byte buffer each viewed as bytes, .view(uint8); gather_norm:\n"

@@ -272,6 +272,21 @@ Suite gpt2_same_dtype(const char* name, DType dtype, const char* what) {
   return s;
 }
 
+// GPT-2 small's float32 parameters gathered into a bfloat16 flat buffer (a bfloat16 gradient
+// all-reduce, a bfloat16 copy of float32 master weights): every element rounded, the path of
+// NOTE: [hardware conversions] (kernels/copy.cuh).
+Suite gpt2_to_bf16() {
+  Suite s;
+  s.name = "gpt2-to-bf16";
+  s.description =
+      "GPT-2 small (the gpt2-small tensors) as float32 parameters into a bfloat16 flat "
+      "buffer: every element rounded to bfloat16 on gather (scatter widens back); GPU only";
+  s.flat_dtype = DType::BFloat16;
+  s.gpu_only = true;
+  add_gpt2_small(s, DType::Float32);
+  return s;
+}
+
 // Line (1-based) at which each element of the top-level JSON array starts. Tolerant: the
 // JSON has already been parsed successfully when this runs.
 std::vector<int> element_lines(const std::string& text) {
@@ -384,6 +399,7 @@ std::vector<Suite> builtin_suites() {
           plan_4mb(),
           gpt2_same_dtype("gpt2-bf16", DType::BFloat16, "bfloat16"),
           gpt2_same_dtype("gpt2-uint8", DType::UInt8, "uint8 (8-bit quantized)"),
+          gpt2_to_bf16(),
           resnet18_state()};
 }
 

@@ -93,6 +93,39 @@
 // sm_90). The choice is a uniform branch per piece inside the one kernel, not a second kernel:
 // only the instantiations for 1- and 2-byte types grow.
 //
+// NOTE: [hardware conversions]
+// Tuning::convert_path (A/B switch convert=old|new, NOTE: [tuning overrides]) picks how a copy
+// converts float32 to bfloat16 or float16 (a gather into a bfloat16/float16 flat buffer, a
+// scatter of a float32 flat buffer into bfloat16/float16 tensors):
+// - Old: src/cast.h's software routines (float_to_bfloat16_bits, float_to_half_bits), the
+//   CPU executor's.
+// - New: the conversion instructions of sm_80 and later: cvt.rn.bf16x2.f32 / cvt.rn.f16x2.f32
+//   for each pair of a pack's elements (one instruction for two elements), cvt.rn.bf16.f32 /
+//   cvt.rn.f16.f32 for an element alone (head, tail, strided), then the NaN rule below.
+// What the PTX ISA says of cvt (section "Data Movement and Conversion Instructions: cvt"): .rn
+// rounds to nearest, ties to even, as IEEE 754 does, so a finite value beyond the largest
+// finite one rounds to infinity (only .satfinite would clamp it); subnormal inputs and results
+// are kept unless .ftz is given (we never give it, and inline PTX is not affected by nvcc's
+// -ftz), so float32 subnormals become bfloat16 subnormals and float16 results may be
+// subnormal; in the x2 forms `cvt d, a, b` puts the value converted from a in the upper half
+// of d and from b in the lower half. A NaN input gives a NaN whose bits are not the CPU
+// path's: CUDA's cuda_bf16.h / cuda_fp16.h (13.0) call 0x7FFF the canonical bfloat16 and
+// float16 NaN (CUDART_NAN_BF16, CUDART_NAN_FP16), and their host versions of these
+// conversions write 0x7FFF for every NaN, sign and payload dropped (LibTorch's CUDA .to()
+// writes 0x7FFF for a bfloat16 NaN, NOTE: [rounding] in src/cast.h). So every non-NaN result is the
+// round-to-nearest-even result src/cast.h computes bit by bit, and the NaN rule replaces the
+// result of each element whose input is a NaN (tested on the input, so whatever NaN the
+// hardware gives) by NOTE: [rounding]'s bits (kBFloat16NanFromFloat, half_nan_bits): one
+// compare and one select per element. Below sm_80 the New path calls the software routines.
+// The scaling ops of scatter_add and gather_stats keep the software routines.
+// tests/device_emulation.h models the instructions (round to nearest even by arithmetic,
+// independent of src/cast.h, NaN 0x7FFF) and counts them; tests/test_tiles.cpp runs both paths
+// through the emulated kernels against LibTorch's CPU .to() and src/cast.h, bit for bit, and
+// tests/test_cuda.cpp on a GPU against the CPU executor. The choice is a uniform branch inside
+// the one kernel, not a second kernel: once per piece for its packs (copy_split), per element
+// for heads, tails and strided elements (CopyOp::apply). It costs registers where the pack
+// loop converts (docs/perf.md, "Kernel resource usage"), within the budget of 3 blocks per SM.
+//
 // Preconditions: addresses are aligned to their element size (checked by the executor) and
 // all indices are 64-bit.
 
@@ -121,15 +154,109 @@
 namespace flatgather {
 namespace detail {
 
+/// K elements of T, moved as one access of K * sizeof(T) bytes.
+template <class T, int K>
+struct Pack {
+  T v[K];
+};
+
+#if defined(__CUDACC__) || defined(FLATGATHER_EMULATE_DEVICE)
+// ---- hardware float32 -> bfloat16 / float16 conversions (NOTE: [hardware conversions]) -----
+
+#if !defined(FLATGATHER_EMULATE_DEVICE)
+// The conversion instructions for D (BFloat16 or Half), or the software routines below sm_80
+// (and in nvcc's host pass); tests/device_emulation.h models them for the CPU tests.
+
+/// cvt.rn.bf16.f32 / cvt.rn.f16.f32: `v` to D's bits.
+template <class D>
+FG_HOST_DEVICE FG_FORCE_INLINE unsigned short cvt_rn(float v) {
+  constexpr bool kBFloat16 = std::is_same_v<D, BFloat16>;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned short d;
+  if constexpr (kBFloat16) {
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(d) : "f"(v));
+  } else {
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(d) : "f"(v));
+  }
+  return d;
+#else
+  return kBFloat16 ? float_to_bfloat16_bits(v) : float_to_half_bits(v);
+#endif
+}
+
+/// cvt.rn.bf16x2.f32 / cvt.rn.f16x2.f32: `hi` to D's bits in bits 16..31, `lo` in bits 0..15
+/// (the PTX operand order).
+template <class D>
+FG_HOST_DEVICE FG_FORCE_INLINE unsigned cvt_rn_x2(float hi, float lo) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned d;
+  if constexpr (std::is_same_v<D, BFloat16>) {
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
+  } else {
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
+  }
+  return d;
+#else
+  return (static_cast<unsigned>(cvt_rn<D>(hi)) << 16) | cvt_rn<D>(lo);
+#endif
+}
+#endif  // !FLATGATHER_EMULATE_DEVICE
+
+/// Whether convert=new converts S to D with the instructions: float32 to bfloat16 or float16.
+template <class S, class D>
+constexpr bool kHardwareCast = std::is_same_v<S, float> &&
+                               (std::is_same_v<D, BFloat16> || std::is_same_v<D, Half>);
+
+/// The instructions' result `converted` for the float32 `v`, with the NaN rule of NOTE:
+/// [hardware conversions] applied.
+FG_HOST_DEVICE FG_FORCE_INLINE BFloat16 with_nan_rule(float v, unsigned converted, BFloat16) {
+  const bool nan = float_bits_are_nan(bit_cast<std::uint32_t>(v));
+  return BFloat16{nan ? kBFloat16NanFromFloat : static_cast<std::uint16_t>(converted)};
+}
+FG_HOST_DEVICE FG_FORCE_INLINE Half with_nan_rule(float v, unsigned converted, Half) {
+  const std::uint32_t x = bit_cast<std::uint32_t>(v);
+  return Half{float_bits_are_nan(x) ? half_nan_bits(x) : static_cast<std::uint16_t>(converted)};
+}
+
+/// One float32 to D (kHardwareCast) with one instruction and the NaN rule.
+template <class D>
+FG_HOST_DEVICE FG_FORCE_INLINE D hardware_convert(float v) {
+  return with_nan_rule(v, cvt_rn<D>(v), D{});
+}
+
+/// A pack of float32 to D (kHardwareCast), one instruction per pair of elements, and the NaN
+/// rule. Element j + 1 is the instruction's upper half: it follows element j in memory.
+template <class D, int K>
+FG_DEVICE FG_FORCE_INLINE Pack<D, K> hardware_convert_pack(const Pack<float, K>& in) {
+  static_assert(K % 2 == 0, "pairs of elements");
+  Pack<D, K> out;
+  FG_UNROLL
+  for (int j = 0; j < K; j += 2) {
+    const unsigned both = cvt_rn_x2<D>(in.v[j + 1], in.v[j]);
+    out.v[j] = with_nan_rule(in.v[j], both & 0xFFFFu, D{});
+    out.v[j + 1] = with_nan_rule(in.v[j + 1], both >> 16, D{});
+  }
+  return out;
+}
+#endif  // __CUDACC__ || FLATGATHER_EMULATE_DEVICE
+
 /// What a copy does with a source element `s` and the destination's old value `d`.
 struct CopyOp {  // gather, scatter: d = convert(s) (bits unchanged for equal types)
   static constexpr bool kReadsSrc = true;
   static constexpr bool kReadsDst = false;
+  /// convert=new: float32 to bfloat16/float16 with the conversion instructions (NOTE:
+  /// [hardware conversions]); the same for every piece of a plan.
+  bool hardware = false;
   template <class S, class D>
   FG_HOST_DEVICE FG_FORCE_INLINE D apply(S s, D) const {
     if constexpr (std::is_same_v<S, D>) {
       return s;
     } else {
+#if defined(__CUDACC__) || defined(FLATGATHER_EMULATE_DEVICE)
+      if constexpr (kHardwareCast<S, D>) {
+        if (hardware) return hardware_convert<D>(s);
+      }
+#endif
       return convert<D>(s);
     }
   }
@@ -150,12 +277,6 @@ struct ZeroOp {  // gather of padding and zero-filled tensors: d = 0
   FG_HOST_DEVICE FG_FORCE_INLINE D apply(S, D) const {
     return D{};
   }
-};
-
-/// K elements of T, moved as one access of K * sizeof(T) bytes.
-template <class T, int K>
-struct Pack {
-  T v[K];
 };
 
 #if defined(__CUDACC__) || defined(FLATGATHER_EMULATE_DEVICE)
@@ -609,11 +730,14 @@ FG_DEVICE FG_FORCE_INLINE void copy_split(const Side<S>& src, const Side<D>& dst
   constexpr bool kBits =
       std::is_same_v<S, D> && (std::is_same_v<Op, CopyOp> || std::is_same_v<Op, ZeroOp>);
   constexpr int UB = kBits ? CopyPolicy::unroll_bytes(K * static_cast<int>(sizeof(S))) : U;
+  // A copy that may convert float32 pairs with one instruction (NOTE: [hardware conversions]).
+  constexpr bool kPairs = std::is_same_v<Op, CopyOp> && kHardwareCast<S, D> && K % 2 == 0;
   constexpr int L = CopyPolicy::kWarpThreads;
   auto scalar = [&](std::int64_t j) { copy_element<Streaming>(src, dst, first + j, op); };
   const std::int64_t body = first + split.head;
-  // Packs p0, p0 + L, ..., p0 + L * (N - 1) of the lane, N = the unroll.
-  auto packs = [&](auto unroll, std::int64_t p0) {
+  // Packs p0, p0 + L, ..., p0 + L * (N - 1) of the lane, N = the unroll; `pairs`: converted
+  // by the instructions, two elements at a time (NOTE: [hardware conversions]).
+  auto packs = [&](auto unroll, auto pairs, std::int64_t p0) {
     constexpr int N = decltype(unroll)::value;
     [[maybe_unused]] Pack<S, K> in[N] = {};
     [[maybe_unused]] Pack<D, K> old[N] = {};  // read by scatter_add only
@@ -635,6 +759,8 @@ FG_DEVICE FG_FORCE_INLINE void copy_split(const Side<S>& src, const Side<D>& dst
         Pack<D, K> out;
         if constexpr (kBits && Op::kReadsSrc) {  // a copy: the pack as is, never unpacked
           out = in[u];
+        } else if constexpr (decltype(pairs)::value) {
+          out = hardware_convert_pack<D>(in[u]);
         } else {
           FG_UNROLL
           for (int j = 0; j < K; ++j) out.v[j] = op.template apply<S, D>(in[u].v[j], old[u].v[j]);
@@ -645,13 +771,23 @@ FG_DEVICE FG_FORCE_INLINE void copy_split(const Side<S>& src, const Side<D>& dst
   };
   if constexpr (UB != U) {  // same-type 1- and 2-byte copies (NOTE: [bytes in flight])
     if (bytes_unroll && split.src_vector && split.dst_vector) {
-      distribute<L, UB>(split, lane, scalar,
-                        [&](std::int64_t p0) { packs(std::integral_constant<int, UB>{}, p0); });
+      distribute<L, UB>(split, lane, scalar, [&](std::int64_t p0) {
+        packs(std::integral_constant<int, UB>{}, std::false_type{}, p0);
+      });
       return;
     }
   }
-  distribute<L, U>(split, lane, scalar,
-                   [&](std::int64_t p0) { packs(std::integral_constant<int, U>{}, p0); });
+  if constexpr (kPairs) {  // convert=new: a uniform branch per piece, not per pack
+    if (op.hardware) {
+      distribute<L, U>(split, lane, scalar, [&](std::int64_t p0) {
+        packs(std::integral_constant<int, U>{}, std::true_type{}, p0);
+      });
+      return;
+    }
+  }
+  distribute<L, U>(split, lane, scalar, [&](std::int64_t p0) {
+    packs(std::integral_constant<int, U>{}, std::false_type{}, p0);
+  });
 }
 
 /// The warp moves elements [first, first + count) of one copy from `src` to `dst` with `op`
@@ -802,10 +938,12 @@ FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCo
         const double alpha = a.d_alpha ? static_cast<double>(*a.d_alpha) : a.alpha;
         copy_piece<Streaming, F, T>(flat_side, tensor, first, count, AddOp{alpha}, lane, paths);
       } else if constexpr (!std::is_same_v<T, F>) {  // equal types went the raw way above
+        // convert=old|new (NOTE: [hardware conversions]).
+        const CopyOp cast{a.convert_path == CopyPath::New};
         if constexpr (kOp == Op::Gather) {
-          copy_piece<Streaming, T, F>(tensor, flat_side, first, count, CopyOp{}, lane, paths);
+          copy_piece<Streaming, T, F>(tensor, flat_side, first, count, cast, lane, paths);
         } else {
-          copy_piece<Streaming, F, T>(flat_side, tensor, first, count, CopyOp{}, lane, paths);
+          copy_piece<Streaming, F, T>(flat_side, tensor, first, count, cast, lane, paths);
         }
       }
     });

@@ -68,6 +68,7 @@ struct KernelArgs {
   /// Bytes of each warp's shared tile (NOTE: [shared transposes]): transpose_tile_bytes of
   /// the table with Tuning::transpose_path = New, else 0 (no tile, no shared memory).
   std::int32_t transpose_tile_bytes = 0;
+  CopyPath convert_path = CopyPath::Old;  ///< Tuning::convert_path
 };
 
 /// The device table's copies, strided descriptors and tiles, as built on the host.

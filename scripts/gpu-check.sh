@@ -18,7 +18,7 @@
 # reaches for them fails to configure or compile.
 #
 # Steps and budgets (seconds). "limit" is each step's timeout in device mode, and every
-# limit is also cut to what is left of the 395 s total. The budgets are estimates for 16
+# limit is also cut to what is left of the 400 s total. The budgets are estimates for 16
 # cores: no H200 run has been made yet. "rehearsal" is what scripts/ci-gpu-rehearsal.sh
 # took on 2026-11-30 on the 2-core machine without GPU, shared with five other builds:
 # "cold" with ccache warm for the core library only, "warm" rerun with every object cached.
@@ -48,13 +48,14 @@
 #                     resnet50; 0.02 s min time (rehearsal: many-tiny on the CPU)
 #   bench-llama       llama-7b gather only (its own JSON, so a timeout  15   skipped (no GPU)
 #                     there loses nothing else)
-#   bench-ab          issue 19's suites (misaligned, plan-4mb,          25   skipped (no GPU)
-#                     gpt2-bf16, gpt2-uint8) with the A/B methods
-#                     flatgather_{misaligned,tiles,unroll}_old/new
-#                     (those and flatgather_{strided,transpose}_old/new
-#                     also run in `bench` on the suites above)
+#   bench-ab          issue 19's suites (misaligned, plan-4mb,          30   skipped (no GPU)
+#                     gpt2-bf16, gpt2-uint8, gpt2-to-bf16) with the A/B
+#                     methods flatgather_{misaligned,tiles,unroll,
+#                     convert}_old/new (those and flatgather_{strided,
+#                     transpose}_old/new also run in `bench` on the
+#                     suites above; convert on mixed-cast)
 #   summary           summary.md, logs.tar.gz                            5   <1
-#   total                                                              395   654-772 cold, 50-67 warm
+#   total                                                              400   654-772 cold, 50-67 warm
 # racecheck runs only the shared transposes' test: no other path uses shared memory.
 #
 # What comes back in $OUT (default build-gpu/gpu-check): summary.md (printed last on stdout
@@ -128,7 +129,7 @@ work=$build/gpu-check-work  # logs before they are packed into logs.tar.gz
 deps_dir=${FLATGATHER_DEPS:-$root/.deps}
 prefix=$build/deps-prefix
 jobs=${JOBS:-$(nproc)}
-total_budget=395
+total_budget=400
 slow=1
 [ "$mode" = rehearse ] && slow=8
 rm -rf "$work"
@@ -138,7 +139,7 @@ t0=$(date +%s)
 # Each step's budget in seconds in device mode: the header's table.
 declare -A budget=([env]=5 [deps]=5 [configure]=45 [provenance-cmake]=2 [build]=140
   [provenance-build]=3 [ctest]=35 [pytest]=30 [memcheck]=20 [initcheck]=15 [synccheck]=10
-  [racecheck]=10 [bench]=30 [bench-llama]=15 [bench-ab]=25)  # + 5 for the summary = 395
+  [racecheck]=10 [bench]=30 [bench-llama]=15 [bench-ab]=30)  # + 5 for the summary = 400
 rows=()  # "step|result|seconds|budget"
 failed=0
 
@@ -407,7 +408,7 @@ if [ "$built" -eq 0 ]; then
       --benchmark_filter=^gather/cuda/llama-7b/ \
       --benchmark_min_time=0.02 "--benchmark_out=$llama_json" --benchmark_out_format=json
     run_step bench-ab "$build/flatgather-bench" --device cuda \
-      "--benchmark_filter=^(gather|scatter|scatter_add)/cuda/(misaligned|plan-4mb|gpt2-bf16|gpt2-uint8)/" \
+      "--benchmark_filter=^(gather|scatter|scatter_add)/cuda/(misaligned|plan-4mb|gpt2-bf16|gpt2-uint8|gpt2-to-bf16)/" \
       --benchmark_min_time=0.02 "--benchmark_out=$ab_json" --benchmark_out_format=json
   else
     # No GPU: the same binary and JSON path on the CPU's smallest suite, so the summary's

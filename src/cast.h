@@ -15,7 +15,9 @@
 /// its vectorized body, 0x7FC0 in the scalar tail); we write 0xFFFF. LibTorch's CUDA `.to()`
 /// writes 0x7FFF for a bfloat16 NaN; we keep the CPU bits on every executor, so CPU and GPU
 /// results of flatgather are identical, and tests compare NaN as NaN against CUDA references.
-/// The same functions run on the host and in CUDA kernels.
+/// The same functions run on the host and in CUDA kernels; the kernels' hardware conversions
+/// (NOTE: [hardware conversions] in kernels/copy.cuh) write the same bits, their NaNs through
+/// float_bits_are_nan, half_nan_bits and kBFloat16NanFromFloat below.
 
 #include <cstdint>
 #include <cstring>
@@ -52,12 +54,27 @@ FG_HOST_DEVICE FG_FORCE_INLINE float half_bits_to_float(std::uint16_t h) {
   return detail::bit_cast<float>(sign | ((exp + 112u) << 23) | (mant << 13));
 }
 
+/// Whether the float32 bits `x` are a NaN.
+FG_HOST_DEVICE FG_FORCE_INLINE bool float_bits_are_nan(std::uint32_t x) {
+  return (x & 0x7FFFFFFFu) > 0x7F800000u;
+}
+
+/// What the float32 NaN with bits `x` becomes in float16 (NOTE: [rounding]): 0x7E00 with its
+/// sign, whatever its payload.
+FG_HOST_DEVICE FG_FORCE_INLINE std::uint16_t half_nan_bits(std::uint32_t x) {
+  return static_cast<std::uint16_t>(((x >> 16) & 0x8000u) | 0x7E00u);
+}
+
+/// What a float32 (or float64) NaN becomes in bfloat16 (NOTE: [rounding]), whatever its sign
+/// and payload.
+constexpr std::uint16_t kBFloat16NanFromFloat = 0xFFFFu;
+
 /// float32 -> float16 bits, round to nearest even (see NOTE: [rounding]).
 FG_HOST_DEVICE FG_FORCE_INLINE std::uint16_t float_to_half_bits(float f) {
   const std::uint32_t x = detail::bit_cast<std::uint32_t>(f);
   const std::uint32_t sign = (x >> 16) & 0x8000u;
   const std::uint32_t ax = x & 0x7FFFFFFFu;
-  if (ax > 0x7F800000u) return static_cast<std::uint16_t>(sign | 0x7E00u);   // NaN
+  if (float_bits_are_nan(x)) return half_nan_bits(x);
   if (ax >= 0x47800000u) return static_cast<std::uint16_t>(sign | 0x7C00u);  // >= 2^16: inf
   if (ax >= 0x38800000u) {  // normal float16 range (>= 2^-14); a carry may round up to inf
     const std::uint32_t rebiased = ax - 0x38000000u;  // exponent bias 127 -> 15
@@ -86,12 +103,12 @@ FG_HOST_DEVICE FG_FORCE_INLINE float bfloat16_bits_to_float(std::uint16_t b) {
 /// float32 -> bfloat16 bits, round to nearest even (see NOTE: [rounding]). `nan_bits` is
 /// what a NaN becomes.
 FG_HOST_DEVICE FG_FORCE_INLINE std::uint16_t float_to_bfloat16_bits(
-    float f, std::uint16_t nan_bits = 0xFFFFu) {
+    float f, std::uint16_t nan_bits = kBFloat16NanFromFloat) {
   const std::uint32_t x = detail::bit_cast<std::uint32_t>(f);
   const std::uint32_t bias = 0x7FFFu + ((x >> 16) & 1u);
   const auto rounded = static_cast<std::uint16_t>((x + bias) >> 16);
   // A select rather than an early return, so that loops over it vectorize.
-  return (x & 0x7FFFFFFFu) > 0x7F800000u ? nan_bits : rounded;
+  return float_bits_are_nan(x) ? nan_bits : rounded;
 }
 
 /// Storage types of the floating dtypes, so kernels can be written once per type pair.
@@ -158,10 +175,10 @@ struct Convert<Half> {
 template <>
 struct Convert<BFloat16> {
   FG_HOST_DEVICE static FG_FORCE_INLINE BFloat16 from(float v) {
-    return BFloat16{float_to_bfloat16_bits(v, 0xFFFFu)};
+    return BFloat16{float_to_bfloat16_bits(v, kBFloat16NanFromFloat)};
   }
   FG_HOST_DEVICE static FG_FORCE_INLINE BFloat16 from(double v) {
-    return BFloat16{float_to_bfloat16_bits(static_cast<float>(v), 0xFFFFu)};
+    return BFloat16{float_to_bfloat16_bits(static_cast<float>(v), kBFloat16NanFromFloat)};
   }
   FG_HOST_DEVICE static FG_FORCE_INLINE BFloat16 from(Half v) {
     return BFloat16{float_to_bfloat16_bits(to_float(v), 0x7FC0u)};

@@ -232,6 +232,7 @@ class CudaExecutor final : public Executor {
       args_.misaligned_path = tuning_.misaligned_path;
       args_.unroll_path = tuning_.unroll_path;
       args_.transpose_tile_bytes = tile_bytes;
+      args_.convert_path = tuning_.convert_path;
 
       // Grid: the SMs times the blocks that fit on one, never more warps than tiles.
       const std::int64_t useful_blocks = (num_tiles_ + warps_per_block - 1) / warps_per_block;

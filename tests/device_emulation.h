@@ -1,15 +1,19 @@
 #pragma once
-// Host stand-ins for the CUDA load/store intrinsics that kernels/copy.cuh uses, so that the
-// kernels' per-warp code (process_piece, copy_piece) runs on the CPU, one lane after another.
-// Lanes of a warp never communicate in these kernels (no shuffles, no barriers), so running
-// them in sequence computes exactly what a warp computes. Include before copy.cuh; only for
-// tests/test_tiles.cpp, which includes no CUDA header.
+// Host stand-ins for the CUDA load/store intrinsics and conversion instructions that
+// kernels/copy.cuh uses, so that the kernels' per-warp code (process_piece, copy_piece) runs on
+// the CPU, one lane after another. Lanes of a warp never communicate in these kernels (no shuffles,
+// no barriers), so running them in sequence computes exactly what a warp computes. Include before
+// copy.cuh; only for tests/test_tiles.cpp, which includes no CUDA header.
 #define FLATGATHER_EMULATE_DEVICE 1
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 #include <vector>
+
+#include "cast.h"  // the storage types only (the conversion models below are independent)
 
 struct alignas(16) uint4 {
   unsigned int x, y, z, w;
@@ -33,6 +37,10 @@ struct AccessCounts {
   std::int64_t shared_loads = 0;
   std::int64_t shared_stores = 0;
   std::int64_t shared_bad = 0;
+  /// Conversion instructions (NOTE: [hardware conversions] in kernels/copy.cuh): the x2 forms
+  /// (two elements each) and the one-element forms.
+  std::int64_t cvt_pairs = 0;
+  std::int64_t cvt_singles = 0;
   /// 16-byte loads issued since the lane's last store, and the most seen: the packs a lane
   /// keeps in flight (NOTE: [bytes in flight] in kernels/copy.cuh). Lanes run one after
   /// another and every lane's batch ends with its stores, so runs never span two lanes.
@@ -142,4 +150,61 @@ inline unsigned __funnelshift_r(unsigned lo, unsigned hi, unsigned shift) {
   ++fg_emulation::counts().funnel_shifts;
   const std::uint64_t v = (static_cast<std::uint64_t>(hi) << 32) | lo;
   return static_cast<unsigned>(v >> (shift & 31));
+}
+
+// The conversion instructions of NOTE: [hardware conversions] (kernels/copy.cuh), modelled as
+// the PTX ISA documents cvt.rn: round to nearest, ties to even, subnormals kept, overflow to
+// infinity, and every NaN 0x7FFF (CUDA's canonical NaN). The rounding is computed with double
+// arithmetic, not with src/cast.h's bit manipulation, so that the tests compare two
+// independent implementations.
+namespace fg_emulation {
+constexpr unsigned short kCanonicalNan = 0x7FFF;
+/// `v` (finite) rounded to nearest even with `fraction_bits` bits after the point, exponents
+/// from `min_exponent` (subnormals below) to `max_exponent` (infinity above).
+inline double round_to_format(double v, int fraction_bits, int min_exponent, int max_exponent) {
+  if (v == 0) return v;
+  int e = 0;
+  std::frexp(v, &e);  // |v| in [2^(e-1), 2^e)
+  const int exponent = e - 1 < min_exponent ? min_exponent : e - 1;
+  const double ulp = std::ldexp(1.0, exponent - fraction_bits);
+  const double rounded = std::nearbyint(v / ulp) * ulp;  // the default mode: ties to even
+  if (std::fabs(rounded) >= std::ldexp(1.0, max_exponent + 1)) return std::copysign(INFINITY, v);
+  return rounded;
+}
+inline unsigned short model_bf16(float f) {
+  if (std::isnan(f)) return kCanonicalNan;
+  const float r = std::isinf(f) ? f : static_cast<float>(round_to_format(f, 7, -126, 127));
+  std::uint32_t bits;
+  std::memcpy(&bits, &r, sizeof(bits));
+  return static_cast<unsigned short>(bits >> 16);  // r is a bfloat16: the low half is zero
+}
+inline unsigned short model_f16(float f) {
+  if (std::isnan(f)) return kCanonicalNan;
+  const unsigned short sign = std::signbit(f) ? 0x8000 : 0;
+  const double r = std::isinf(f) ? f : round_to_format(f, 10, -14, 15);
+  if (std::isinf(r)) return static_cast<unsigned short>(sign | 0x7C00);
+  const double a = std::fabs(r);
+  if (a < std::ldexp(1.0, -14))
+    return static_cast<unsigned short>(sign | static_cast<unsigned>(a * 16777216.0));
+  int e = 0;
+  std::frexp(a, &e);
+  const auto fraction = static_cast<unsigned>((std::ldexp(a, 1 - e) - 1.0) * 1024.0);
+  return static_cast<unsigned short>(sign | ((e - 1 + 15) << 10) | fraction);
+}
+}  // namespace fg_emulation
+
+// kernels/copy.cuh's cvt_rn<D> and cvt_rn_x2<D> (D: flatgather::BFloat16 or Half).
+template <class D>
+inline unsigned short cvt_rn(float v) {
+  ++fg_emulation::counts().cvt_singles;
+  return std::is_same_v<D, flatgather::BFloat16> ? fg_emulation::model_bf16(v)
+                                                 : fg_emulation::model_f16(v);
+}
+template <class D>
+inline unsigned cvt_rn_x2(float hi, float lo) {
+  ++fg_emulation::counts().cvt_pairs;
+  const bool bf16 = std::is_same_v<D, flatgather::BFloat16>;
+  const unsigned h = bf16 ? fg_emulation::model_bf16(hi) : fg_emulation::model_f16(hi);
+  const unsigned l = bf16 ? fg_emulation::model_bf16(lo) : fg_emulation::model_f16(lo);
+  return (h << 16) | l;
 }

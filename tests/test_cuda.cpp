@@ -1251,6 +1251,75 @@ TEST(CudaGatherScatter, TileScalingAndBytesUnrollVariants) {
   }
 }
 
+// NOTE: [hardware conversions] (kernels/copy.cuh): with convert=old and convert=new, float32
+// tensors (aligned, at an odd offset, transposed) gathered into bfloat16 and float16 flat
+// buffers, and a float32 flat buffer scattered into such tensors, give the CPU executor's bits
+// exactly (NaN payloads and signs included) over the special values of
+// fgtest::float32_conversion_specials and random bit patterns.
+TEST(CudaGatherScatter, HardwareConversionsSameBitsAsTheCpu) {
+  SKIP_WITHOUT_CUDA();
+  std::vector<std::uint32_t> bits = fgtest::float32_conversion_specials();
+  std::mt19937_64 rng(1919);
+  while (bits.size() < 40000) bits.push_back(static_cast<std::uint32_t>(rng()));
+  const auto n = static_cast<int64_t>(bits.size());
+  const at::Tensor values = at::from_blob(bits.data(), {n}, at::kInt).clone().view(at::kFloat);
+  // Raw bits: bits_equal counts any two NaNs as equal.
+  auto same_bits = [](const at::Tensor& a, const at::Tensor& b) {
+    return fgtest::bits_equal(a.contiguous().view(at::kShort), b.contiguous().view(at::kShort));
+  };
+  for (const char* spec :
+       {"convert=old", "convert=new", "convert=new,strided=new,misaligned=new,tile=256"}) {
+    TuningOverride tuning(spec);
+    const std::string text(spec);
+    for (const at::ScalarType narrow : {at::kBFloat16, at::kHalf}) {
+      SCOPED_TRACE(text + " " + c10::toString(narrow));
+      // gather: float32 tensors into a narrow flat buffer
+      std::vector<Pair> tensors;
+      tensors.push_back(make_pair(values));
+      tensors.push_back(make_pair(values, [](const at::Tensor& t) { return t.narrow(0, 1, 999); }));
+      tensors.push_back(make_pair(values, [](const at::Tensor& t) {
+        return t.narrow(0, 3, 150 * 101).view({150, 101}).t();
+      }));
+      fgt::Options opt;
+      opt.dtype = narrow;
+      fgt::Plan gpu_plan = fgt::Plan::from_tensors(gpus(tensors), {}, opt);
+      fgt::Plan cpu_plan = fgt::Plan::from_tensors(cpus(tensors), {}, opt);
+      const std::string described = gpu_plan.core().describe();
+      EXPECT_NE(described.find(text.substr(0, text.find(','))), std::string::npos) << described;
+      at::Tensor flat = poisoned_gpu(gpu_plan.numel(), narrow, 1);
+      gpu_plan.core().gather(flat.data_ptr(), flat.numel(), nullptr);
+      device_sync();
+      EXPECT_TRUE(same_bits(flat.cpu(), cpu_plan.gather()));
+
+      // scatter: a float32 flat buffer of the same values into poisoned narrow tensors
+      std::vector<Pair> narrows;
+      narrows.push_back(make_pair(at::empty({n}, narrow)));
+      narrows.push_back(make_pair(at::empty({1001}, narrow),
+                                  [](const at::Tensor& t) { return t.narrow(0, 1, 999); }));
+      narrows.push_back(
+          make_pair(at::empty({101, 150}, narrow), [](const at::Tensor& t) { return t.t(); }));
+      fgt::Options to_float;
+      to_float.dtype = at::kFloat;
+      fgt::Plan gpu_back = fgt::Plan::from_tensors(gpus(narrows), {}, to_float);
+      fgt::Plan cpu_back = fgt::Plan::from_tensors(cpus(narrows), {}, to_float);
+      const at::Tensor source =
+          values.repeat({gpu_back.numel() / n + 1}).narrow(0, 0, gpu_back.numel());
+      for (const Pair& p : narrows) {
+        poison(p.gpu);
+        poison(p.cpu);
+      }
+      const at::Tensor source_gpu = to_gpu(source, "source flat", 3);
+      gpu_back.core().scatter(source_gpu.data_ptr(), source_gpu.numel(), nullptr);
+      device_sync();
+      cpu_back.scatter(source);
+      for (std::size_t i = 0; i < narrows.size(); ++i) {
+        SCOPED_TRACE("tensor " + std::to_string(i));
+        EXPECT_TRUE(same_bits(narrows[i].gpu.cpu(), narrows[i].cpu));
+      }
+    }
+  }
+}
+
 // Zero-fill placeholders and rebind to null on the GPU: zeros on gather, untouched on scatter.
 TEST(CudaRebind, ZeroFillAndRebindToNull) {
   SKIP_WITHOUT_CUDA();

@@ -578,12 +578,22 @@ struct TensorSpec {
   std::int64_t offset;                // elements from the start of its buffer to the lowest
 };
 
-void fill_random(char* p, std::int64_t n, fg::DType dtype, std::mt19937_64& rng) {
+/// Random elements of `dtype`. With `float32_bits`, float32 elements are its bit patterns
+/// (each of them once, in order, then at random) alternating with random bit patterns.
+void fill_random(char* p, std::int64_t n, fg::DType dtype, std::mt19937_64& rng,
+                 const std::vector<std::uint32_t>* float32_bits = nullptr) {
   std::normal_distribution<double> normal(0.0, 100.0);
   const int es = fg::dtype_size(dtype);
   for (std::int64_t i = 0; i < n; ++i) {
     char* e = p + i * es;
-    if (fg::dtype_is_floating(dtype)) {
+    if (dtype == fg::DType::Float32 && float32_bits != nullptr) {
+      const std::size_t k = static_cast<std::size_t>(i);
+      const std::size_t size = float32_bits->size();
+      const std::uint32_t bits = k < size     ? (*float32_bits)[k]
+                                 : k % 2 == 0 ? (*float32_bits)[rng() % size]
+                                              : static_cast<std::uint32_t>(rng());
+      std::memcpy(e, &bits, sizeof(bits));
+    } else if (fg::dtype_is_floating(dtype)) {
       double v = normal(rng);
       if (i % 17 == 3) v = 1e-42;            // subnormal in float32, zero in float16
       if (i % 23 == 5) v = 70000.0;          // float16 overflow
@@ -617,6 +627,10 @@ struct Scenario {
   // New: the plan's warps get a shared tile (NOTE: [shared transposes]) and every tile's 32
   // lanes run in lockstep (tests/warp_lockstep.h), so that __syncwarp holds.
   CopyPath transpose_path = CopyPath::Old;
+  CopyPath convert_path = CopyPath::Old;  // NOTE: [hardware conversions]
+  /// When set, every float32 buffer (tensors and flat) draws from these bit patterns
+  /// (fill_random).
+  const std::vector<std::uint32_t>* float32_bits = nullptr;
 };
 
 // How often each byte was stored, from the emulation's store log.
@@ -667,7 +681,7 @@ Built build_scenario(const Scenario& sc, std::mt19937_64& rng) {
     d.contiguous = t.strides.empty();
     const int es = fg::dtype_size(t.dtype);
     buffers.emplace_back(static_cast<std::size_t>((t.offset + span + 1) * es));
-    fill_random(buffers.back().bytes(), t.offset + span, t.dtype, rng);
+    fill_random(buffers.back().bytes(), t.offset + span, t.dtype, rng, sc.float32_bits);
     d.data = buffers.back().bytes() + (t.offset - lowest) * es;
     cursor = (cursor + sc.align_elems - 1) / sc.align_elems * sc.align_elems;
     if (d.numel == 0) continue;
@@ -710,8 +724,9 @@ fg::detail::KernelArgs kernel_args(const fg::detail::HostTable& table, fg::DType
 }
 
 // Runs gather, scatter and scatter_add through the emulated kernels and the reference and
-// compares every byte. Returns the gather's access counts.
-fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed) {
+// compares every byte. Returns the gather's access counts (the scatter's in `scatter_counts`).
+fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed,
+                                          fg_emulation::AccessCounts* scatter_counts = nullptr) {
   fg_emulation::AccessCounts gather_counts;
   std::mt19937_64 rng(seed);
   const int fs = fg::dtype_size(sc.flat_dtype);
@@ -744,6 +759,7 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
     a.misaligned_path = sc.misaligned_path;
     a.unroll_path = sc.unroll_path;
     a.transpose_tile_bytes = tile_bytes;
+    a.convert_path = sc.convert_path;
     store_log.clear();
     fg_emulation::counts().store_log = &store_log;
     for (std::int64_t t = 0; t < a.num_tiles; ++t) {
@@ -826,7 +842,7 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
     EXPECT_EQ(flat[flat_numel * fs + b], static_cast<char>(0xA5));
 
   // scatter a new flat into poisoned tensors; scatter_add on top
-  fill_random(flat, flat_numel, sc.flat_dtype, rng);
+  fill_random(flat, flat_numel, sc.flat_dtype, rng, sc.float32_bits);
   for (const bool add : {false, true}) {
     const bool floats = sc.flat_dtype != fg::DType::Bool && fg::dtype_is_floating(sc.flat_dtype);
     if (add && !floats) continue;
@@ -845,6 +861,7 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
     }
     fg_emulation::counts() = {};
     run(add ? Op::ScatterAdd : Op::Scatter, flat, -0.75);
+    if (!add && scatter_counts) *scatter_counts = fg_emulation::counts();
     EXPECT_EQ(fg_emulation::counts().misaligned, 0);
     EXPECT_EQ(fg_emulation::counts().shared_bad, 0) << "a shared access outside the tile";
     EXPECT_EQ(fg_emulation::counts().shared_loads, gather_counts.shared_loads);
@@ -1374,7 +1391,7 @@ TEST(Tuning, OverridesApplyAndBadSpecsThrow) {
   EXPECT_EQ(t.misaligned_path, CopyPath::New);
   EXPECT_EQ(fg::detail::to_string(t),
             "block=128 blocks/SM<=4 tile=64B copy_cost=8B streaming=never strided=new "
-            "misaligned=new tile_scaling=new(min 4096B) unroll=new transpose=old");
+            "misaligned=new tile_scaling=new(min 4096B) unroll=new transpose=old convert=old");
   fg::detail::apply_tuning_overrides(t, "misaligned=old");
   EXPECT_EQ(t.misaligned_path, CopyPath::Old);
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "strided=fast"), "strided=fast",
@@ -1387,7 +1404,7 @@ TEST(Tuning, OverridesApplyAndBadSpecsThrow) {
   EXPECT_EQ(t.tiles.min_tile_bytes, 2048);
   EXPECT_EQ(fg::detail::to_string(t),
             "block=128 blocks/SM<=4 tile=64B copy_cost=8B streaming=never strided=new "
-            "misaligned=old tile_scaling=old unroll=old transpose=old");
+            "misaligned=old tile_scaling=old unroll=old transpose=old convert=old");
   fg::detail::apply_tuning_overrides(t, "unroll=new,tile_scaling=new");
   EXPECT_EQ(t.tile_scaling_path, CopyPath::New);
   EXPECT_EQ(t.unroll_path, CopyPath::New);
@@ -1397,7 +1414,16 @@ TEST(Tuning, OverridesApplyAndBadSpecsThrow) {
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "misaligned="), "old or new");
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "min_tile=0"), "at least 1");
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "colour=3"),
-                   "strided, misaligned, tile_scaling, unroll, transpose");
+                   "strided, misaligned, tile_scaling, unroll, transpose, convert");
+  // The conversion switch (NOTE: [hardware conversions]).
+  EXPECT_EQ(t.convert_path, CopyPath::Old);
+  fg::detail::apply_tuning_overrides(t, "convert=new");
+  EXPECT_EQ(t.convert_path, CopyPath::New);
+  EXPECT_NE(fg::detail::to_string(t).find(" convert=new"), std::string::npos);
+  EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "convert=hw"), "convert=hw", "old or new");
+  EXPECT_EQ(t.convert_path, CopyPath::New) << "a refused switch keeps its value";
+  fg::detail::apply_tuning_overrides(t, "convert=old");
+  EXPECT_EQ(t.convert_path, CopyPath::Old);
   EXPECT_EQ(t.unroll_path, CopyPath::New) << "a refused switch keeps its value";
   // The shared transposes' switch (NOTE: [shared transposes]).
   EXPECT_EQ(t.transpose_path, CopyPath::Old);
@@ -1559,10 +1585,12 @@ TEST(EmulatedKernels, RandomLayoutsEveryPath) {
       for (const CopyPath misaligned : {CopyPath::Old, CopyPath::New}) {
         SCOPED_TRACE("round " + std::to_string(round) + " " + fg::dtype_name(tdt) + " -> " +
                      fg::dtype_name(fdt) + " strided=" + fg::detail::to_string(strided) +
-                     " misaligned=" + fg::detail::to_string(misaligned));
+                     " misaligned=" + fg::detail::to_string(misaligned) +
+                     " convert=" + ((seed & 2) != 0 ? "new" : "old"));
         sc.strided_path = strided;
         sc.misaligned_path = misaligned;
         sc.streaming = (seed & 1) != 0;
+        sc.convert_path = (seed & 2) != 0 ? CopyPath::New : CopyPath::Old;
         check_scenario(sc, seed);
       }
     }
@@ -1616,6 +1644,7 @@ TEST(EmulatedKernels, NewPathsEveryDtypePair) {
         sc.params = seed % 2 ? TileParams{32 * 1024, 1024} : TileParams{100, 8};
         sc.strided_path = CopyPath::New;
         sc.misaligned_path = CopyPath::New;
+        sc.convert_path = CopyPath::New;
         check_scenario(sc, seed++);
       }
     }
@@ -2030,4 +2059,128 @@ TEST(EmulatedKernels, SharedTransposeRandomShapes) {
     through_tile += c.shared_stores;
   }
   EXPECT_GT(through_tile, 0);
+}
+
+// ---- hardware float32 -> bfloat16 / float16 conversions (NOTE: [hardware conversions]) -------
+
+// The instructions' model, the NaN rule and the pack order give the bits of src/cast.h (the
+// CPU executor's routines) for every special value and a million random bit patterns, and
+// LibTorch's CPU .to() agrees on the specials; without the NaN rule NaNs would differ.
+TEST(HardwareConversions, SameBitsAsTheCpuPath) {
+  std::vector<std::uint32_t> all = fgtest::float32_conversion_specials();
+  std::mt19937_64 rng(31);
+  for (int i = 0; i < (1 << 20); ++i) all.push_back(static_cast<std::uint32_t>(rng()));
+  fg_emulation::counts() = {};
+  int nans = 0;
+  for (std::size_t i = 0; i + 1 < all.size(); ++i) {
+    float f, g;
+    std::memcpy(&f, &all[i], sizeof(f));
+    std::memcpy(&g, &all[i + 1], sizeof(g));
+    const std::uint16_t want_b = fg::float_to_bfloat16_bits(f);
+    const std::uint16_t want_h = fg::float_to_half_bits(f);
+    ASSERT_EQ(fg::detail::hardware_convert<fg::BFloat16>(f).bits, want_b) << std::hex << all[i];
+    ASSERT_EQ(fg::detail::hardware_convert<fg::Half>(f).bits, want_h) << std::hex << all[i];
+    const fg::detail::Pack<float, 4> in{{f, g, g, f}};
+    const auto b = fg::detail::hardware_convert_pack<fg::BFloat16>(in);
+    const auto h = fg::detail::hardware_convert_pack<fg::Half>(in);
+    const std::uint16_t want_bg = fg::float_to_bfloat16_bits(g);
+    const std::uint16_t want_hg = fg::float_to_half_bits(g);
+    ASSERT_EQ(b.v[0].bits, want_b) << std::hex << all[i];
+    ASSERT_EQ(b.v[1].bits, want_bg) << std::hex << all[i + 1];
+    ASSERT_EQ(b.v[2].bits, want_bg) << std::hex << all[i + 1];
+    ASSERT_EQ(b.v[3].bits, want_b) << std::hex << all[i];
+    ASSERT_EQ(h.v[0].bits, want_h) << std::hex << all[i];
+    ASSERT_EQ(h.v[1].bits, want_hg) << std::hex << all[i + 1];
+    ASSERT_EQ(h.v[2].bits, want_hg) << std::hex << all[i + 1];
+    ASSERT_EQ(h.v[3].bits, want_h) << std::hex << all[i];
+    if (std::isnan(f)) {
+      ++nans;
+      // The instruction alone gives the canonical NaN: the rule is what makes the bits equal.
+      ASSERT_NE(fg_emulation::model_bf16(f), want_b);
+      ASSERT_NE(fg_emulation::model_f16(f), want_h);
+    } else {
+      // Away from NaNs the model (double arithmetic) and src/cast.h (bit manipulation) agree.
+      ASSERT_EQ(fg_emulation::model_bf16(f), want_b) << std::hex << all[i];
+      ASSERT_EQ(fg_emulation::model_f16(f), want_h) << std::hex << all[i];
+    }
+  }
+  EXPECT_GT(nans, 12);  // the specials and a few random ones
+  const auto n = static_cast<std::int64_t>(all.size() - 1);
+  EXPECT_EQ(fg_emulation::counts().cvt_singles, 2 * n);
+  EXPECT_EQ(fg_emulation::counts().cvt_pairs, 4 * n);
+
+  // LibTorch's CPU .to() of the specials, element by element through the kernels' functions.
+  const std::vector<std::uint32_t> specials = fgtest::float32_conversion_specials();
+  const auto n_specials = static_cast<std::int64_t>(specials.size());
+  for (const fg::DType to : {fg::DType::BFloat16, fg::DType::Float16}) {
+    SCOPED_TRACE(fg::dtype_name(to));
+    const std::vector<char> torch =
+        fgtest::torch_cast(specials.data(), n_specials, fg::DType::Float32, to);
+    for (std::int64_t i = 0; i < n_specials; ++i) {
+      float f;
+      std::memcpy(&f, &specials[static_cast<std::size_t>(i)], sizeof(f));
+      const std::uint16_t got = to == fg::DType::BFloat16
+                                    ? fg::detail::hardware_convert<fg::BFloat16>(f).bits
+                                    : fg::detail::hardware_convert<fg::Half>(f).bits;
+      std::uint16_t want;
+      std::memcpy(&want, torch.data() + 2 * i, sizeof(want));
+      EXPECT_EQ(got, want) << std::hex << "float32 0x" << specials[static_cast<std::size_t>(i)];
+    }
+  }
+}
+
+// The emulated kernels with convert=new and convert=old over the special values and random bit
+// patterns: gathers of float32 tensors (aligned, misaligned, strided) into bfloat16 and float16
+// flats and scatters of a float32 flat into bfloat16 and float16 tensors give LibTorch's CPU
+// .to() bits (check_scenario, poisoned outputs); convert=new runs the instructions, in pairs
+// where a pack allows, and convert=old none.
+TEST(EmulatedKernels, HardwareConversionsSpecialValues) {
+  const std::vector<std::uint32_t> specials = fgtest::float32_conversion_specials();
+  std::uint64_t seed = 1900;
+  for (const fg::DType narrow : {fg::DType::BFloat16, fg::DType::Float16}) {
+    for (const CopyPath convert : {CopyPath::Old, CopyPath::New}) {
+      for (std::int64_t shift : {0, 1}) {
+        SCOPED_TRACE(std::string(fg::dtype_name(narrow)) + " convert=" +
+                     fg::detail::to_string(convert) + " shift " + std::to_string(shift));
+        Scenario gather;  // float32 tensors -> narrow flat
+        gather.tensors = sample_specs(fg::DType::Float32, true);
+        gather.tensors.push_back({fg::DType::Float32, {4096}, {}, 0});
+        gather.flat_dtype = narrow;
+        gather.flat_shift = shift;
+        gather.align_elems = 8;
+        gather.params = seed % 2 ? TileParams{32 * 1024, 1024} : TileParams{256, 16};
+        gather.convert_path = convert;
+        gather.float32_bits = &specials;
+        const fg_emulation::AccessCounts g = check_scenario(gather, seed++);
+        Scenario scatter = gather;  // float32 flat -> narrow tensors
+        scatter.tensors = sample_specs(narrow, true);
+        scatter.tensors.push_back({narrow, {4096}, {}, 0});
+        scatter.flat_dtype = fg::DType::Float32;
+        fg_emulation::AccessCounts s;
+        check_scenario(scatter, seed++, &s);
+        if (convert == CopyPath::New) {
+          EXPECT_GT(g.cvt_pairs, 0);
+          EXPECT_GT(g.cvt_singles, 0);  // heads, tails, the strided tensors
+          EXPECT_GT(s.cvt_pairs, 0);
+          EXPECT_GT(s.cvt_singles, 0);
+        } else {
+          EXPECT_EQ(g.cvt_pairs + g.cvt_singles + s.cvt_pairs + s.cvt_singles, 0);
+        }
+      }
+    }
+  }
+  // An aligned float32 -> bfloat16 gather of whole packs: two elements per instruction, none
+  // alone; the old path on the same copy uses none.
+  for (const CopyPath convert : {CopyPath::Old, CopyPath::New}) {
+    Scenario sc;
+    sc.tensors = {{fg::DType::Float32, {4096}, {}, 0}};
+    sc.flat_dtype = fg::DType::BFloat16;
+    sc.convert_path = convert;
+    sc.float32_bits = &specials;
+    const fg_emulation::AccessCounts c = check_scenario(sc, 1950);
+    EXPECT_EQ(c.cvt_pairs, convert == CopyPath::New ? 4096 / 2 : 0);
+    EXPECT_EQ(c.cvt_singles, 0);
+    EXPECT_EQ(c.loads[16], 4096 / 4);
+    EXPECT_EQ(c.stores[8], 4096 / 4);
+  }
 }
