@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "device_emulation.h"  // before copy.cuh: runs the kernels' warp code on the CPU
+#include "warp_lockstep.h"     // the warp collectives, lanes in lockstep
 #include "copy.cuh"
 #include "stats_piece.cuh"
 #include "copy_desc.h"
@@ -1584,4 +1585,131 @@ TEST(EmulatedKernels, NewPathsEveryDtypePair) {
       }
     }
   }
+}
+
+// ---- the lockstep warp emulator itself (NOTE: [warp lockstep] in tests/warp_lockstep.h) -------
+
+TEST(WarpLockstep, ShufflesMoveEachLanesValue) {
+  struct Pair {
+    std::int32_t a, b;
+  };
+  int calls = 0;
+  std::int64_t failures = 0;
+  fg_lockstep::run_warp([&](int lane, unsigned char*) {
+    ++calls;
+    const int src = (lane * 7 + 3) % 32;
+    const std::int32_t i32 = __shfl_sync(0xffffffffu, 1000 + lane * 13, src);
+    const std::int64_t i64 =
+        __shfl_sync(0xffffffffu, (std::int64_t{lane} << 40) - lane * 3, (lane + 31) % 32);
+    const double d = __shfl_sync(0xffffffffu, 0.5 + lane, 31 - lane);
+    const Pair p = __shfl_sync(0xffffffffu, Pair{lane, -lane}, 5);
+    const int down = __shfl_down_sync(0xffffffffu, lane * 2, 4);
+    const int x = __shfl_xor_sync(0xffffffffu, lane + 100, 9);
+    const unsigned ballot = __ballot_sync(0xffffffffu, lane % 3 == 0);
+    const int any = __any_sync(0xffffffffu, lane == 17);
+    const int all = __all_sync(0xffffffffu, lane != 17);
+    const int prev = (lane + 31) % 32;
+    failures += i32 != 1000 + src * 13;
+    failures += i64 != (std::int64_t{prev} << 40) - prev * 3;
+    failures += d != 0.5 + (31 - lane);
+    failures += p.a != 5 || p.b != -5;
+    failures += down != (lane + 4 < 32 ? (lane + 4) * 2 : lane * 2);
+    failures += x != (lane ^ 9) + 100;
+    failures += ballot != 0x49249249u;
+    failures += any != 1 || all != 0;
+  });
+  EXPECT_EQ(calls, 32);
+  EXPECT_EQ(failures, 0);
+}
+
+TEST(WarpLockstep, SharedMemoryAndPartialMasks) {
+  std::vector<int> got(32, -1);
+  fg_lockstep::run_warp(
+      [&](int lane, unsigned char* shared) {
+    ASSERT_NE(shared, nullptr);
+    int* s = reinterpret_cast<int*>(shared);
+    s[lane] = lane * lane;
+    __syncwarp();
+    int v = s[31 - lane];
+    // The lower half shuffles among itself while the upper half waits at the barrier.
+    if (lane < 16) v += __shfl_sync(0x0000ffffu, lane, (lane + 1) % 16) * 1000;
+    __syncwarp();
+    got[static_cast<std::size_t>(lane)] = v;
+      },
+      32 * sizeof(int));
+  for (int lane = 0; lane < 32; ++lane) {
+    const int want = (31 - lane) * (31 - lane) + (lane < 16 ? (lane + 1) % 16 * 1000 : 0);
+    EXPECT_EQ(got[static_cast<std::size_t>(lane)], want) << "lane " << lane;
+  }
+}
+
+TEST(WarpLockstep, MisuseIsCaught) {
+  auto message = [](auto&& f) -> std::string {
+    try {
+      fg_lockstep::run_warp(f);
+    } catch (const fg_lockstep::Misuse& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  // Divergent lanes at two different shuffles of the full mask (written outside the
+  // assertion's macro, whose lines all count as one call site).
+  auto divergent = [](int lane, unsigned char*) {
+    if (lane % 2) {
+      (void)__shfl_sync(0xffffffffu, lane, 0);
+    } else {
+      (void)__shfl_sync(0xffffffffu, lane, 1);
+    }
+  };
+  EXPECT_NE(message(divergent).find("but lane"), std::string::npos);
+  // Another kind of collective.
+  auto other_kind = [](int lane, unsigned char*) {
+    if (lane == 3) {
+      __syncwarp();
+    } else {
+      (void)__ballot_sync(0xffffffffu, 1);
+    }
+  };
+  EXPECT_NE(message(other_kind).find("__syncwarp"), std::string::npos);
+  // A lane missing from a full-mask shuffle.
+  EXPECT_NE(message([](int lane, unsigned char*) {
+              if (lane == 31) return;
+              (void)__shfl_sync(0xffffffffu, lane, 0);
+            }).find("lane 31, which has returned"),
+            std::string::npos);
+  // A mask without the caller, and a read outside the mask.
+  EXPECT_NE(message([](int lane, unsigned char*) {
+              (void)__shfl_sync(0xfffffffeu, lane, 1);
+            }).find("does not contain it"),
+            std::string::npos);
+  EXPECT_NE(message([](int lane, unsigned char*) {
+              if (lane < 8) (void)__shfl_sync(0x000000ffu, lane, 9);
+            }).find("outside the mask"),
+            std::string::npos);
+  // Exceptions thrown by a lane come out of run_warp; the emulator runs again afterwards.
+  EXPECT_THROW(fg_lockstep::run_warp([](int lane, unsigned char*) {
+                 __syncwarp();
+                 if (lane == 5) throw std::runtime_error("lane 5");
+                 __syncwarp();
+               }),
+               std::runtime_error);
+  int sum = 0;
+  fg_lockstep::run_warp([&](int lane, unsigned char*) { sum += __shfl_sync(~0u, lane, 0) + 1; });
+  EXPECT_EQ(sum, 32);
+}
+
+TEST(WarpLockstep, DeviceEmulationCountersStillCount) {
+  alignas(16) std::uint32_t data[32 * 4];
+  for (std::uint32_t i = 0; i < 32 * 4; ++i) data[i] = i * 2654435761u;
+  fg_emulation::counts() = {};
+  std::uint64_t sum = 0;
+  fg_lockstep::run_warp([&](int lane, unsigned char*) {
+    const uint4 v = __ldg(reinterpret_cast<const uint4*>(data) + lane);
+    sum += __shfl_sync(0xffffffffu, v.x, (lane + 1) % 32);
+  });
+  EXPECT_EQ(fg_emulation::counts().loads[16], 32);
+  EXPECT_EQ(fg_emulation::counts().readonly_loads, 32);
+  std::uint64_t want = 0;
+  for (int lane = 0; lane < 32; ++lane) want += data[lane * 4];
+  EXPECT_EQ(sum, want);
 }
