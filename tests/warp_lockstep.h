@@ -311,6 +311,27 @@ inline std::uint64_t arrive(Kind kind, unsigned mask, std::uint64_t value, int s
   return lane.result;
 }
 
+// Sets lane `l` up to start in lane_main on its own stack. Out of line: getcontext returns
+// twice, which would make GCC warn about the caller's loop variables (-Wclobbered).
+[[gnu::noinline]] inline void prepare_lane(Warp& w, int l) {
+  Lane& lane = w.lanes[l];
+  lane.stack = lane_stack(l);
+#if defined(FG_LOCKSTEP_ASAN)
+  // The previous run's frames may have left the reused stack's shadow poisoned.
+  __asan_unpoison_memory_region(lane.stack, kStackBytes);
+#endif
+  getcontext(&lane.context);
+  lane.context.uc_stack.ss_sp = lane.stack;
+  lane.context.uc_stack.ss_size = kStackBytes;
+  lane.context.uc_link = nullptr;
+  const std::uintptr_t self = reinterpret_cast<std::uintptr_t>(&w);
+  makecontext(&lane.context, reinterpret_cast<void (*)()>(&lane_main), 2,
+              static_cast<unsigned>(self & 0xffffffffu), static_cast<unsigned>(self >> 32));
+#if defined(FG_LOCKSTEP_TSAN)
+  lane.fiber = __tsan_create_fiber(0);
+#endif
+}
+
 template <class F>
 void call_entry(void* entry, int lane, unsigned char* shared) {
   (*static_cast<F*>(entry))(lane, shared);
@@ -330,27 +351,10 @@ void run_warp(F&& f, std::size_t shared_bytes = 0) {
   w->entry = const_cast<void*>(static_cast<const void*>(&f));
   w->call = &detail::call_entry<Fn>;
   w->shared.assign(shared_bytes, 0xCD);
-  const std::uintptr_t self = reinterpret_cast<std::uintptr_t>(w.get());
 #if defined(FG_LOCKSTEP_TSAN)
   w->scheduler_fiber = __tsan_get_current_fiber();
 #endif
-  for (int l = 0; l < kLanes; ++l) {
-    detail::Lane& lane = w->lanes[l];
-    lane.stack = detail::lane_stack(l);
-#if defined(FG_LOCKSTEP_ASAN)
-    // The previous run's frames may have left the reused stack's shadow poisoned.
-    __asan_unpoison_memory_region(lane.stack, detail::kStackBytes);
-#endif
-    getcontext(&lane.context);
-    lane.context.uc_stack.ss_sp = lane.stack;
-    lane.context.uc_stack.ss_size = detail::kStackBytes;
-    lane.context.uc_link = nullptr;
-    makecontext(&lane.context, reinterpret_cast<void (*)()>(&detail::lane_main), 2,
-                static_cast<unsigned>(self & 0xffffffffu), static_cast<unsigned>(self >> 32));
-#if defined(FG_LOCKSTEP_TSAN)
-    lane.fiber = __tsan_create_fiber(0);
-#endif
-  }
+  for (int l = 0; l < kLanes; ++l) detail::prepare_lane(*w, l);
   detail::current_warp() = w.get();
   std::string failure;
   for (;;) {
