@@ -447,7 +447,9 @@ Applies on_cpu(BenchOp, Dev dev, const Suite&) {
 // layout the plan computes; llama-7b's are aligned, and its run is the GPU check's longest).
 // Tile scaling changes nothing on plans so large that the fixed budget already gives
 // kTilesPerWarp tiles per warp (over about 1 GB moved on an H200): llama-7b is left out. The
-// byte-sized unroll only changes copies of 1- and 2-byte elements.
+// byte-sized unroll only changes copies of 1- and 2-byte elements. The descriptor fetch
+// (NOTE: [descriptor fetch] in kernels/tile_walk.cuh) matters most where tiles hold many
+// copies (many-tiny, resnet50, plan-4mb), but changes every walk: every suite under 2 GB.
 constexpr std::int64_t kVariantMaxBytes = std::int64_t{2} << 30;
 
 bool under_variant_max(const Suite& suite) {
@@ -488,6 +490,8 @@ constexpr char kTilesOld[] = "tile_scaling=old";
 constexpr char kTilesNew[] = "tile_scaling=new";
 constexpr char kUnrollOld[] = "unroll=old";
 constexpr char kUnrollNew[] = "unroll=new";
+constexpr char kDescriptorsOld[] = "descriptors=old";
+constexpr char kDescriptorsNew[] = "descriptors=new";
 
 // The byte-copy peers: CUDA, gather and scatter, one dtype and contiguous tensors.
 Applies byte_copy_applies(BenchOp op, Dev dev, const Suite& suite, const std::string& why_not) {
@@ -563,6 +567,14 @@ const std::vector<MethodSpec>& method_table() {
            "ours with unroll=new: 64 bytes in flight per lane in same-dtype\n"
            "1- and 2-byte copies (cuda; suites with 1- or 2-byte dtypes)",
            false, unroll_variant_applies, make_cuda_variant<kUnrollNew>},
+          {"flatgather_descriptors_old", Role::Variant,
+           "ours with descriptors=old: each copy's descriptor read by\n"
+           "every lane when the walk reaches it (cuda; suites under 2 GB)",
+           false, tiles_variant_applies, make_cuda_variant<kDescriptorsOld>},
+          {"flatgather_descriptors_new", Role::Variant,
+           "ours with descriptors=new: up to 32 descriptors fetched across\n"
+           "the lanes at once, staged in shared memory (cuda; suites under 2 GB)",
+           false, tiles_variant_applies, make_cuda_variant<kDescriptorsNew>},
           {"torch_cat", Role::Peer,
            "at::cat_out of every t.reshape(-1) into the flat buffer (gather,\n"
            "in a byte buffer each viewed as bytes, .view(uint8); gather_norm:\n"

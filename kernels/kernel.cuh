@@ -2,8 +2,8 @@
 // The one kernel template and its per-op launchers (OpKernels). Each op's instantiations live
 // in their own translation unit (kernels/gather.cu, scatter.cu, scatter_add.cu) so that nvcc
 // compiles them in parallel; kernels/launch.cpp picks one at run time. Thin: a warp takes
-// tiles (NOTE: [tiles]), finds the copy pieces in each and hands each piece to process_piece
-// (NOTE: [vector split]). No allocation, no LibTorch.
+// tiles (NOTE: [tiles]), walks the copy pieces in each (NOTE: [descriptor fetch]) and hands
+// each piece to process_piece (NOTE: [vector split]). No allocation, no LibTorch.
 
 #include <cuda_runtime.h>
 
@@ -13,6 +13,7 @@
 #include "device_table.h"
 #include "launch.h"
 #include "op.h"
+#include "tile_walk.cuh"
 #include "tiles.cuh"
 #include "tuning.h"
 
@@ -24,9 +25,17 @@ template <Op kOp, bool Streaming>
 __global__ void __launch_bounds__(kMaxBlockThreads, kMinBlocksPerSm)
     gather_scatter_kernel(const KernelArgs args) {
   const WarpPlace w = warp_place();
-  const PieceFn<kOp, Streaming> piece{args, w.lane};
+  const FetchedPieceFn<kOp, Streaming> piece{args, w.lane};
+  // Uniform across the grid: one walk, one process_piece site (NOTE: [descriptor fetch]).
+  const bool across_lanes = args.descriptor_path == CopyPath::New;
+  // Each warp's 32 staged descriptors; uint4 words, as a __shared__ array cannot have
+  // DeviceCopy's default member initializers.
+  __shared__ uint4 staging[kMaxBlockThreads * kCopyWords];
+  DeviceCopy* const warp_staging =
+      reinterpret_cast<DeviceCopy*>(staging) +
+      threadIdx.x / CopyPolicy::kWarpThreads * CopyPolicy::kWarpThreads;
   for (std::int64_t t = w.warp; t < args.num_tiles; t += w.warps) {
-    for_each_piece(args.d_tiles, t, args.d_copies, args.num_copies, piece);
+    walk_tile(args, t, across_lanes, warp_staging, w.lane, piece);
   }
 }
 

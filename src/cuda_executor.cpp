@@ -224,6 +224,7 @@ class CudaExecutor final : public Executor {
       args_.strided_path = tuning_.strided_path;
       args_.misaligned_path = tuning_.misaligned_path;
       args_.unroll_path = tuning_.unroll_path;
+      args_.descriptor_path = tuning_.descriptor_path;
 
       // Grid: the SMs times the blocks that fit on one, never more warps than tiles.
       const std::int64_t useful_blocks = (num_tiles_ + warps_per_block - 1) / warps_per_block;
