@@ -6,18 +6,24 @@
 //
 // NOTE: [descriptor fetch]
 // A warp walks a tile's copies in order. On the old path every lane reads each copy's
-// DeviceCopy from the table as broadcast loads, and the next copy's descriptor is read only
-// once the walk reaches it: one dependent round trip to memory per copy before its data can
-// even be requested, which dominates a tile of many tiny tensors (10,000 biases and norms).
-// On the new path (Tuning::descriptor_path = New, A/B switch descriptors=old|new, NOTE:
-// [tuning overrides]) lane i loads the DeviceCopy of copy tiles[t].copy + i itself, so up to
-// 32 descriptors arrive in one coalesced 1 KB load (two 16-byte loads per lane), and the warp
-// then takes copy j's descriptor from lane j with four 64-bit __shfl_sync, no memory access.
-// A batch holds the copies the tile can overlap (up to tiles[t + 1].copy, NOTE: [tiles]), at
-// most 32; a tile of more copies takes several batches. Both paths visit the same pieces in
-// the same order and share one process_piece call site: the choice is a uniform branch in the
-// one kernel (no second instantiation, so the kernels' code size and compile time stay). The
-// walk never reads a descriptor on either path beyond what the table holds.
+// DeviceCopy from the table as broadcast loads when the walk reaches it: one round trip to
+// memory per copy before its data can even be requested, which dominates tiles of many tiny
+// tensors (10,000 biases and norms). On the new path (Tuning::descriptor_path = New, A/B
+// switch descriptors=old|new, NOTE: [tuning overrides]) lane i loads the DeviceCopy of copy
+// first + i, so up to 32 descriptors arrive in one coalesced 1 KB load, and stores it in the
+// warp's 32 staging entries of shared memory (1 KB a warp, 8 KB a block of 256 threads); after
+// a __syncwarp the walk reads copy j's fields from entry j, a broadcast from shared memory,
+// as the old path reads them from the table. A batch holds the copies the tile can overlap
+// (up to tiles[t + 1].copy, NOTE: [tiles]), at most 32; a tile of more copies takes several
+// batches, with a __syncwarp before each refill so that no lane still reads the previous one.
+// Why shared memory and not __shfl_sync from the owning lane: each lane would then keep its
+// descriptor (8 registers) live across every piece of the batch, and the kernels grew from
+// 78/72/96 registers (gather/scatter/scatter_add, sm_90) to 96/96/116, losing the third block
+// per SM; staged, they stay at 80/80/102 (docs/perf.md). Both paths visit the same pieces in
+// the same order (tests/test_tiles.cpp, TileWalk.*, with the lanes in lockstep: NOTE: [warp
+// lockstep] in tests/warp_lockstep.h) and share one process_piece call site: the choice is a
+// uniform branch in the one kernel, no second instantiation. The table is read only up to
+// the last copy a tile can overlap, on both paths.
 // gather_stats (kernels/gather_stats.cu) keeps the old walk (for_each_piece in tiles.cuh).
 
 #include <cstdint>

@@ -48,12 +48,15 @@
 #                     there loses nothing else)
 #   bench-ab          issue 19's suites (misaligned, plan-4mb,          25   skipped (no GPU)
 #                     gpt2-bf16, gpt2-uint8) with the A/B methods
-#                     flatgather_{misaligned,tiles,unroll}_old/new
+#                     flatgather_{misaligned,tiles,unroll,descriptors}_old/new
 #                     (those and flatgather_strided_old/new also run in
-#                     `bench` on the suites above)
+#                     `bench` on the suites above; descriptors on many-tiny)
 #   summary           summary.md, logs.tar.gz                            5   <1
 #   total                                                              385   654-772 cold, 50-67 warm
-# racecheck is left out: the kernels use no shared memory, so it has nothing to check.
+# racecheck is left out: the only shared memory the copy kernels use is the descriptor
+# staging of descriptors=new (NOTE: [descriptor fetch]), not the default, whose barriers the
+# CPU proof checks in lockstep (tests/warp_lockstep.h); test_cuda's
+# DescriptorFetchManyTinyTensors runs it on the GPU.
 #
 # What comes back in $OUT (default build-gpu/gpu-check): summary.md (printed last on stdout
 # too), bench.json and bench-llama.json (the benchmark's JSON) and logs.tar.gz (every log,
