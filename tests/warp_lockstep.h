@@ -332,6 +332,12 @@ inline std::uint64_t arrive(Kind kind, unsigned mask, std::uint64_t value, int s
 #endif
 }
 
+/// The calling lane (0 outside run_warp: arrive reports the misuse).
+inline int current_lane() {
+  const Warp* w = current_warp();
+  return w && w->current >= 0 ? w->current : 0;
+}
+
 template <class F>
 void call_entry(void* entry, int lane, unsigned char* shared) {
   (*static_cast<F*>(entry))(lane, shared);
@@ -401,8 +407,7 @@ inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = fg_lockstep::
   std::uint64_t bits = 0;
   std::memcpy(&bits, &v, sizeof(T));
   // As on the GPU: src_lane is taken modulo width, within the caller's group of `width` lanes.
-  const int lane =
-      fg_lockstep::detail::current_warp() ? fg_lockstep::detail::current_warp()->current : 0;
+  const int lane = fg_lockstep::detail::current_lane();
   const int src = (lane / width) * width + ((src_lane % width) + width) % width;
   bits =
       fg_lockstep::detail::arrive(fg_lockstep::detail::Kind::Shuffle, mask, bits, src, file, line);
@@ -414,8 +419,7 @@ inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = fg_lockstep::
 template <class T>
 inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = fg_lockstep::kLanes,
                           const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
-  const int lane =
-      fg_lockstep::detail::current_warp() ? fg_lockstep::detail::current_warp()->current : 0;
+  const int lane = fg_lockstep::detail::current_lane();
   const int in_group = lane % width;
   // Out-of-range reads keep the caller's own value, as on the GPU.
   const int src =
@@ -426,8 +430,7 @@ inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = fg_loc
 template <class T>
 inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = fg_lockstep::kLanes,
                         const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
-  const int lane =
-      fg_lockstep::detail::current_warp() ? fg_lockstep::detail::current_warp()->current : 0;
+  const int lane = fg_lockstep::detail::current_lane();
   const int in_group = lane % width;
   const int src =
       in_group >= static_cast<int>(delta) ? in_group - static_cast<int>(delta) : in_group;
@@ -437,8 +440,7 @@ inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = fg_locks
 template <class T>
 inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = fg_lockstep::kLanes,
                          const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
-  const int lane =
-      fg_lockstep::detail::current_warp() ? fg_lockstep::detail::current_warp()->current : 0;
+  const int lane = fg_lockstep::detail::current_lane();
   const int in_group = lane % width;
   const int other = in_group ^ lane_mask;
   return __shfl_sync(mask, v, other < width ? other : in_group, width, file, line);
