@@ -580,8 +580,9 @@ const std::vector<MethodSpec>& method_table() {
            "in a byte buffer each viewed as bytes, .view(uint8); gather_norm:\n"
            "then at::linalg_vector_norm of it and the clip coefficient)",
            false,
-           [](BenchOp op, Dev,
-              const Suite&) { return only_if(op == BenchOp::Gather || op == BenchOp::GatherNorm); },
+           [](BenchOp op, Dev, const Suite&) {
+    return only_if(op == BenchOp::Gather || op == BenchOp::GatherNorm);
+           },
            [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
              return std::make_unique<TorchCatMethod>(op, w, s);
            }},
@@ -606,31 +607,31 @@ const std::vector<MethodSpec>& method_table() {
            [](BenchOp, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
              return std::make_unique<AmpUnscaleMethod>(w, s);
            }},
-          {"copy_loop", Role::Peer, "one copy_ per tensor (add_ for scatter_add)", false,
-           [](BenchOp op, Dev, const Suite&) { return only_if(!is_stats_op(op)); },
-           [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-             return std::make_unique<CopyLoopMethod>(op, w, s);
-           }},
-          {"foreach_copy", Role::Peer, "at::_foreach_copy_ (cuda, LibTorch >= 2.1)", true,
-           [](BenchOp op, Dev, const Suite&) {
+                                       {"copy_loop", Role::Peer,
+                                        "one copy_ per tensor (add_ for scatter_add)", false,
+                                        [](BenchOp op, Dev, const Suite&) {
+    return only_if(!is_stats_op(op));
+                                        },
+                                        [](BenchOp op, Workload& w,
+                                           const Suite& s) -> std::unique_ptr<Method> {
+                                          return std::make_unique<CopyLoopMethod>(op, w, s);
+                                        }},
+      {"foreach_copy", Role::Peer, "at::_foreach_copy_ (cuda, LibTorch >= 2.1)", true,
+       [](BenchOp op, Dev, const Suite&) {
     if (op != BenchOp::Gather && op != BenchOp::Scatter) return no();
     if (!FGBENCH_HAVE_FOREACH_COPY) {
       return unavailable("at::_foreach_copy_ is not in LibTorch " TORCH_VERSION);
     }
     return yes();
-           },
-           [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
-             return std::make_unique<ForeachMethod>(op, w, s);
-           }},
-                                       {"foreach_add", Role::Peer,
-                                        "at::_foreach_add_ (cuda, scatter_add)", true,
-                                        [](BenchOp op, Dev, const Suite&) {
-    return only_if(op == BenchOp::ScatterAdd);
-                                        },
-                                        [](BenchOp op, Workload& w,
-                                           const Suite& s) -> std::unique_ptr<Method> {
-                                          return std::make_unique<ForeachMethod>(op, w, s);
-                                        }},
+       },
+       [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+         return std::make_unique<ForeachMethod>(op, w, s);
+       }},
+      {"foreach_add", Role::Peer, "at::_foreach_add_ (cuda, scatter_add)", true,
+       [](BenchOp op, Dev, const Suite&) { return only_if(op == BenchOp::ScatterAdd); },
+       [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+         return std::make_unique<ForeachMethod>(op, w, s);
+       }},
       {"split_with_sizes_copy", Role::Peer,
        "at::split_with_sizes_copy_out (cuda, scatter, plain suites)", true,
        [](BenchOp op, Dev, const Suite& s) {
