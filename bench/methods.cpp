@@ -447,9 +447,10 @@ Applies on_cpu(BenchOp, Dev dev, const Suite&) {
 // layout the plan computes; llama-7b's are aligned, and its run is the GPU check's longest).
 // Tile scaling changes nothing on plans so large that the fixed budget already gives
 // kTilesPerWarp tiles per warp (over about 1 GB moved on an H200): llama-7b is left out. The
-// byte-sized unroll only changes copies of 1- and 2-byte elements. The descriptor fetch
-// (NOTE: [descriptor fetch] in kernels/tile_walk.cuh) matters most where tiles hold many
-// copies (many-tiny, resnet50, plan-4mb), but changes every walk: every suite under 2 GB.
+// byte-sized unroll only changes copies of 1- and 2-byte elements. The shared transposes only
+// change suites with transposed or channels_last tensors. The descriptor fetch (NOTE:
+// [descriptor fetch] in kernels/tile_walk.cuh) matters most where tiles hold many copies
+// (many-tiny, resnet50, plan-4mb), but changes every walk: every suite under 2 GB.
 constexpr std::int64_t kVariantMaxBytes = std::int64_t{2} << 30;
 
 bool under_variant_max(const Suite& suite) {
@@ -460,6 +461,15 @@ Applies strided_variant_applies(BenchOp, Dev dev, const Suite& suite) {
   bool strided = false;
   for (const TensorSpec& t : suite.tensors) strided = strided || t.storage != Storage::Contiguous;
   return only_if(dev == Dev::CUDA && strided);
+}
+
+Applies transpose_variant_applies(BenchOp, Dev dev, const Suite& suite) {
+  bool transposed = false;
+  for (const TensorSpec& t : suite.tensors) {
+    transposed =
+        transposed || t.storage == Storage::Transposed || t.storage == Storage::ChannelsLast;
+  }
+  return only_if(dev == Dev::CUDA && transposed);
 }
 
 Applies misaligned_variant_applies(BenchOp, Dev dev, const Suite& suite) {
@@ -490,6 +500,8 @@ constexpr char kTilesOld[] = "tile_scaling=old";
 constexpr char kTilesNew[] = "tile_scaling=new";
 constexpr char kUnrollOld[] = "unroll=old";
 constexpr char kUnrollNew[] = "unroll=new";
+constexpr char kTransposeOld[] = "transpose=old";
+constexpr char kTransposeNew[] = "transpose=new";
 constexpr char kDescriptorsOld[] = "descriptors=old";
 constexpr char kDescriptorsNew[] = "descriptors=new";
 
@@ -567,6 +579,14 @@ const std::vector<MethodSpec>& method_table() {
            "ours with unroll=new: 64 bytes in flight per lane in same-dtype\n"
            "1- and 2-byte copies (cuda; suites with 1- or 2-byte dtypes)",
            false, unroll_variant_applies, make_cuda_variant<kUnrollNew>},
+          {"flatgather_transpose_old", Role::Variant,
+           "ours with transpose=old: transposed and channels_last tensors\n"
+           "on the strided path (cuda; suites with such tensors)",
+           false, transpose_variant_applies, make_cuda_variant<kTransposeOld>},
+          {"flatgather_transpose_new", Role::Variant,
+           "ours with transpose=new: whole rows in 32x32 blocks through a\n"
+           "warp's shared tile (cuda; suites with such tensors)",
+           false, transpose_variant_applies, make_cuda_variant<kTransposeNew>},
           {"flatgather_descriptors_old", Role::Variant,
            "ours with descriptors=old: each copy's descriptor read by\n"
            "every lane when the walk reaches it (cuda; suites under 2 GB)",

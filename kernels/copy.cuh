@@ -19,9 +19,46 @@
 //   [strided cursor]); kStridedUnroll elements in flight per lane (all loads, then all
 //   stores). Copies the indexer cannot hold (more than 4 dimensions, about 2^32 elements or
 //   more, a size above 2^31) take the old path.
-// Shared-memory transposes (both sides coalesced for transposed and channels_last views) are
-// not built yet. A byte plan's strided tensor moves in words of its element size, not bytes
-// (NOTE: [byte plan words] in src/copy_desc.h), on either path.
+// Transposed views and channels_last weights can instead go through a warp's shared-memory
+// tile, both sides coalesced (NOTE: [shared transposes]). A byte plan's strided tensor moves
+// in words of its element size, not bytes (NOTE: [byte plan words] in src/copy_desc.h), on
+// every path.
+//
+// NOTE: [shared transposes]
+// A transposed copy (is_transposed_2d: the next-to-last dimension has stride 1, the last
+// does not; a transposed matrix, a channels_last weight [N, C, H, W] coalesced to [N, C, HW]
+// with strides [HWC, 1, C]) is a stack of matrices whose logical rows (the flat buffer's
+// order) are strided in memory and whose columns are contiguous (TransposeDesc in
+// kernels/transpose.h). Element by element, lane l taking logical elements l, l + 32, ...,
+// the tensor side touches 32 addresses `col_stride` apart per access. With
+// Tuning::transpose_path = New (A/B switch transpose=old|new, NOTE: [tuning overrides]) a
+// piece that holds at least kTransposeMinRows whole rows moves them in blocks of up to 32
+// rows x 32 columns through the warp's own tile of 32 x 33 elements of shared memory
+// (copy_transposed): the lanes read a block from the source along its contiguous direction
+// (a gather reads 32 rows of one column of the tensor per access, a scatter 32 columns of
+// one row of the flat buffer) into the tile, __syncwarp, then write it to the destination
+// along the destination's contiguous direction, reading the tile across; one more
+// __syncwarp before the next block reuses the tile. Blocks never cross a batch; a block is
+// narrower or shorter at the edges of a matrix (a 3 x 3 kernel's channels_last rows are 9
+// columns long). The parts of the piece outside its whole rows (a cut of the tile walk falls
+// anywhere in a row) move element by element with the same descriptor; a piece with fewer
+// whole rows takes the strided path the plan chose (strided=old|new). The pitch of 33
+// elements puts the tile's row and column accesses in distinct banks for 4-byte elements
+// (2-way conflicts remain for 8-byte ones). The tile holds the source's type (casts convert
+// on the write, as elsewhere), so every op and dtype pair takes the path: same-dtype copies
+// (byte plans' word views included), casts and scatter_add. Copies it does not serve
+// (make_transpose): more than one batch dimension, 2^31 elements or more, negative strides.
+// Shared memory is dynamic, sized per plan at launch (KernelArgs::transpose_tile_bytes per
+// warp: 32 x 33 x the widest element of a copy it serves, 4,224 bytes for float32, 34 KB a
+// block of 8 warps); plans without such a copy, and every plan with transpose=old, launch
+// with none, so their occupancy is unchanged. 3 blocks of 256 threads per SM (the register
+// limit on sm_90) need 101 KB for float32 tiles and 203 KB for 8-byte ones: within an H200's
+// 228 KB; an A100's 164 KB hold 2 blocks of 8-byte tiles. Only pieces of many whole rows take
+// the path: a float32 piece holds at most 3,968 elements at the default 32 KiB budget (fewer
+// when the budget is scaled, NOTE: [tile scaling]), so a transposed matrix whose rows are
+// longer than about 440 elements (the strided suite's d_model 512 views) keeps the strided
+// path; channels_last weights (rows of kh x kw elements) take it. Cutting transposed copies
+// on 32-row boundaries would be a change to build_tiles, not made here.
 //
 // NOTE: [misaligned copies]
 // Contiguous sides whose addresses are not congruent modulo 16 bytes (a layout without
@@ -70,6 +107,7 @@
 #include "op.h"
 #include "strided_index.h"
 #include "tiles.cuh"
+#include "transpose.h"
 #include "tuning.h"
 #include "vector_split.h"
 
@@ -213,6 +251,9 @@ struct Side {
   const CopyDesc* strided = nullptr;  ///< sizes and strides; null when contiguous
   /// Set (with `strided`) when the piece takes the new strided path (NOTE: [strided copies]).
   const StridedIndexer* indexer = nullptr;
+  /// Set (with `strided`) when the copy may take the shared transpose (NOTE: [shared
+  /// transposes]).
+  const TransposeDesc* transpose = nullptr;
 
   FG_DEVICE FG_FORCE_INLINE char* at(std::int64_t offset) const {
     return base + offset * static_cast<std::int64_t>(sizeof(T));
@@ -228,6 +269,9 @@ struct Side {
 struct PathChoice {
   bool realign = false;       ///< misaligned=new (NOTE: [misaligned copies])
   bool bytes_unroll = false;  ///< unroll=new (NOTE: [bytes in flight])
+  /// Bytes of the warp's shared tile (NOTE: [shared transposes]); 0 when the plan launched
+  /// without one (transpose=old, or no copy takes it).
+  int tile_bytes = 0;
 };
 
 /// Loads elements [i, i + K) of a contiguous side one at a time (not pack-aligned).
@@ -316,6 +360,150 @@ FG_DEVICE FG_FORCE_INLINE void copy_strided(const Side<S>& src, const Side<D>& d
       }
     }
   }
+}
+
+#if !defined(FLATGATHER_EMULATE_DEVICE)
+/// Accesses to the warp's shared tile; tests/device_emulation.h checks and counts its own.
+template <class T>
+FG_DEVICE FG_FORCE_INLINE T shared_load(const T* p) {
+  return *p;
+}
+template <class T>
+FG_DEVICE FG_FORCE_INLINE void shared_store(T* p, const T& v) {
+  *p = v;
+}
+
+/// The calling warp's shared tile of `tile_bytes` bytes: the launch gives each warp of the
+/// block its own (NOTE: [shared transposes]). tests/device_emulation.h supplies the CPU one.
+FG_DEVICE FG_FORCE_INLINE char* warp_tile(int tile_bytes) {
+  extern __shared__ uint4 shared_tiles[];
+  return reinterpret_cast<char*>(shared_tiles) +
+         static_cast<int>(threadIdx.x) / CopyPolicy::kWarpThreads * tile_bytes;
+}
+#endif
+
+/// The shared transpose (NOTE: [shared transposes]): elements [first, first + count) of a copy
+/// whose tensor side (`src` or `dst`, the one with a TransposeDesc) is a stack of matrices,
+/// through the warp's `tile` (kTransposeTileElements elements of S). Returns false, having
+/// moved nothing, when the piece holds fewer than kTransposeMinRows whole rows. Every lane
+/// runs the same block loop (the __syncwarp calls are uniform).
+template <bool Streaming, class S, class D, class Op>
+FG_DEVICE FG_FORCE_INLINE bool copy_transposed(const Side<S>& src, const Side<D>& dst,
+                                               std::int64_t first, std::int64_t count, const Op& op,
+                                               int lane, int tile_bytes) {
+  constexpr std::uint32_t B = kTransposeBlock;
+  constexpr std::uint32_t P = kTransposePitch;
+  constexpr std::uint32_t U = CopyPolicy::kStridedUnroll;
+  constexpr std::uint32_t L = CopyPolicy::kWarpThreads;
+  const bool src_tensor = src.transpose != nullptr;
+  const TransposeDesc t = src_tensor ? *src.transpose : *dst.transpose;  // into registers
+  const TransposeCut cut = cut_transpose(t, first, count);
+  if (cut.row_end - cut.row_begin < kTransposeMinRows) return false;
+  S* const tile = reinterpret_cast<S*>(warp_tile(tile_bytes));
+  const std::uint32_t n = t.cols.divisor;
+  const std::uint32_t me = static_cast<std::uint32_t>(lane);
+  // The parts of rows before and after the whole rows, element by element.
+  const std::uint32_t head_first = static_cast<std::uint32_t>(first);
+  const std::uint32_t tail_first = cut.row_end * n;
+  for (std::uint32_t j = me; j < cut.head + cut.tail; j += L) {
+    const std::uint32_t i = j < cut.head ? head_first + j : tail_first + (j - cut.head);
+    const std::uint32_t q = t.cols.div(i);
+    const std::int64_t tensor = t.offset(q, i - q * n);
+    char* const d_address = dst.at(src_tensor ? i : tensor);
+    S s{};
+    if constexpr (Op::kReadsSrc) s = load_readonly<Streaming, S>(src.at(src_tensor ? tensor : i));
+    D d{};
+    if constexpr (Op::kReadsDst) d = load_mutable<Streaming, D>(d_address);
+    store<Streaming>(d_address, op.template apply<S, D>(s, d));
+  }
+  // Whole rows in blocks of h rows (of one batch) x w columns. Element (rr, cc) of a block is
+  // tile[cc * P + rr]; the tensor holds it at `base + rr + cc * col_stride`, the flat side at
+  // logical index (q0 + rr) * n + c0 + cc.
+  for (std::uint32_t q0 = cut.row_begin; q0 < cut.row_end;) {
+    const std::uint32_t batch = t.rows.div(q0);
+    const std::uint32_t r0 = q0 - batch * t.rows.divisor;
+    std::uint32_t h = cut.row_end - q0 < B ? cut.row_end - q0 : B;
+    if (t.rows.divisor - r0 < h) h = t.rows.divisor - r0;
+    const std::int64_t base = static_cast<std::int64_t>(batch) * t.batch_stride + r0;
+    for (std::uint32_t c0 = 0; c0 < n; c0 += B) {
+      const std::uint32_t w = n - c0 < B ? n - c0 : B;
+      // Lane me as a block row (tensor side) and as a block column (flat side).
+      auto tensor_at = [&](std::uint32_t cc) {
+        return base + me + static_cast<std::int64_t>(c0 + cc) * t.col_stride;
+      };
+      auto flat_at = [&](std::uint32_t rr) {
+        return static_cast<std::int64_t>((q0 + rr) * n + c0 + me);
+      };
+      if (src_tensor) {  // gather: the tensor's rows into the tile, the tile's rows out
+        for (std::uint32_t k0 = 0; k0 < w; k0 += U) {
+          S in[U] = {};
+          FG_UNROLL
+          for (std::uint32_t u = 0; u < U; ++u) {
+            if (me < h && k0 + u < w)
+              in[u] = load_readonly<Streaming, S>(src.at(tensor_at(k0 + u)));
+          }
+          FG_UNROLL
+          for (std::uint32_t u = 0; u < U; ++u) {
+            if (me < h && k0 + u < w) shared_store(tile + (k0 + u) * P + me, in[u]);
+          }
+        }
+        __syncwarp();
+        for (std::uint32_t k0 = 0; k0 < h; k0 += U) {
+          D old[U] = {};
+          if constexpr (Op::kReadsDst) {
+            FG_UNROLL
+            for (std::uint32_t u = 0; u < U; ++u) {
+              if (me < w && k0 + u < h)
+                old[u] = load_mutable<Streaming, D>(dst.at(flat_at(k0 + u)));
+            }
+          }
+          FG_UNROLL
+          for (std::uint32_t u = 0; u < U; ++u) {
+            if (me < w && k0 + u < h) {
+              store<Streaming>(
+                  dst.at(flat_at(k0 + u)),
+                  op.template apply<S, D>(shared_load(tile + me * P + k0 + u), old[u]));
+            }
+          }
+        }
+      } else {  // scatter, scatter_add: the flat rows into the tile, the tile's columns out
+        for (std::uint32_t k0 = 0; k0 < h; k0 += U) {
+          S in[U] = {};
+          FG_UNROLL
+          for (std::uint32_t u = 0; u < U; ++u) {
+            if (me < w && k0 + u < h) in[u] = load_readonly<Streaming, S>(src.at(flat_at(k0 + u)));
+          }
+          FG_UNROLL
+          for (std::uint32_t u = 0; u < U; ++u) {
+            if (me < w && k0 + u < h) shared_store(tile + me * P + k0 + u, in[u]);
+          }
+        }
+        __syncwarp();
+        for (std::uint32_t k0 = 0; k0 < w; k0 += U) {
+          D old[U] = {};
+          if constexpr (Op::kReadsDst) {
+            FG_UNROLL
+            for (std::uint32_t u = 0; u < U; ++u) {
+              if (me < h && k0 + u < w) {
+                old[u] = load_mutable<Streaming, D>(dst.at(tensor_at(k0 + u)));
+              }
+            }
+          }
+          FG_UNROLL
+          for (std::uint32_t u = 0; u < U; ++u) {
+            if (me < h && k0 + u < w) {
+              store<Streaming>(
+                  dst.at(tensor_at(k0 + u)),
+                  op.template apply<S, D>(shared_load(tile + (k0 + u) * P + me), old[u]));
+            }
+          }
+        }
+      }
+      __syncwarp();  // the tile is read before the next block writes it
+    }
+    q0 += h;
+  }
+  return true;
 }
 
 /// The 16 bytes that start `shift` bytes (1..15) into `lo`, continuing into `hi`: the
@@ -477,6 +665,11 @@ FG_DEVICE FG_FORCE_INLINE void copy_piece(const Side<S>& src, const Side<D>& dst
                                           std::int64_t first, std::int64_t count, const Op& op,
                                           int lane, PathChoice paths) {
   const bool src_strided = Op::kReadsSrc && src.strided != nullptr;
+  if ((src.transpose || dst.transpose) &&
+      paths.tile_bytes >= kTransposeTileElements * static_cast<int>(sizeof(S))) {
+    // NOTE: [shared transposes]; a piece of too few whole rows continues below.
+    if (copy_transposed<Streaming>(src, dst, first, count, op, lane, paths.tile_bytes)) return;
+  }
   if ((src_strided && src.indexer) || dst.indexer) {  // NOTE: [strided copies], new
     copy_strided<Streaming>(src, dst, first, count, op, lane);
     return;
@@ -542,7 +735,8 @@ FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCo
   const int flat_size = dtype_size(a.flat_dtype);
   char* flat = static_cast<char*>(a.d_flat) + d.flat_offset * flat_size;
   // The plan's path choices (NOTE: [misaligned copies], NOTE: [bytes in flight]).
-  const PathChoice paths{a.misaligned_path == CopyPath::New, a.unroll_path == CopyPath::New};
+  const PathChoice paths{a.misaligned_path == CopyPath::New, a.unroll_path == CopyPath::New,
+                         a.transpose_tile_bytes};
   if (d.d_data == nullptr) {  // padding or a zero-filled tensor: zeros on gather only
     if constexpr (kOp == Op::Gather) {
       zero_piece<Streaming>(flat, flat_size, first, count, lane, paths);
@@ -556,6 +750,10 @@ FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCo
   if (strided && a.strided_path == CopyPath::New && a.d_indexers[d.strided].usable) {
     indexer = a.d_indexers + d.strided;
   }
+  // The shared transpose (NOTE: [shared transposes]) goes with the tensor's side too.
+  auto transpose_of = [&](std::int32_t k) -> const TransposeDesc* {
+    return a.transpose_tile_bytes > 0 && a.d_transposes[k].usable ? a.d_transposes + k : nullptr;
+  };
   if constexpr (kOp != Op::ScatterAdd) {
     if (d.dtype == a.flat_dtype) {  // same dtype: move bits
       // A strided byte copy moves in words of its element size where the piece and both
@@ -565,6 +763,7 @@ FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCo
       int size = flat_size;
       const CopyDesc* desc = strided;
       const StridedIndexer* desc_indexer = indexer;
+      const TransposeDesc* desc_transpose = strided ? transpose_of(d.strided) : nullptr;
       std::int64_t begin = first;
       std::int64_t n = count;
       const int word = d.word_bytes;
@@ -575,12 +774,13 @@ FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCo
         size = word;
         desc = strided + 1;
         desc_indexer = indexer && a.d_indexers[d.strided + 1].usable ? indexer + 1 : nullptr;
+        desc_transpose = transpose_of(d.strided + 1);
         begin = first / word;
         n = count / word;
       }
       with_raw(size, [&](auto raw) {
         using R = decltype(raw);
-        const Side<R> tensor{data, desc, desc_indexer};
+        const Side<R> tensor{data, desc, desc_indexer, desc_transpose};
         const Side<R> flat_side{flat, nullptr};
         if constexpr (kOp == Op::Gather) {
           copy_piece<Streaming, R, R>(tensor, flat_side, begin, n, CopyOp{}, lane, paths);
@@ -596,7 +796,7 @@ FG_DEVICE FG_FORCE_INLINE void process_piece(const KernelArgs& a, const DeviceCo
     dispatch_floating(a.flat_dtype, [&](auto flat_value) {
       using T = decltype(tensor_value);
       using F = decltype(flat_value);
-      const Side<T> tensor{data, strided, indexer};
+      const Side<T> tensor{data, strided, indexer, strided ? transpose_of(d.strided) : nullptr};
       const Side<F> flat_side{flat, nullptr};
       if constexpr (kOp == Op::ScatterAdd) {
         const double alpha = a.d_alpha ? static_cast<double>(*a.d_alpha) : a.alpha;

@@ -6,7 +6,8 @@
 // NOTE: [device table]
 // One cudaMalloc per plan holds, each part 256-byte aligned (TableLayout): the DeviceCopy of
 // every copy, the CopyDesc (sizes, strides) of every strided copy, the StridedIndexer of every
-// strided copy (same index; kernels/strided_index.h), and the tiles
+// strided copy (same index; kernels/strided_index.h), its TransposeDesc (same index;
+// kernels/transpose.h), and the tiles
 // (NOTE: [tiles]) plus their sentinel. It is built on the host and uploaded once, at plan
 // build, and the upload has completed when Plan::build returns, so a kernel launched on any
 // stream right after (a non-blocking one included) reads the whole table. A call then only
@@ -16,6 +17,7 @@
 // span between the first and the last changed entry, ordered on the caller's stream. A graph
 // captured from a plan reads this live table (NOTE: [graphs and plan lifetime]).
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -24,6 +26,7 @@
 #include "copy_desc.h"
 #include "strided_index.h"
 #include "tiles.cuh"
+#include "transpose.h"
 #include "tuning.h"
 
 namespace flatgather {
@@ -48,9 +51,10 @@ static_assert(sizeof(DeviceCopy) == 32, "DeviceCopy is uploaded as is: keep it 3
 /// Kernel parameters (passed by value; everything they point to was uploaded at build).
 struct KernelArgs {
   const DeviceCopy* d_copies = nullptr;
-  const CopyDesc* d_strided = nullptr;         ///< sizes and strides of the non-contiguous copies
-  const StridedIndexer* d_indexers = nullptr;  ///< the same copies, for the new strided path
-  const Tile* d_tiles = nullptr;               ///< num_tiles + 1 entries (see NOTE: [tiles])
+  const CopyDesc* d_strided = nullptr;          ///< sizes and strides of the non-contiguous copies
+  const StridedIndexer* d_indexers = nullptr;   ///< the same copies, for the new strided path
+  const TransposeDesc* d_transposes = nullptr;  ///< the same copies, for the shared transpose
+  const Tile* d_tiles = nullptr;                ///< num_tiles + 1 entries (see NOTE: [tiles])
   std::int64_t num_tiles = 0;
   std::int32_t num_copies = 0;
   DType flat_dtype = DType::Float32;
@@ -64,14 +68,18 @@ struct KernelArgs {
   CopyPath misaligned_path = CopyPath::Old;  ///< Tuning::misaligned_path
   CopyPath unroll_path = CopyPath::Old;      ///< Tuning::unroll_path
   CopyPath descriptor_path = CopyPath::Old;  ///< Tuning::descriptor_path
+  /// Bytes of each warp's shared tile (NOTE: [shared transposes]): transpose_tile_bytes of
+  /// the table with Tuning::transpose_path = New, else 0 (no tile, no shared memory).
+  std::int32_t transpose_tile_bytes = 0;
 };
 
 /// The device table's copies, strided descriptors and tiles, as built on the host.
 struct HostTable {
   std::vector<DeviceCopy> copies;
-  std::vector<CopyDesc> strided;         ///< descriptors of the non-contiguous copies
-  std::vector<StridedIndexer> indexers;  ///< one per entry of `strided`
-  std::vector<Tile> tiles;               ///< num_tiles + 1 entries
+  std::vector<CopyDesc> strided;          ///< descriptors of the non-contiguous copies
+  std::vector<StridedIndexer> indexers;   ///< one per entry of `strided`
+  std::vector<TransposeDesc> transposes;  ///< one per entry of `strided`
+  std::vector<Tile> tiles;                ///< num_tiles + 1 entries
 };
 
 /// Bytes a gather of `copies` reads and writes (into a flat buffer of `flat_size`-byte elements).
@@ -98,11 +106,13 @@ inline HostTable build_host_table(const std::vector<CopyDesc>& copies, std::int6
       dc.strided = static_cast<std::int32_t>(table.strided.size());
       table.strided.push_back(d);
       table.indexers.push_back(make_indexer(d));
+      table.transposes.push_back(make_transpose(d));
       const int word = flat_size == 1 ? word_bytes(d) : 1;
       if (word > 1) {  // NOTE: [byte plan words]
         dc.word_bytes = static_cast<std::uint8_t>(word);
         table.strided.push_back(word_view(d, word));
         table.indexers.push_back(make_indexer(table.strided.back()));  // parallel to strided
+        table.transposes.push_back(make_transpose(table.strided.back()));
       }
     }
     table.copies.push_back(dc);
@@ -111,11 +121,28 @@ inline HostTable build_host_table(const std::vector<CopyDesc>& copies, std::int6
   return table;
 }
 
+/// Bytes of one warp's shared tile for the shared transposes of a table of `copies` (NOTE:
+/// [shared transposes]): kTransposeTileElements elements of the widest type a tile holds (the
+/// source of a copy the transpose serves: its tensor's element or word, or the flat
+/// element); 0 when no copy is served. The descriptors are build_host_table's.
+inline std::int32_t transpose_tile_bytes(const std::vector<CopyDesc>& copies, DType flat_dtype) {
+  const int flat_size = dtype_size(flat_dtype);
+  int widest = 0;
+  for (const CopyDesc& d : copies) {
+    if (d.contiguous || d.numel == 0) continue;
+    if (make_transpose(d).usable) widest = std::max({widest, dtype_size(d.dtype), flat_size});
+    const int word = flat_size == 1 ? word_bytes(d) : 1;  // NOTE: [byte plan words]
+    if (word > 1 && make_transpose(word_view(d, word)).usable) widest = std::max(widest, word);
+  }
+  return kTransposeTileElements * widest;
+}
+
 /// Byte offsets of the parts of the device table (NOTE: [device table]).
 struct TableLayout {
   static constexpr std::size_t kAlign = 256;  ///< each part starts on a multiple of this
   std::size_t strided_offset = 0;             ///< the copies start at 0
   std::size_t indexers_offset = 0;
+  std::size_t transposes_offset = 0;
   std::size_t tiles_offset = 0;
   std::size_t bytes = 0;  ///< the whole table
 
@@ -130,8 +157,10 @@ inline TableLayout table_layout(const HostTable& table) {
   l.strided_offset = TableLayout::align_up(table.copies.size() * sizeof(DeviceCopy));
   l.indexers_offset =
       l.strided_offset + TableLayout::align_up(table.strided.size() * sizeof(CopyDesc));
-  l.tiles_offset =
+  l.transposes_offset =
       l.indexers_offset + TableLayout::align_up(table.indexers.size() * sizeof(StridedIndexer));
+  l.tiles_offset =
+      l.transposes_offset + TableLayout::align_up(table.transposes.size() * sizeof(TransposeDesc));
   l.bytes = l.tiles_offset + table.tiles.size() * sizeof(Tile);
   return l;
 }

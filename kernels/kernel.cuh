@@ -44,10 +44,26 @@ const void* kernel_address() {
   return reinterpret_cast<const void*>(&gather_scatter_kernel<kOp, Streaming>);
 }
 
+/// Dynamic shared memory of a launch of `block_threads` threads whose warps each take a tile
+/// of `tile_bytes` (warp_tile; NOTE: [shared transposes]).
+inline std::size_t shared_bytes(int block_threads, int tile_bytes) {
+  return static_cast<std::size_t>(block_threads / CopyPolicy::kWarpThreads) *
+         static_cast<std::size_t>(tile_bytes);
+}
+
 template <Op kOp>
-cudaError_t OpKernels<kOp>::occupancy(bool streaming, int block_threads, int* blocks_per_sm) {
+cudaError_t OpKernels<kOp>::occupancy(bool streaming, int block_threads, int tile_bytes,
+                                      int* blocks_per_sm) {
   const void* kernel = streaming ? kernel_address<kOp, true>() : kernel_address<kOp, false>();
-  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_sm, kernel, block_threads, 0);
+  const std::size_t shared = shared_bytes(block_threads, tile_bytes);
+  // Above 48 KB a block must opt in (8-byte tiles of 8 warps: 66 KB); set at plan build.
+  if (shared > 48 * 1024) {
+    const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(shared));
+    if (e != cudaSuccess) return e;
+  }
+  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_sm, kernel, block_threads,
+                                                       shared);
 }
 
 // NOTE: [launch errors]
@@ -64,9 +80,9 @@ cudaError_t OpKernels<kOp>::launch(bool streaming, const KernelArgs& args, int g
   const void* kernel = streaming ? kernel_address<kOp, true>() : kernel_address<kOp, false>();
   KernelArgs by_value = args;
   void* params[] = {&by_value};
-  const cudaError_t result =
-      cudaLaunchKernel(kernel, dim3(static_cast<unsigned>(grid)),
-                       dim3(static_cast<unsigned>(block_threads)), params, 0, stream);
+  const cudaError_t result = cudaLaunchKernel(
+      kernel, dim3(static_cast<unsigned>(grid)), dim3(static_cast<unsigned>(block_threads)), params,
+      shared_bytes(block_threads, args.transpose_tile_bytes), stream);
   if (result != cudaSuccess) (void)cudaGetLastError();  // ours: reported through the result
   return result;
 }

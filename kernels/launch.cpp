@@ -6,13 +6,16 @@
 namespace flatgather {
 namespace detail {
 
-cudaError_t kernel_occupancy(Op op, bool streaming, int block_threads, int* blocks_per_sm) {
+cudaError_t kernel_occupancy(Op op, bool streaming, int block_threads, int tile_bytes,
+                             int* blocks_per_sm) {
   switch (op) {
     case Op::Gather:
-      return OpKernels<Op::Gather>::occupancy(streaming, block_threads, blocks_per_sm);
+      return OpKernels<Op::Gather>::occupancy(streaming, block_threads, tile_bytes, blocks_per_sm);
     case Op::Scatter:
-      return OpKernels<Op::Scatter>::occupancy(streaming, block_threads, blocks_per_sm);
-    default: return OpKernels<Op::ScatterAdd>::occupancy(streaming, block_threads, blocks_per_sm);
+      return OpKernels<Op::Scatter>::occupancy(streaming, block_threads, tile_bytes, blocks_per_sm);
+    default:
+      return OpKernels<Op::ScatterAdd>::occupancy(streaming, block_threads, tile_bytes,
+                                                  blocks_per_sm);
   }
 }
 

@@ -17,14 +17,18 @@
 namespace flatgather {
 namespace detail {
 
-/// Blocks of `block_threads` threads of the kernel for `op` that fit on one SM.
-cudaError_t kernel_occupancy(Op op, bool streaming, int block_threads, int* blocks_per_sm);
+/// Blocks of `block_threads` threads of the kernel for `op` that fit on one SM, each warp with
+/// `tile_bytes` of shared memory (KernelArgs::transpose_tile_bytes; NOTE: [shared transposes]).
+/// Also lets the kernel launch with that much shared memory when it is above 48 KB a block.
+cudaError_t kernel_occupancy(Op op, bool streaming, int block_threads, int tile_bytes,
+                             int* blocks_per_sm);
 
 /// The kernels of one op, both cache-hint flavours; defined in kernels/kernel.cuh and
 /// instantiated only in that op's .cu file.
 template <Op kOp>
 struct OpKernels {
-  static cudaError_t occupancy(bool streaming, int block_threads, int* blocks_per_sm);
+  static cudaError_t occupancy(bool streaming, int block_threads, int tile_bytes,
+                               int* blocks_per_sm);
   static cudaError_t launch(bool streaming, const KernelArgs& args, int grid, int block_threads,
                             cudaStream_t stream);
 };

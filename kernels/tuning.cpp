@@ -36,15 +36,14 @@ struct PathKey {
   const char* key;
   CopyPath Tuning::*field;
 };
-constexpr PathKey kPathKeys[] = {{"strided", &Tuning::strided_path},
-                                 {"misaligned", &Tuning::misaligned_path},
-                                 {"tile_scaling", &Tuning::tile_scaling_path},
-                                 {"unroll", &Tuning::unroll_path},
-                                 {"descriptors", &Tuning::descriptor_path}};
+constexpr PathKey kPathKeys[] = {
+    {"strided", &Tuning::strided_path},           {"misaligned", &Tuning::misaligned_path},
+    {"tile_scaling", &Tuning::tile_scaling_path}, {"unroll", &Tuning::unroll_path},
+    {"transpose", &Tuning::transpose_path},       {"descriptors", &Tuning::descriptor_path}};
 
 constexpr const char* kValidKeys =
     "block, blocks_per_sm, tile, copy_cost, streaming, min_tile, strided, misaligned, "
-    "tile_scaling, unroll, descriptors";
+    "tile_scaling, unroll, transpose, descriptors";
 
 }  // namespace
 

@@ -18,7 +18,7 @@
 # reaches for them fails to configure or compile.
 #
 # Steps and budgets (seconds). "limit" is each step's timeout in device mode, and every
-# limit is also cut to what is left of the 385 s total. The budgets are estimates for 16
+# limit is also cut to what is left of the 395 s total. The budgets are estimates for 16
 # cores: no H200 run has been made yet. "rehearsal" is what scripts/ci-gpu-rehearsal.sh
 # took on 2026-11-30 on the 2-core machine without GPU, shared with five other builds:
 # "cold" with ccache warm for the core library only, "warm" rerun with every object cached.
@@ -42,6 +42,8 @@
 #                     PYTORCH_NO_CUDA_MEMORY_CACHING=1 (no blocks to hide in)
 #   initcheck         the same subset, uninitialised device reads       15   skipped (no GPU)
 #   synccheck         the same subset, illegal barriers                 10   skipped (no GPU)
+#   racecheck         shared-memory hazards of the shared transposes    10   skipped (no GPU)
+#                     (test_cuda SharedTransposesMatchTheCpuExecutor)
 #   bench             gpt2-small, many-tiny, mixed-cast, strided,       30   21 (cpu stand-in)
 #                     resnet50; 0.02 s min time (rehearsal: many-tiny on the CPU)
 #   bench-llama       llama-7b gather only (its own JSON, so a timeout  15   skipped (no GPU)
@@ -49,13 +51,14 @@
 #   bench-ab          issue 19's suites (misaligned, plan-4mb,          25   skipped (no GPU)
 #                     gpt2-bf16, gpt2-uint8) with the A/B methods
 #                     flatgather_{misaligned,tiles,unroll,descriptors}_old/new
-#                     (those and flatgather_strided_old/new also run in
-#                     `bench` on the suites above; descriptors on many-tiny)
+#                     (those and flatgather_{strided,transpose}_old/new
+#                     also run in `bench` on the suites above; descriptors
+#                     on many-tiny)
 #   summary           summary.md, logs.tar.gz                            5   <1
-#   total                                                              385   654-772 cold, 50-67 warm
-# racecheck is left out: the only shared memory the copy kernels use is the descriptor
-# staging of descriptors=new (NOTE: [descriptor fetch]), not the default, whose barriers the
-# CPU proof checks in lockstep (tests/warp_lockstep.h); test_cuda's
+#   total                                                              395   654-772 cold, 50-67 warm
+# racecheck runs only the shared transposes' test. The descriptor staging of descriptors=new
+# (NOTE: [descriptor fetch]), not the default, is not under racecheck: its barriers are
+# checked on the CPU in lockstep (tests/warp_lockstep.h), and test_cuda's
 # DescriptorFetchManyTinyTensors runs it on the GPU.
 #
 # What comes back in $OUT (default build-gpu/gpu-check): summary.md (printed last on stdout
@@ -129,7 +132,7 @@ work=$build/gpu-check-work  # logs before they are packed into logs.tar.gz
 deps_dir=${FLATGATHER_DEPS:-$root/.deps}
 prefix=$build/deps-prefix
 jobs=${JOBS:-$(nproc)}
-total_budget=385
+total_budget=395
 slow=1
 [ "$mode" = rehearse ] && slow=8
 rm -rf "$work"
@@ -139,7 +142,7 @@ t0=$(date +%s)
 # Each step's budget in seconds in device mode: the header's table.
 declare -A budget=([env]=5 [deps]=5 [configure]=45 [provenance-cmake]=2 [build]=140
   [provenance-build]=3 [ctest]=35 [pytest]=30 [memcheck]=20 [initcheck]=15 [synccheck]=10
-  [bench]=30 [bench-llama]=15 [bench-ab]=25)  # + 5 for the summary = 385
+  [racecheck]=10 [bench]=30 [bench-llama]=15 [bench-ab]=25)  # + 5 for the summary = 395
 rows=()  # "step|result|seconds|budget"
 failed=0
 
@@ -382,9 +385,9 @@ if [ "$built" -eq 0 ]; then
     skip_step pytest "no python imports torch"
   fi
   if [ "$mode" = rehearse ]; then
-    for s in memcheck initcheck synccheck; do skip_step "$s" "needs a GPU"; done
+    for s in memcheck initcheck synccheck racecheck; do skip_step "$s" "needs a GPU"; done
   elif [ ! -x "$sanitizer" ]; then
-    for s in memcheck initcheck synccheck; do
+    for s in memcheck initcheck synccheck racecheck; do
       run_step "$s" sh -c 'echo "no compute-sanitizer on PATH or in /usr/local/cuda"; exit 1'
     done
   else
@@ -394,6 +397,8 @@ if [ "$built" -eq 0 ]; then
     run_step initcheck env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "${sanitize[@]}" --tool initcheck \
       "$test_cuda" "--gtest_filter=$subset"
     run_step synccheck "${sanitize[@]}" --tool synccheck "$test_cuda" "--gtest_filter=$subset"
+    run_step racecheck "${sanitize[@]}" --tool racecheck "$test_cuda" \
+      --gtest_filter=CudaGatherScatter.SharedTransposesMatchTheCpuExecutor
   fi
 
   # ---- benchmark ----------------------------------------------------------------------------
@@ -419,7 +424,7 @@ if [ "$built" -eq 0 ]; then
     skip_step bench-ab "needs a GPU (issue 19's suites are GPU only)"
   fi
 else
-  for s in ctest pytest memcheck initcheck synccheck bench bench-llama bench-ab; do
+  for s in ctest pytest memcheck initcheck synccheck racecheck bench bench-llama bench-ab; do
     skip_step "$s" "no build"
   done
 fi

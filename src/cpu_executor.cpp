@@ -13,15 +13,20 @@
 // A normal store to a cache line that is not in cache first reads that line (read for
 // ownership), so a copy of N bytes costs up to 3N bytes of memory traffic; a streaming
 // (non-temporal) store writes whole lines without that read and without evicting the cache.
-// It pays when the destination would not stay in cache anyway: when one call writes more
-// than the last-level cache holds (glibc's memcpy switches at a similar size, which is what
-// the benchmark's roofline gets). So under CpuStreaming::Auto gather streams when the flat
-// buffer is larger than the LLC (src/cpu_cache.h), and scatter when the tensors are;
-// scatter_add never does (it reads every destination line first: there is no read to save).
-// A gather streams every copy, strided ones too: its destination, the flat buffer, is always
-// contiguous (a strided tensor is walked as usual into an L1 buffer that is then streamed
-// out, src/cpu_loops.inc stream_gather_strided; a transposed copy whose rows are longer than
-// that 16 KiB buffer excepted). A scatter streams contiguous tensors only: a strided
+// It pays when the destination would not stay in cache anyway. Under CpuStreaming::Auto gather
+// streams when the flat buffer is larger than the streaming threshold, and scatter when the
+// tensors are: an eighth of the last-level cache (src/cpu_cache.h). Not the whole LLC: the
+// size the OS reports is the chip's, shared with every other core (and, on a VM, tenant), and
+// on the 2-core CI machine (260 MiB reported) forcing streaming gained 1.4-1.55x on plans of
+// 47 to 102 MB, which the whole-LLC rule never streamed (docs/perf.md, "Quiet-machine A/B").
+// Auto does not stream a narrowing cast (float32 -> bfloat16 on scatter, say): its software
+// rounding, not memory, bounds it, the write it would save is half its read, and streaming
+// adds a pass through an L1 buffer; measured 0.92x with streaming on the mixed-cast scatter.
+// On streams them too. scatter_add never streams (it reads every destination line first: there is
+// no read to save). A gather streams every copy, strided ones too: its destination, the flat
+// buffer, is always contiguous (a strided tensor is walked as usual into an L1 buffer that is then
+// streamed out, src/cpu_loops.inc stream_gather_strided; a transposed copy whose rows are longer
+// than that 16 KiB buffer excepted). A scatter streams contiguous tensors only: a strided
 // destination is written in runs that start and end inside cache lines (a channels_last or
 // transposed block writes 32 elements of a row at a time), and a streaming store to part of a
 // line is a partial write to memory, dearer than the read it saves. Streamed or not, the
@@ -56,6 +61,9 @@ namespace flatgather {
 namespace detail {
 
 namespace {
+
+// Auto streams destinations above cpu_llc_bytes() / this (NOTE: [cpu streaming stores]).
+constexpr std::size_t kLlcFractionStreamed = 8;
 
 using CopyFn = void (*)(Op, const CopyDesc&, std::int64_t, std::int64_t, void*, DType, double,
                         bool);
@@ -126,11 +134,21 @@ CpuStreaming resolve_streaming(CpuStreaming option) {
   return env == "on" ? CpuStreaming::On : CpuStreaming::Off;
 }
 
+// Destinations of more than this many bytes stream under Auto (NOTE above).
+std::int64_t streaming_threshold() {
+  return static_cast<std::int64_t>(cpu_llc_bytes() / kLlcFractionStreamed);
+}
+
 bool streams(CpuStreaming mode, std::int64_t destination_bytes) {
-  if (mode == CpuStreaming::Auto) {
-    return destination_bytes > static_cast<std::int64_t>(cpu_llc_bytes());
-  }
+  if (mode == CpuStreaming::Auto) return destination_bytes > streaming_threshold();
   return mode == CpuStreaming::On;
+}
+
+// Whether `op` on copy `d` converts to a narrower type (NOTE above).
+bool narrows(Op op, const CopyDesc& d, DType flat_dtype) {
+  if (!d.data || d.dtype == flat_dtype) return false;
+  const int tensor = dtype_size(d.dtype), flat = dtype_size(flat_dtype);
+  return op == Op::Gather ? flat < tensor : tensor < flat;
 }
 
 // Makes this thread's streaming stores visible to every other thread (NOTE above).
@@ -192,6 +210,7 @@ class CpuExecutor final : public Executor {
     const CpuStreaming mode = resolve_streaming(in_.cpu_streaming);
     stream_gather_ = streams(mode, in_.flat_numel * flat_size);
     stream_scatter_ = streams(mode, tensor_bytes);
+    stream_narrowing_ = mode == CpuStreaming::On;
   }
 
   void gather(void* flat, cudaStream_t) const override { run(Op::Gather, flat, 1.0); }
@@ -248,8 +267,11 @@ class CpuExecutor final : public Executor {
        << (stream_gather_ && stream_scatter_ ? "gather+scatter"
            : stream_gather_                  ? "gather"
            : stream_scatter_                 ? "scatter"
-                                             : "off")
-       << ")";
+                                             : "off");
+    if (resolve_streaming(in_.cpu_streaming) == CpuStreaming::Auto) {
+      os << " (auto: above " << streaming_threshold() << " B, narrowing casts excepted)";
+    }
+    os << ")";
     return os.str();
   }
 
@@ -284,8 +306,9 @@ class CpuExecutor final : public Executor {
   void run_task(Op op, std::int64_t task, void* flat, double alpha, bool stream) const {
     for (std::size_t p = task_begin_[task]; p < task_begin_[task + 1]; ++p) {
       const Piece& piece = pieces_[p];
-      copy_fn_(op, in_.copies[piece.copy], piece.begin, piece.end, flat, in_.flat_dtype, alpha,
-               stream);
+      const CopyDesc& d = in_.copies[piece.copy];
+      copy_fn_(op, d, piece.begin, piece.end, flat, in_.flat_dtype, alpha,
+               stream && (stream_narrowing_ || !narrows(op, d, in_.flat_dtype)));
     }
     if (stream) streaming_fence();
   }
@@ -301,6 +324,7 @@ class CpuExecutor final : public Executor {
   std::int64_t total_bytes_ = 0;
   bool stream_gather_ = false;  // NOTE: [cpu streaming stores]
   bool stream_scatter_ = false;
+  bool stream_narrowing_ = false;  // On streams narrowing casts too; Auto does not
 };
 
 }  // namespace

@@ -163,9 +163,12 @@ class CudaExecutor final : public Executor {
     int blocks_per_sm[3] = {1, 1, 1};
     std::int64_t resident_warps = 0;
     const int warps_per_block = tuning_.block_threads / CopyPolicy::kWarpThreads;
+    // Shared memory only for plans that take the shared transpose (NOTE: [shared transposes]).
+    const std::int32_t tile_bytes =
+        tuning_.transpose_path == CopyPath::New ? transpose_tile_bytes(in.copies, flat_dtype_) : 0;
     for (int op = 0; op < 3; ++op) {
       FG_CUDA_CHECK(kernel_occupancy(static_cast<Op>(op), streaming_, tuning_.block_threads,
-                                     &blocks_per_sm[op]));
+                                     tile_bytes, &blocks_per_sm[op]));
       blocks_per_sm[op] = std::max(1, std::min(blocks_per_sm[op], tuning_.max_blocks_per_sm));
       resident_warps =
           std::max<std::int64_t>(resident_warps, static_cast<std::int64_t>(sm_count_) *
@@ -198,6 +201,8 @@ class CudaExecutor final : public Executor {
                   host.strided.size() * sizeof(CopyDesc));
       std::memcpy(image.data() + layout.indexers_offset, host.indexers.data(),
                   host.indexers.size() * sizeof(StridedIndexer));
+      std::memcpy(image.data() + layout.transposes_offset, host.transposes.data(),
+                  host.transposes.size() * sizeof(TransposeDesc));
     }
     std::memcpy(image.data() + layout.tiles_offset, host.tiles.data(),
                 host.tiles.size() * sizeof(Tile));
@@ -217,6 +222,8 @@ class CudaExecutor final : public Executor {
       args_.d_copies = reinterpret_cast<const DeviceCopy*>(d_table_);
       args_.d_strided = reinterpret_cast<const CopyDesc*>(d_table_ + layout.strided_offset);
       args_.d_indexers = reinterpret_cast<const StridedIndexer*>(d_table_ + layout.indexers_offset);
+      args_.d_transposes =
+          reinterpret_cast<const TransposeDesc*>(d_table_ + layout.transposes_offset);
       args_.d_tiles = reinterpret_cast<const Tile*>(d_table_ + layout.tiles_offset);
       args_.num_tiles = num_tiles_;
       args_.num_copies = static_cast<std::int32_t>(copies_.size());
@@ -225,6 +232,7 @@ class CudaExecutor final : public Executor {
       args_.misaligned_path = tuning_.misaligned_path;
       args_.unroll_path = tuning_.unroll_path;
       args_.descriptor_path = tuning_.descriptor_path;
+      args_.transpose_tile_bytes = tile_bytes;
 
       // Grid: the SMs times the blocks that fit on one, never more warps than tiles.
       const std::int64_t useful_blocks = (num_tiles_ + warps_per_block - 1) / warps_per_block;

@@ -28,6 +28,11 @@ struct AccessCounts {
   std::int64_t streaming_stores = 0;  ///< __stcs (evict-first)
   std::int64_t plain_stores = 0;      ///< st.global
   std::int64_t funnel_shifts = 0;     ///< __funnelshift_r (NOTE: [misaligned copies])
+  /// Accesses to the warp's shared tile (NOTE: [shared transposes]), and those outside the
+  /// tile that warp_tile handed out or not aligned to their size (never performed).
+  std::int64_t shared_loads = 0;
+  std::int64_t shared_stores = 0;
+  std::int64_t shared_bad = 0;
   /// 16-byte loads issued since the lane's last store, and the most seen: the packs a lane
   /// keeps in flight (NOTE: [bytes in flight] in kernels/copy.cuh). Lanes run one after
   /// another and every lane's batch ends with its stores, so runs never span two lanes.
@@ -91,6 +96,46 @@ inline void store_plain(V* p, const V& v) {
   ++fg_emulation::counts().plain_stores;
   fg_emulation::store(p, v);
 }
+// The warp's shared tile (NOTE: [shared transposes] in kernels/copy.cuh): the test points it
+// at per-warp shared memory (fg_lockstep::run_warp's in tests/warp_lockstep.h, whose lanes
+// can __syncwarp) of `size` bytes; every access is checked against it.
+namespace fg_emulation {
+struct SharedTile {
+  char* base = nullptr;
+  std::size_t size = 0;
+};
+inline SharedTile& shared_tile() {
+  static SharedTile t;
+  return t;
+}
+template <class T>
+inline bool shared_ok(const T* p) {
+  const SharedTile& t = shared_tile();
+  const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
+  const std::uintptr_t b = reinterpret_cast<std::uintptr_t>(t.base);
+  const bool ok = t.base && a >= b && a + sizeof(T) <= b + t.size && a % alignof(T) == 0;
+  if (!ok) ++counts().shared_bad;
+  return ok;
+}
+}  // namespace fg_emulation
+inline char* warp_tile(int tile_bytes) {
+  fg_emulation::SharedTile& t = fg_emulation::shared_tile();
+  if (static_cast<std::size_t>(tile_bytes) > t.size) ++fg_emulation::counts().shared_bad;
+  return t.base;
+}
+template <class T>
+inline T shared_load(const T* p) {
+  ++fg_emulation::counts().shared_loads;
+  T v{};
+  if (fg_emulation::shared_ok(p)) std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+template <class T>
+inline void shared_store(T* p, const T& v) {
+  ++fg_emulation::counts().shared_stores;
+  if (fg_emulation::shared_ok(p)) std::memcpy(p, &v, sizeof(T));
+}
+
 // The funnel shift of the realignment (NOTE: [misaligned copies] in kernels/copy.cuh): the
 // low 32 bits of hi:lo shifted right by shift % 32.
 inline unsigned __funnelshift_r(unsigned lo, unsigned hi, unsigned shift) {

@@ -179,6 +179,64 @@ TEST(CpuStreaming, DescribeAndEnvironment) {
   }
 }
 
+// Auto streams a destination above the threshold describe() prints (an eighth of the LLC)
+// and not one at it. Above it, a narrowing gather (float32 tensors -> bfloat16 flat) and a
+// narrowing scatter (float32 flat -> bfloat16 tensors), which Auto does not stream, and the
+// same-type copies, which it does, all give LibTorch's bits.
+TEST(CpuStreaming, AutoStreamsAboveTheThresholdItDescribes) {
+  const char* env = std::getenv("FLATGATHER_CPU_STREAMING");
+  if (env && *env && std::string(env) != "auto") GTEST_SKIP() << "FLATGATHER_CPU_STREAMING is set";
+  torch::manual_seed(31);
+  auto plan_of = [](const std::vector<at::Tensor>& tensors, at::ScalarType flat) {
+    return fgt::Plan::from_tensors(tensors, {}, options(flat, CpuStreaming::Auto));
+  };
+  const std::string small =
+      plan_of({random_tensor({1000}, at::kFloat)}, at::kFloat).core().describe();
+  const std::string key = "(auto: above ";
+  const std::size_t at = small.find(key);
+  ASSERT_NE(at, std::string::npos) << small;
+  const std::int64_t threshold = std::stoll(small.substr(at + key.size()));
+  ASSERT_GT(threshold, 1 << 20) << small;
+  EXPECT_NE(small.find("streaming=off"), std::string::npos) << small;
+  // Two tensors of `dtype` with `bytes` bytes together (a multiple of 8).
+  auto tensors_of = [](std::int64_t bytes, at::ScalarType dtype) {
+    const std::int64_t n = bytes / at::elementSize(dtype);
+    return std::vector<at::Tensor>{random_tensor({n / 3}, dtype),
+                                   random_tensor({n - n / 3}, dtype)};
+  };
+  const std::int64_t at_bytes = threshold / 8 * 8;
+  EXPECT_NE(
+      plan_of(tensors_of(at_bytes, at::kFloat), at::kFloat).core().describe().find("streaming=off"),
+      std::string::npos);
+  const std::vector<at::Tensor> above = tensors_of(at_bytes + 64, at::kFloat);
+  for (const at::ScalarType flat_type : {at::kFloat, at::kBFloat16}) {
+    const fgt::Plan plan = plan_of(above, flat_type);
+    // A bfloat16 flat buffer is half the bytes: below the threshold, so only scatter streams.
+    const char* expected_mode =
+        flat_type == at::kFloat ? "streaming=gather+scatter" : "streaming=scatter";
+    EXPECT_NE(plan.core().describe().find(expected_mode), std::string::npos)
+        << plan.core().describe();
+    at::Tensor flat = fgtest::poisoned(plan.numel(), flat_type);
+    plan.gather(flat);
+    ASSERT_TRUE(bits_equal(flat, reference_gather(above, flat_type))) << c10::toString(flat_type);
+  }
+  // bfloat16 tensors of more than the threshold's bytes, scattered from a float32 flat buffer.
+  const std::vector<at::Tensor> targets = tensors_of(at_bytes + 64, at::kBFloat16);
+  const fgt::Plan plan = plan_of(targets, at::kFloat);
+  EXPECT_NE(plan.core().describe().find("streaming=gather+scatter"), std::string::npos)
+      << plan.core().describe();
+  const at::Tensor source = random_tensor({plan.numel()}, at::kFloat);
+  for (const at::Tensor& t : targets) t.fill_(-1234.5);  // poison
+  plan.scatter(source);
+  std::int64_t offset = 0;
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    const at::Tensor expected =
+        source.narrow(0, offset, targets[i].numel()).view(targets[i].sizes()).to(at::kBFloat16);
+    ASSERT_TRUE(bits_equal(targets[i], expected)) << "tensor " << i;
+    offset += targets[i].numel();
+  }
+}
+
 // PlanOptions::cpu_tuning: describe() reports it, and Plan::build rejects what it cannot run
 // with a message that names the field and the valid values.
 TEST(CpuTuning, DescribeAndBadValues) {

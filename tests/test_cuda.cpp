@@ -209,6 +209,22 @@ class TuningOverride {
 const at::ScalarType kFloats[] = {at::kFloat, at::kHalf, at::kBFloat16, at::kDouble};
 const at::ScalarType kOthers[] = {at::kChar, at::kByte, at::kShort, at::kInt, at::kLong, at::kBool};
 
+/// Poisons every tensor on both devices, then scatters `source` through both plans (the GPU
+/// one from a device copy, which it returns for a later scatter_add).
+at::Tensor scatter_both(const std::vector<Pair>& tensors, fgt::Plan& gpu_plan, fgt::Plan& cpu_plan,
+                        const at::Tensor& source) {
+  for (const Pair& p : tensors) {
+    poison(p.gpu);
+    poison(p.cpu);
+  }
+  device_sync();
+  const at::Tensor source_gpu = to_gpu(source, "source flat");
+  gpu_plan.core().scatter(source_gpu.data_ptr(), source.numel(), nullptr);
+  device_sync();
+  cpu_plan.scatter(source);
+  return source_gpu;
+}
+
 }  // namespace
 
 TEST(CudaRuntime, AvailabilityMatchesTheRuntime) {
@@ -257,15 +273,7 @@ TEST(CudaGatherScatter, EveryDtypePair) {
 
       // scatter: a fresh flat buffer into poisoned tensors
       const at::Tensor source = with_specials(fgtest::random_tensor({n}, fdt));
-      for (const Pair& p : tensors) {
-        poison(p.gpu);
-        poison(p.cpu);
-      }
-      device_sync();
-      const at::Tensor source_gpu = to_gpu(source, "source flat");
-      gpu_plan.core().scatter(source_gpu.data_ptr(), n, nullptr);
-      device_sync();
-      cpu_plan.scatter(source);
+      const at::Tensor source_gpu = scatter_both(tensors, gpu_plan, cpu_plan, source);
       const auto& segments = gpu_plan.layout().segments();
       for (std::size_t i = 0; i < tensors.size(); ++i) {
         SCOPED_TRACE("tensor " + std::to_string(i));
@@ -1616,6 +1624,81 @@ TEST(CudaGatherScatter, EveryStridedAndMisalignedPath) {
         EXPECT_TRUE(fgtest::bits_equal(tensors[i].gpu.cpu(), want)) << "scatter, tensor " << i;
       }
       if (at::isFloatingType(tdt)) check_guarded_round_trip(tdt, fdt, seed);
+      ++seed;
+    }
+  }
+}
+
+// The shared transposes (NOTE: [shared transposes] in kernels/copy.cuh): transposed 2-D views
+// and channels_last weights (sizes that are and are not multiples of 32, 3 x 3 and 1 x 7
+// kernels, a plan with a contiguous tensor and a sliced one that the path never serves), with
+// transpose=new and =old, the default and tiny tile budgets (cuts inside rows and blocks),
+// same-dtype and cast plans: gather, scatter and scatter_add give the CPU executor's bits.
+// Every spec must reach the plan (describe()).
+TEST(CudaGatherScatter, SharedTransposesMatchTheCpuExecutor) {
+  SKIP_WITHOUT_CUDA();
+  std::uint64_t seed = 2400;
+  const auto transposed = [](const at::Tensor& x) { return x.t(); };
+  const auto channels_last = [](const at::Tensor& x) {
+    return x.contiguous(at::MemoryFormat::ChannelsLast);
+  };
+  for (const char* spec : {"transpose=new", "transpose=old", "transpose=new,strided=new",
+                           "transpose=new,strided=new,tile=2048,copy_cost=16,streaming=1",
+                           "transpose=new,tile=300,copy_cost=0,streaming=-1"}) {
+    TuningOverride tuning(spec);
+    for (const auto& [tdt, fdt] :
+         {std::pair{at::kFloat, at::kFloat}, std::pair{at::kBFloat16, at::kBFloat16},
+          std::pair{at::kByte, at::kByte}, std::pair{at::kBFloat16, at::kFloat},
+          std::pair{at::kDouble, at::kFloat}}) {
+      SCOPED_TRACE(std::string(spec) + " " + c10::toString(tdt) + " -> " + c10::toString(fdt));
+      at::manual_seed(static_cast<std::int64_t>(seed));
+      std::vector<Pair> tensors;
+      tensors.push_back(make_pair(fgtest::random_tensor({96, 64}, tdt), transposed));
+      tensors.push_back(make_pair(fgtest::random_tensor({33, 100}, tdt), transposed));
+      tensors.push_back(make_pair(fgtest::random_tensor({64, 35, 3, 3}, tdt), channels_last));
+      tensors.push_back(make_pair(fgtest::random_tensor({777}, tdt)));
+      tensors.push_back(make_pair(fgtest::random_tensor({40, 64, 1, 7}, tdt), channels_last));
+      tensors.push_back(make_pair(fgtest::random_tensor({1000, 37}, tdt), transposed));
+      tensors.push_back(make_pair(fgtest::random_tensor({75, 40}, tdt),
+                                  [](const at::Tensor& t) { return t.slice(1, 1, 40, 3); }));
+      tensors.push_back(make_pair(fgtest::random_tensor({2, 48, 5, 5}, tdt), channels_last));
+      fgt::Options opt;
+      opt.dtype = fdt;
+      fgt::Plan gpu_plan = fgt::Plan::from_tensors(gpus(tensors), {}, opt);
+      fgt::Plan cpu_plan = fgt::Plan::from_tensors(cpus(tensors), {}, opt);
+      ASSERT_EQ(gpu_plan.layout(), cpu_plan.layout());
+      const std::string describe = gpu_plan.core().describe();
+      const std::string want = std::string(spec).substr(0, std::string(spec).find(','));
+      EXPECT_NE(describe.find(want), std::string::npos) << describe;
+      const int64_t n = gpu_plan.numel();
+
+      at::Tensor flat = poisoned_gpu(n, fdt);
+      gpu_plan.core().gather(flat.data_ptr(), n, nullptr);
+      device_sync();
+      EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), cpu_plan.gather())) << "gather";
+
+      const at::Tensor source = fgtest::random_tensor({n}, fdt);
+      const at::Tensor source_gpu = scatter_both(tensors, gpu_plan, cpu_plan, source);
+      for (std::size_t i = 0; i < tensors.size(); ++i) {
+        EXPECT_TRUE(fgtest::bits_equal(tensors[i].gpu.cpu(), tensors[i].cpu)) << "scatter " << i;
+      }
+
+      if (at::isFloatingType(tdt)) {
+        const double alpha = 0.625;
+        for (const Pair& p : tensors) {
+          const at::Tensor v = fgtest::random_tensor(p.cpu.sizes(), tdt);
+          p.cpu.copy_(v);
+          p.gpu.copy_(v.to(kCuda));
+        }
+        device_sync();
+        gpu_plan.core().scatter_add(source_gpu.data_ptr(), n, alpha, nullptr);
+        device_sync();
+        cpu_plan.scatter_add(source, alpha);
+        for (std::size_t i = 0; i < tensors.size(); ++i) {
+          EXPECT_TRUE(fgtest::bits_equal(tensors[i].gpu.cpu(), tensors[i].cpu))
+              << "scatter_add " << i;
+        }
+      }
       ++seed;
     }
   }

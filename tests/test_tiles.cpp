@@ -618,6 +618,9 @@ struct Scenario {
   CopyPath strided_path = CopyPath::Old;
   CopyPath misaligned_path = CopyPath::Old;
   CopyPath unroll_path = CopyPath::New;
+  // New: the plan's warps get a shared tile (NOTE: [shared transposes]) and every tile's 32
+  // lanes run in lockstep (tests/warp_lockstep.h), so that __syncwarp holds.
+  CopyPath transpose_path = CopyPath::Old;
   // The tile walk (NOTE: [descriptor fetch] in kernels/tile_walk.cuh): New runs the 32 lanes
   // in lockstep (tests/warp_lockstep.h), Old one after another.
   CopyPath descriptor_path = CopyPath::Old;
@@ -711,6 +714,7 @@ fg::detail::KernelArgs kernel_args(const fg::detail::HostTable& table, fg::DType
   a.d_copies = table.copies.data();
   a.d_strided = table.strided.data();
   a.d_indexers = table.indexers.data();
+  a.d_transposes = table.transposes.data();
   a.d_tiles = table.tiles.data();
   a.num_tiles = static_cast<std::int64_t>(table.tiles.size()) - 1;
   a.num_copies = static_cast<std::int32_t>(table.copies.size());
@@ -745,21 +749,24 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
     }
   }
   std::vector<std::pair<std::uintptr_t, int>> store_log;
+  const std::int32_t tile_bytes = sc.transpose_path == CopyPath::New
+                                      ? fg::detail::transpose_tile_bytes(copies, sc.flat_dtype)
+                                      : 0;
   auto run = [&](Op op, char* flat, double alpha) {
     fg::detail::KernelArgs a = kernel_args(table, sc.flat_dtype, flat, alpha);
     a.d_strided = strided.data();
     a.strided_path = sc.strided_path;
     a.misaligned_path = sc.misaligned_path;
     a.unroll_path = sc.unroll_path;
+    a.transpose_tile_bytes = tile_bytes;
     store_log.clear();
     fg_emulation::counts().store_log = &store_log;
     a.descriptor_path = sc.descriptor_path;
-    // The kernel's loop for one lane of a warp that takes every tile (kernels/kernel.cuh).
-    auto lane_loop = [&](int lane, fg::detail::DeviceCopy* staging) {
-      const bool across_lanes = a.descriptor_path == CopyPath::New;
-      auto walk = [&](auto op_tag) {
-        constexpr Op kOp = decltype(op_tag)::value;
-        for (std::int64_t t = 0; t < a.num_tiles; ++t) {
+    const bool across_lanes = sc.descriptor_path == CopyPath::New;
+    for (std::int64_t t = 0; t < a.num_tiles; ++t) {
+      auto warp = [&](int lane, fg::detail::DeviceCopy* staging) {
+        auto piece = [&](auto op_tag) {
+          constexpr Op kOp = decltype(op_tag)::value;
           if (sc.streaming) {
             fg::detail::walk_tile(a, t, across_lanes, staging, lane,
                                   fg::detail::FetchedPieceFn<kOp, true>{a, lane});
@@ -767,20 +774,26 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
             fg::detail::walk_tile(a, t, across_lanes, staging, lane,
                                   fg::detail::FetchedPieceFn<kOp, false>{a, lane});
           }
-        }
+        };
+        if (op == Op::Gather) piece(std::integral_constant<Op, Op::Gather>{});
+        if (op == Op::Scatter) piece(std::integral_constant<Op, Op::Scatter>{});
+        if (op == Op::ScatterAdd) piece(std::integral_constant<Op, Op::ScatterAdd>{});
       };
-      if (op == Op::Gather) walk(std::integral_constant<Op, Op::Gather>{});
-      if (op == Op::Scatter) walk(std::integral_constant<Op, Op::Scatter>{});
-      if (op == Op::ScatterAdd) walk(std::integral_constant<Op, Op::ScatterAdd>{});
-    };
-    if (sc.descriptor_path == CopyPath::New) {
+      if (tile_bytes == 0 && !across_lanes) {  // lanes one after another (device_emulation.h)
+        for (int lane = 0; lane < 32; ++lane) warp(lane, nullptr);
+        continue;
+      }
+      // Lanes in lockstep: the descriptor staging first, then the transposes' tile.
       fg_lockstep::run_warp(
           [&](int lane, unsigned char* shared) {
-        lane_loop(lane, reinterpret_cast<fg::detail::DeviceCopy*>(shared));
+        if (tile_bytes > 0) {
+          fg_emulation::shared_tile() = {reinterpret_cast<char*>(shared) + kStagingBytes,
+                                         static_cast<std::size_t>(tile_bytes)};
+        }
+        warp(lane, reinterpret_cast<fg::detail::DeviceCopy*>(shared));
           },
-          kStagingBytes);
-    } else {
-      for (int lane = 0; lane < 32; ++lane) lane_loop(lane, nullptr);
+          kStagingBytes + static_cast<std::size_t>(tile_bytes));
+      fg_emulation::shared_tile() = {};
     }
     fg_emulation::counts().store_log = nullptr;
   };
@@ -812,6 +825,8 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
   run(Op::Gather, flat, 1.0);
   gather_counts = fg_emulation::counts();
   EXPECT_EQ(fg_emulation::counts().misaligned, 0);
+  EXPECT_EQ(fg_emulation::counts().shared_bad, 0) << "gather: a shared access outside the tile";
+  EXPECT_EQ(fg_emulation::counts().shared_loads, fg_emulation::counts().shared_stores);
   EXPECT_EQ(std::memcmp(flat, want.data(), want.size()), 0) << "gather differs";
   {  // every byte of the flat buffer stored exactly once, nothing else stored
     const auto stored = bytes_stored(store_log);
@@ -851,6 +866,9 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
     fg_emulation::counts() = {};
     run(add ? Op::ScatterAdd : Op::Scatter, flat, -0.75);
     EXPECT_EQ(fg_emulation::counts().misaligned, 0);
+    EXPECT_EQ(fg_emulation::counts().shared_bad, 0) << "a shared access outside the tile";
+    EXPECT_EQ(fg_emulation::counts().shared_loads, gather_counts.shared_loads);
+    EXPECT_EQ(fg_emulation::counts().shared_stores, gather_counts.shared_stores);
     {  // every byte of every tensor element stored exactly once, nothing else stored
       const auto stored = bytes_stored(store_log);
       std::size_t expected_bytes = 0;
@@ -1376,7 +1394,7 @@ TEST(Tuning, OverridesApplyAndBadSpecsThrow) {
   EXPECT_EQ(t.misaligned_path, CopyPath::New);
   EXPECT_EQ(fg::detail::to_string(t),
             "block=128 blocks/SM<=4 tile=64B copy_cost=8B streaming=never strided=new "
-            "misaligned=new tile_scaling=new(min 4096B) unroll=new descriptors=old");
+            "misaligned=new tile_scaling=new(min 4096B) unroll=new transpose=old descriptors=old");
   fg::detail::apply_tuning_overrides(t, "misaligned=old");
   EXPECT_EQ(t.misaligned_path, CopyPath::Old);
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "strided=fast"), "strided=fast",
@@ -1389,7 +1407,7 @@ TEST(Tuning, OverridesApplyAndBadSpecsThrow) {
   EXPECT_EQ(t.tiles.min_tile_bytes, 2048);
   EXPECT_EQ(fg::detail::to_string(t),
             "block=128 blocks/SM<=4 tile=64B copy_cost=8B streaming=never strided=new "
-            "misaligned=old tile_scaling=old unroll=old descriptors=old");
+            "misaligned=old tile_scaling=old unroll=old transpose=old descriptors=old");
   fg::detail::apply_tuning_overrides(t, "unroll=new,tile_scaling=new,descriptors=new");
   EXPECT_EQ(t.tile_scaling_path, CopyPath::New);
   EXPECT_EQ(t.unroll_path, CopyPath::New);
@@ -1404,8 +1422,18 @@ TEST(Tuning, OverridesApplyAndBadSpecsThrow) {
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "misaligned="), "old or new");
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "min_tile=0"), "at least 1");
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "colour=3"),
-                   "strided, misaligned, tile_scaling, unroll, descriptors");
+                   "strided, misaligned, tile_scaling, unroll, transpose, descriptors");
   EXPECT_EQ(t.unroll_path, CopyPath::New) << "a refused switch keeps its value";
+  // The shared transposes' switch (NOTE: [shared transposes]).
+  EXPECT_EQ(t.transpose_path, CopyPath::Old);
+  fg::detail::apply_tuning_overrides(t, "transpose=new");
+  EXPECT_EQ(t.transpose_path, CopyPath::New);
+  EXPECT_NE(fg::detail::to_string(t).find(" transpose=new"), std::string::npos);
+  EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "transpose=shared"), "transpose=shared",
+                   "old or new");
+  EXPECT_EQ(t.transpose_path, CopyPath::New) << "a refused switch keeps its value";
+  fg::detail::apply_tuning_overrides(t, "transpose=old");
+  EXPECT_EQ(t.transpose_path, CopyPath::Old);
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "tile=0"), "tile=0", "at least 1");
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "block=100"), "multiple of 32");
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "colour=3"), "unknown key 'colour'");
@@ -1918,4 +1946,287 @@ TEST(EmulatedKernels, DescriptorFetchManyTinyTensors) {
     }
     ++seed;
   }
+}
+
+// ---- the shared transposes (NOTE: [shared transposes] in kernels/copy.cuh) ---------------------
+
+namespace {
+
+CopyDesc strided_copy(std::vector<std::int64_t> sizes, std::vector<std::int64_t> strides,
+                      fg::DType dtype = fg::DType::Float32) {
+  CopyDesc d;
+  d.data = &g_dummy;
+  d.dtype = dtype;
+  d.contiguous = false;
+  d.ndim = static_cast<std::int32_t>(sizes.size());
+  d.numel = 1;
+  for (std::size_t k = 0; k < sizes.size(); ++k) {
+    d.sizes[k] = sizes[k];
+    d.strides[k] = strides[k];
+    d.numel *= sizes[k];
+  }
+  return d;
+}
+
+/// A transposed [m, n] view of an [n, m] matrix: m rows of stride 1, n columns of stride m.
+TensorSpec transposed(fg::DType dtype, std::int64_t m, std::int64_t n, std::int64_t offset) {
+  return {dtype, {m, n}, {1, m}, offset};
+}
+
+/// A channels_last [n, c, h, w] tensor as the plan hands it over: h and w coalesce (stride c
+/// and w * c), so [n, c, h * w] with strides [h * w * c, 1, c] (coalesce in src/layout.cpp).
+TensorSpec channels_last(fg::DType dtype, std::int64_t n, std::int64_t c, std::int64_t h,
+                         std::int64_t w, std::int64_t offset) {
+  if (n == 1) return {dtype, {c, h * w}, {1, c}, offset};
+  return {dtype, {n, c, h * w}, {h * w * c, 1, c}, offset};
+}
+
+/// Elements an emulated run moves through the shared tile, from the tiles and plain
+/// division: the whole rows of every piece of a served copy with at least kTransposeMinRows
+/// of them (NOTE: [shared transposes]).
+std::int64_t expected_tile_elements(const fg::detail::HostTable& table,
+                                    const std::vector<CopyDesc>& copies) {
+  std::int64_t elements = 0;
+  for (std::int64_t t = 0; t + 1 < static_cast<std::int64_t>(table.tiles.size()); ++t) {
+    fg::detail::for_each_piece(table.tiles.data(), t, copies.data(),
+                               static_cast<std::int32_t>(copies.size()),
+                               [&](std::int32_t c, std::int64_t first, std::int64_t count) {
+      const CopyDesc& d = copies[static_cast<std::size_t>(c)];
+      if (!d.data || !fg::detail::make_transpose(d).usable) return;
+      const std::int64_t cols = d.sizes[d.ndim - 1];
+      const std::int64_t rows = (first + count) / cols - (first + cols - 1) / cols;
+      if (rows >= fg::detail::kTransposeMinRows) elements += rows * cols;
+    });
+  }
+  return elements;
+}
+
+}  // namespace
+
+TEST(SharedTranspose, ServesTransposedCopiesOnly) {
+  using fg::detail::make_transpose;
+  const auto t2 = make_transpose(strided_copy({33, 17}, {1, 33}));
+  EXPECT_EQ(t2.usable, 1);
+  EXPECT_EQ(t2.rows.divisor, 33u);
+  EXPECT_EQ(t2.cols.divisor, 17u);
+  EXPECT_EQ(t2.col_stride, 33);
+  const auto cl = make_transpose(strided_copy({2, 5, 21}, {105, 1, 5}));  // channels_last
+  EXPECT_EQ(cl.usable, 1);
+  EXPECT_EQ(cl.batch_stride, 105);
+  EXPECT_EQ(make_transpose(strided_copy({10, 4}, {12, 3})).usable, 0);               // sliced
+  EXPECT_EQ(make_transpose(strided_copy({10, 4}, {4, 1})).usable, 0);                // rows
+  EXPECT_EQ(make_transpose(strided_copy({7, 40}, {1, -7})).usable, 0);               // negative
+  EXPECT_EQ(make_transpose(strided_copy({2, 5, 21}, {-105, 1, 5})).usable, 0);       // negative
+  EXPECT_EQ(make_transpose(strided_copy({2, 3, 5, 7}, {200, 70, 1, 5})).usable, 0);  // 2 batches
+  EXPECT_EQ(make_transpose(make_copy(0, 100, fg::DType::Float32)).usable, 0);        // contiguous
+  EXPECT_EQ(make_transpose(strided_copy({1 << 16, 1 << 15}, {1, 1 << 16})).usable, 0);  // 2^31
+  EXPECT_EQ(make_transpose(strided_copy({(1 << 16) - 1, 1 << 15}, {1, 1 << 16})).usable, 1);
+  // The byte form of a transposed float32 view (innermost stride 1) is not served; its word
+  // view is (NOTE: [byte plan words]).
+  const CopyDesc bytes = strided_copy({9, 13, 4}, {4, 36, 1}, fg::DType::UInt8);
+  EXPECT_EQ(make_transpose(bytes).usable, 0);
+  EXPECT_EQ(make_transpose(fg::detail::word_view(bytes, 4)).usable, 1);
+}
+
+TEST(SharedTranspose, OffsetsMatchElementOffset) {
+  std::mt19937_64 rng(91);
+  for (int round = 0; round < 200; ++round) {
+    const std::int64_t b = 1 + static_cast<std::int64_t>(rng() % 4);
+    const std::int64_t r = 1 + static_cast<std::int64_t>(rng() % 70);
+    const std::int64_t c = 2 + static_cast<std::int64_t>(rng() % 70);
+    const std::int64_t col_stride = r + static_cast<std::int64_t>(rng() % 3);
+    const CopyDesc d = b == 1 ? strided_copy({r, c}, {1, col_stride})
+                              : strided_copy({b, r, c}, {r * col_stride + 5, 1, col_stride});
+    const fg::detail::TransposeDesc t = fg::detail::make_transpose(d);
+    ASSERT_EQ(t.usable, 1);
+    for (std::int64_t i = 0; i < d.numel; ++i) {
+      const auto q = static_cast<std::uint32_t>(i / c);
+      ASSERT_EQ(t.offset(q, static_cast<std::uint32_t>(i % c)), fg::detail::element_offset(d, i))
+          << "round " << round << " element " << i;
+    }
+  }
+}
+
+// A piece is its head (up to the first row boundary), its whole rows and its tail (after the
+// last row boundary), each element in exactly one of them, against plain division.
+TEST(SharedTranspose, CutSplitsEveryPieceIntoHeadRowsAndTail) {
+  std::mt19937_64 rng(92);
+  for (int round = 0; round < 3000; ++round) {
+    const std::int64_t rows = 2 + static_cast<std::int64_t>(rng() % 50);  // stride 1 != rows
+    const std::int64_t cols = 1 + static_cast<std::int64_t>(rng() % 50);
+    const CopyDesc d = strided_copy({rows, cols}, {1, rows});
+    const fg::detail::TransposeDesc t = fg::detail::make_transpose(d);
+    ASSERT_EQ(t.usable, 1);
+    const std::int64_t first =
+        static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(d.numel));
+    const std::int64_t count =
+        1 + static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(d.numel - first));
+    const fg::detail::TransposeCut cut = fg::detail::cut_transpose(t, first, count);
+    const std::int64_t row_begin = (first + cols - 1) / cols;
+    const std::int64_t row_end = std::max((first + count) / cols, row_begin);
+    ASSERT_EQ(cut.row_begin, row_begin) << first << "+" << count;
+    ASSERT_EQ(cut.row_end, row_end) << first << "+" << count;
+    if (row_end == row_begin) {
+      EXPECT_EQ(cut.head, count);
+      EXPECT_EQ(cut.tail, 0u);
+    } else {
+      EXPECT_EQ(cut.head, row_begin * cols - first);
+      EXPECT_EQ(cut.tail, first + count - row_end * cols);
+    }
+    EXPECT_EQ(cut.head + (row_end - row_begin) * cols + cut.tail, count);
+  }
+}
+
+TEST(SharedTranspose, TileBytesFollowTheWidestSource) {
+  using fg::detail::transpose_tile_bytes;
+  constexpr int kTile = fg::detail::kTransposeTileElements;
+  EXPECT_EQ(kTile, 32 * 33);
+  const CopyDesc f32 = strided_copy({33, 17}, {1, 33});
+  const CopyDesc bf16 = strided_copy({33, 17}, {1, 33}, fg::DType::BFloat16);
+  const CopyDesc f64 = strided_copy({33, 17}, {1, 33}, fg::DType::Float64);
+  const CopyDesc sliced = strided_copy({10, 4}, {12, 3});
+  EXPECT_EQ(transpose_tile_bytes({f32}, fg::DType::Float32), 4 * kTile);
+  EXPECT_EQ(transpose_tile_bytes({bf16}, fg::DType::BFloat16), 2 * kTile);
+  EXPECT_EQ(transpose_tile_bytes({bf16}, fg::DType::Float32), 4 * kTile);  // scatter's source
+  EXPECT_EQ(transpose_tile_bytes({bf16, f64}, fg::DType::BFloat16), 8 * kTile);
+  EXPECT_EQ(transpose_tile_bytes({sliced, make_copy(0, 9, fg::DType::Float32)}, fg::DType::Float32),
+            0);
+  // A byte plan's transposed float64: its words are 8 bytes (NOTE: [byte plan words]).
+  CopyDesc bytes = strided_copy({9, 13, 8}, {8, 72, 1}, fg::DType::UInt8);
+  EXPECT_EQ(transpose_tile_bytes({bytes}, fg::DType::UInt8), 8 * kTile);
+}
+
+// The emulated kernels with transpose=new (lanes in lockstep, so __syncwarp holds) on
+// transposed 2-D views and channels_last tensors of sizes that are and are not multiples of
+// 32, with tile budgets that cut pieces inside blocks and rows: the bytes of the CPU
+// reference for gather, scatter and scatter_add (check_scenario: every byte written once,
+// no misaligned or out-of-tile access, poisoned outputs), and as many elements through the
+// shared tile as the pieces' whole rows (the path is taken wherever it should be).
+TEST(EmulatedKernels, SharedTransposeEveryOpBitForBit) {
+  struct Case {
+    fg::DType tensor, flat;
+  };
+  const Case cases[] = {{fg::DType::Float32, fg::DType::Float32},
+                        {fg::DType::BFloat16, fg::DType::BFloat16},
+                        {fg::DType::UInt8, fg::DType::UInt8},
+                        {fg::DType::BFloat16, fg::DType::Float32},
+                        {fg::DType::Float32, fg::DType::Float16}};
+  std::uint64_t seed = 9100;
+  std::int64_t through_tile = 0;
+  for (const Case& k : cases) {
+    for (const TileParams params :
+         {TileParams{1 << 20, 1024}, TileParams{4096, 64}, TileParams{1000, 8}}) {
+      for (const CopyPath strided : {CopyPath::Old, CopyPath::New}) {
+        SCOPED_TRACE(std::string(fg::dtype_name(k.tensor)) + " -> " + fg::dtype_name(k.flat) +
+                     " tile " + std::to_string(params.tile_bytes) +
+                     " strided=" + fg::detail::to_string(strided));
+        Scenario sc;
+        sc.flat_dtype = k.flat;
+        sc.params = params;
+        sc.flat_shift = seed % 3;
+        sc.align_elems = seed % 2 ? 16 : 1;
+        sc.strided_path = strided;
+        sc.transpose_path = CopyPath::New;
+        sc.tensors = {transposed(k.tensor, 64, 64, 0),
+                      {k.tensor, {100}, {}, 1},
+                      transposed(k.tensor, 100, 37, 3),
+                      channels_last(k.tensor, 4, 35, 3, 3, 1),
+                      transposed(k.tensor, 33, 9, 0),
+                      channels_last(k.tensor, 2, 64, 7, 7, 2),
+                      transposed(k.tensor, 31, 200, 5),
+                      {k.tensor, {10, 4}, {12, 3}, 2},  // sliced: never served
+                      channels_last(k.tensor, 1, 48, 5, 5, 0)};
+        std::mt19937_64 rng(seed);
+        const Built built = build_scenario(sc, rng);
+        const fg::detail::HostTable table =
+            fg::detail::build_host_table(built.copies, built.flat_numel, sc.flat_dtype, sc.params);
+        const std::int64_t expected = expected_tile_elements(table, built.copies);
+        const fg_emulation::AccessCounts c = check_scenario(sc, seed++);
+        EXPECT_EQ(c.shared_stores, expected) << "elements through the shared tile";
+        through_tile += c.shared_stores;
+      }
+    }
+  }
+  EXPECT_GT(through_tile, 0);
+}
+
+// transpose=old never touches shared memory; transpose=new on a plan without a transposed
+// copy launches without a tile (0 bytes) and runs as transpose=old.
+TEST(EmulatedKernels, SharedTransposeOnlyWhereServed) {
+  Scenario sc;
+  sc.flat_dtype = fg::DType::Float32;
+  sc.tensors = {transposed(fg::DType::Float32, 64, 40, 0),
+                {fg::DType::Float32, {10, 4}, {12, 3}, 2}};
+  fg_emulation::AccessCounts c = check_scenario(sc, 9200);
+  EXPECT_EQ(c.shared_loads + c.shared_stores, 0);
+  sc.transpose_path = CopyPath::New;
+  c = check_scenario(sc, 9201);
+  EXPECT_EQ(c.shared_stores, 64 * 40);
+  sc.tensors = {{fg::DType::Float32, {10, 4}, {12, 3}, 2}, {fg::DType::Float32, {77}, {}, 0}};
+  c = check_scenario(sc, 9202);
+  EXPECT_EQ(c.shared_loads + c.shared_stores, 0);
+}
+
+// A byte plan's transposed tensors move as words through the tile (NOTE: [byte plan words]).
+TEST(EmulatedKernels, SharedTransposeOfByteWords) {
+  std::uint64_t seed = 9300;
+  for (std::int64_t w : {2, 4, 8}) {
+    SCOPED_TRACE("element size " + std::to_string(w));
+    Scenario sc;
+    sc.flat_dtype = fg::DType::UInt8;
+    sc.align_elems = 8;
+    sc.params = TileParams{4096, 64};
+    sc.transpose_path = CopyPath::New;
+    // transposed(64, 40) and channels_last(2, 40, 3, 3) as bytes: one more dimension of w.
+    sc.tensors = {{fg::DType::UInt8, {64, 40, w}, {w, 64 * w, 1}, 0},
+                  {fg::DType::UInt8, {2, 40, 9, w}, {360 * w, w, 40 * w, 1}, w}};
+    const fg_emulation::AccessCounts c = check_scenario(sc, seed++);
+    EXPECT_GT(c.shared_stores, 0);
+    EXPECT_EQ(c.loads[1], 0) << "a byte load on the word path";
+  }
+}
+
+// Random transposed and channels_last shapes, dtype pairs, offsets and tile budgets (fixed
+// seed), transpose=new with either strided path: bit for bit, every byte once, the whole
+// rows of every piece through the tile.
+TEST(EmulatedKernels, SharedTransposeRandomShapes) {
+  const fg::DType kinds[] = {fg::DType::Float32, fg::DType::BFloat16, fg::DType::Float16,
+                             fg::DType::Float64, fg::DType::UInt8};
+  std::mt19937_64 rng(9400);
+  auto pick = [&](std::int64_t lo, std::int64_t hi) {
+    return lo + static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(hi - lo + 1));
+  };
+  std::int64_t through_tile = 0;
+  for (int round = 0; round < 16; ++round) {
+    Scenario sc;
+    const fg::DType tensor = kinds[rng() % 5];
+    const bool cast = tensor != fg::DType::UInt8 && rng() % 2 == 0;
+    sc.flat_dtype = cast ? kinds[rng() % 4] : tensor;
+    sc.flat_shift = pick(0, 3);
+    sc.align_elems = pick(0, 1) ? 16 : 1;
+    sc.streaming = rng() % 2 == 0;
+    sc.strided_path = rng() % 2 == 0 ? CopyPath::Old : CopyPath::New;
+    sc.transpose_path = CopyPath::New;
+    sc.params = TileParams{pick(200, 40000), pick(0, 256)};
+    const int count = static_cast<int>(pick(1, 5));
+    for (int i = 0; i < count; ++i) {
+      if (rng() % 2 == 0) {
+        sc.tensors.push_back(transposed(tensor, pick(2, 120), pick(1, 90), pick(0, 5)));
+      } else {
+        sc.tensors.push_back(
+            channels_last(tensor, pick(1, 3), pick(2, 70), pick(1, 5), pick(1, 5), pick(0, 5)));
+      }
+    }
+    SCOPED_TRACE("round " + std::to_string(round) + " " + fg::dtype_name(tensor) + " -> " +
+                 fg::dtype_name(sc.flat_dtype) + " tile " + std::to_string(sc.params.tile_bytes));
+    std::mt19937_64 built_rng(9500 + static_cast<std::uint64_t>(round));
+    const Built built = build_scenario(sc, built_rng);
+    const fg::detail::HostTable table =
+        fg::detail::build_host_table(built.copies, built.flat_numel, sc.flat_dtype, sc.params);
+    const fg_emulation::AccessCounts c =
+        check_scenario(sc, 9500 + static_cast<std::uint64_t>(round));
+    EXPECT_EQ(c.shared_stores, expected_tile_elements(table, built.copies));
+    through_tile += c.shared_stores;
+  }
+  EXPECT_GT(through_tile, 0);
 }
