@@ -450,7 +450,9 @@ Applies on_cpu(BenchOp, Dev dev, const Suite&) {
 // byte-sized unroll only changes copies of 1- and 2-byte elements, the shared transposes only
 // suites with transposed or channels_last tensors, the hardware conversions only copies that
 // round float32 to bfloat16 or float16 (a gather into a narrower flat buffer, a scatter into
-// narrower tensors: mixed-cast).
+// narrower tensors: mixed-cast). The descriptor fetch (NOTE: [descriptor fetch] in
+// kernels/tile_walk.cuh) matters most where tiles hold many copies (many-tiny, resnet50,
+// plan-4mb), but changes every walk: every suite under 2 GB.
 constexpr std::int64_t kVariantMaxBytes = std::int64_t{2} << 30;
 
 bool under_variant_max(const Suite& suite) {
@@ -518,6 +520,8 @@ constexpr char kTransposeOld[] = "transpose=old";
 constexpr char kTransposeNew[] = "transpose=new";
 constexpr char kConvertOld[] = "convert=old";
 constexpr char kConvertNew[] = "convert=new";
+constexpr char kDescriptorsOld[] = "descriptors=old";
+constexpr char kDescriptorsNew[] = "descriptors=new";
 
 // The byte-copy peers: CUDA, gather and scatter, one dtype and contiguous tensors.
 Applies byte_copy_applies(BenchOp op, Dev dev, const Suite& suite, const std::string& why_not) {
@@ -609,6 +613,14 @@ const std::vector<MethodSpec>& method_table() {
            "ours with convert=new: the cvt.rn.bf16x2/f16x2 instructions, two\n"
            "elements each, and the NaN rule (cuda; suites that round float32)",
            false, convert_variant_applies, make_cuda_variant<kConvertNew>},
+          {"flatgather_descriptors_old", Role::Variant,
+           "ours with descriptors=old: each copy's descriptor read by\n"
+           "every lane when the walk reaches it (cuda; suites under 2 GB)",
+           false, tiles_variant_applies, make_cuda_variant<kDescriptorsOld>},
+          {"flatgather_descriptors_new", Role::Variant,
+           "ours with descriptors=new: up to 32 descriptors fetched across\n"
+           "the lanes at once, staged in shared memory (cuda; suites under 2 GB)",
+           false, tiles_variant_applies, make_cuda_variant<kDescriptorsNew>},
           {"torch_cat", Role::Peer,
            "at::cat_out of every t.reshape(-1) into the flat buffer (gather,\n"
            "in a byte buffer each viewed as bytes, .view(uint8); gather_norm:\n"

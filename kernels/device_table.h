@@ -32,8 +32,9 @@
 namespace flatgather {
 namespace detail {
 
-/// One copy as the kernels see it (the device table holds one per ExecutorInput copy).
-struct DeviceCopy {
+/// One copy as the kernels see it (the device table holds one per ExecutorInput copy). 16-byte
+/// aligned so that a lane loads one in two 16-byte loads (NOTE: [descriptor fetch]).
+struct alignas(16) DeviceCopy {
   void* d_data = nullptr;  ///< tensor element [0, ..., 0]; null: zeros on gather, skipped otherwise
   std::int64_t flat_offset = 0;  ///< elements of the flat dtype
   std::int64_t numel = 0;
@@ -61,10 +62,12 @@ struct KernelArgs {
   double alpha = 1.0;              ///< scatter_add's factor, when d_alpha is null
   const float* d_alpha = nullptr;  ///< scatter_add's factor read on the device (plan.h Factor)
   // The plan's A/B switches that the kernels read (NOTE: [tuning overrides]); copy.cuh's
-  // process_piece reads them once per piece. Tile scaling is applied at build.
+  // process_piece reads them once per piece, the kernel's tile walk descriptor_path once per
+  // tile. Tile scaling is applied at build.
   CopyPath strided_path = CopyPath::Old;     ///< Tuning::strided_path
   CopyPath misaligned_path = CopyPath::Old;  ///< Tuning::misaligned_path
   CopyPath unroll_path = CopyPath::Old;      ///< Tuning::unroll_path
+  CopyPath descriptor_path = CopyPath::Old;  ///< Tuning::descriptor_path
   /// Bytes of each warp's shared tile (NOTE: [shared transposes]): transpose_tile_bytes of
   /// the table with Tuning::transpose_path = New, else 0 (no tile, no shared memory).
   std::int32_t transpose_tile_bytes = 0;

@@ -6,15 +6,17 @@
 namespace flatgather {
 namespace detail {
 
-cudaError_t kernel_occupancy(Op op, bool streaming, int block_threads, int tile_bytes,
+cudaError_t kernel_occupancy(Op op, bool streaming, bool fetch, int block_threads, int tile_bytes,
                              int* blocks_per_sm) {
   switch (op) {
     case Op::Gather:
-      return OpKernels<Op::Gather>::occupancy(streaming, block_threads, tile_bytes, blocks_per_sm);
+      return OpKernels<Op::Gather>::occupancy(streaming, fetch, block_threads, tile_bytes,
+                                              blocks_per_sm);
     case Op::Scatter:
-      return OpKernels<Op::Scatter>::occupancy(streaming, block_threads, tile_bytes, blocks_per_sm);
+      return OpKernels<Op::Scatter>::occupancy(streaming, fetch, block_threads, tile_bytes,
+                                               blocks_per_sm);
     default:
-      return OpKernels<Op::ScatterAdd>::occupancy(streaming, block_threads, tile_bytes,
+      return OpKernels<Op::ScatterAdd>::occupancy(streaming, fetch, block_threads, tile_bytes,
                                                   blocks_per_sm);
   }
 }

@@ -20,14 +20,15 @@ namespace detail {
 /// Blocks of `block_threads` threads of the kernel for `op` that fit on one SM, each warp with
 /// `tile_bytes` of shared memory (KernelArgs::transpose_tile_bytes; NOTE: [shared transposes]).
 /// Also lets the kernel launch with that much shared memory when it is above 48 KB a block.
-cudaError_t kernel_occupancy(Op op, bool streaming, int block_threads, int tile_bytes,
+/// `fetch`: the kernel with the descriptor fetch (NOTE: [kernel flavours] in kernels/kernel.cuh).
+cudaError_t kernel_occupancy(Op op, bool streaming, bool fetch, int block_threads, int tile_bytes,
                              int* blocks_per_sm);
 
-/// The kernels of one op, both cache-hint flavours; defined in kernels/kernel.cuh and
-/// instantiated only in that op's .cu file.
+/// The kernels of one op, every flavour (NOTE: [kernel flavours]); defined in kernels/kernel.cuh
+/// and instantiated only in that op's .cu file.
 template <Op kOp>
 struct OpKernels {
-  static cudaError_t occupancy(bool streaming, int block_threads, int tile_bytes,
+  static cudaError_t occupancy(bool streaming, bool fetch, int block_threads, int tile_bytes,
                                int* blocks_per_sm);
   static cudaError_t launch(bool streaming, const KernelArgs& args, int grid, int block_threads,
                             cudaStream_t stream);
@@ -36,7 +37,8 @@ extern template struct OpKernels<Op::Gather>;
 extern template struct OpKernels<Op::Scatter>;
 extern template struct OpKernels<Op::ScatterAdd>;
 
-/// Launches the kernel for `op` on `stream` (one launch; no allocation, no copy) and returns
+/// Launches the kernel for `op` on `stream` (one launch; no allocation, no copy), the walk
+/// chosen by args.descriptor_path, and returns
 /// that launch's own result (NOTE: [launch errors] in kernels/kernel.cuh).
 cudaError_t launch_kernel(Op op, bool streaming, const KernelArgs& args, int grid,
                           int block_threads, cudaStream_t stream);

@@ -39,11 +39,12 @@ struct PathKey {
 constexpr PathKey kPathKeys[] = {
     {"strided", &Tuning::strided_path},           {"misaligned", &Tuning::misaligned_path},
     {"tile_scaling", &Tuning::tile_scaling_path}, {"unroll", &Tuning::unroll_path},
-    {"transpose", &Tuning::transpose_path},       {"convert", &Tuning::convert_path}};
+    {"transpose", &Tuning::transpose_path},       {"convert", &Tuning::convert_path},
+    {"descriptors", &Tuning::descriptor_path}};
 
 constexpr const char* kValidKeys =
     "block, blocks_per_sm, tile, copy_cost, streaming, min_tile, strided, misaligned, "
-    "tile_scaling, unroll, transpose, convert";
+    "tile_scaling, unroll, transpose, convert, descriptors";
 
 }  // namespace
 

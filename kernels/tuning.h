@@ -7,19 +7,20 @@
 //
 // NOTE: [tuning overrides]
 // FLATGATHER_CUDA_TUNING="key=value,..." (keys: block, blocks_per_sm, tile, copy_cost,
-// streaming, min_tile, strided, misaligned, tile_scaling, unroll, transpose, convert)
-// overrides fields of the tuning of every CUDA plan built after it is set. It is for
-// experiments, for the GPU tests, which force each cache-hint flavour (streaming=1: every
+// streaming, min_tile, strided, misaligned, tile_scaling, unroll, transpose, convert,
+// descriptors) overrides fields of the tuning of every CUDA plan built after it is set. It is
+// for experiments, for the GPU tests, which force each cache-hint flavour (streaming=1: every
 // plan streams; streaming=-1: none does), each copy path and tiny tile budgets (so that cuts
 // fall inside copies with casts, strides and misaligned tensors), and for the A/B methods of
-// flatgather-bench. Six A/B switches,
+// flatgather-bench. Seven A/B switches,
 // each a CopyPath field of Tuning, choose between a path and the one it replaces in the same
 // binary, so that one GPU run measures both (docs/perf.md, "Decisions waiting for the GPU"):
 // strided=old|new (NOTE: [strided copies] in kernels/copy.cuh), misaligned=old|new (NOTE:
 // [misaligned copies]), tile_scaling=old|new (NOTE: [tile scaling] in kernels/tiles.cuh),
 // unroll=old|new (NOTE: [bytes in flight]), transpose=old|new (NOTE: [shared transposes]) and
-// convert=old|new (NOTE: [hardware conversions]).
-// Unknown keys and bad values throw flatgather::Error at build.
+// convert=old|new (NOTE: [hardware conversions]) and descriptors=old|new (NOTE: [descriptor
+// fetch] in kernels/tile_walk.cuh). Unknown keys and bad values throw flatgather::Error at
+// build.
 
 #include <cstdint>
 #include <sstream>
@@ -124,6 +125,10 @@ struct Tuning {
   /// conversion instructions with an explicit NaN rule, the same bits (New); NOTE: [hardware
   /// conversions].
   CopyPath convert_path = CopyPath::Old;
+  /// The tile walk: each copy's descriptor read by every lane when the walk reaches it (Old)
+  /// or up to 32 descriptors fetched across the lanes at once and staged in shared memory
+  /// (New); NOTE: [descriptor fetch] in kernels/tile_walk.cuh.
+  CopyPath descriptor_path = CopyPath::Old;
 };
 
 /// Tuning for a device of compute capability major.minor: the one place the numbers live.
@@ -147,11 +152,13 @@ constexpr Tuning tuning_for(int major, int /*minor*/) {
   t.unroll_path = CopyPath::New;
   t.transpose_path = CopyPath::Old;
   t.convert_path = CopyPath::Old;
+  t.descriptor_path = CopyPath::Old;
   return t;
 }
 
 /// "block=256 blocks/SM<=8 tile=32768B copy_cost=1024B streaming>=52428800B strided=old
-/// misaligned=old tile_scaling=new(min 4096B) unroll=new transpose=old convert=old".
+/// misaligned=old tile_scaling=new(min 4096B) unroll=new transpose=old convert=old
+/// descriptors=old".
 inline std::string to_string(const Tuning& t) {
   std::ostringstream os;
   os << "block=" << t.block_threads << " blocks/SM<=" << t.max_blocks_per_sm
@@ -165,7 +172,7 @@ inline std::string to_string(const Tuning& t) {
      << " tile_scaling=" << to_string(t.tile_scaling_path);
   if (t.tile_scaling_path == CopyPath::New) os << "(min " << t.tiles.min_tile_bytes << "B)";
   os << " unroll=" << to_string(t.unroll_path) << " transpose=" << to_string(t.transpose_path)
-     << " convert=" << to_string(t.convert_path);
+     << " convert=" << to_string(t.convert_path) << " descriptors=" << to_string(t.descriptor_path);
   return os.str();
 }
 

@@ -50,13 +50,17 @@
 #                     there loses nothing else)
 #   bench-ab          issue 19's suites (misaligned, plan-4mb,          30   skipped (no GPU)
 #                     gpt2-bf16, gpt2-uint8, gpt2-to-bf16) with the A/B
-#                     methods flatgather_{misaligned,tiles,unroll,
-#                     convert}_old/new (those and flatgather_{strided,
+#                     methods flatgather_{misaligned,tiles,unroll,convert,
+#                     descriptors}_old/new (those and flatgather_{strided,
 #                     transpose}_old/new also run in `bench` on the
-#                     suites above; convert on mixed-cast)
+#                     suites above; convert on mixed-cast, descriptors
+#                     on many-tiny)
 #   summary           summary.md, logs.tar.gz                            5   <1
 #   total                                                              400   654-772 cold, 50-67 warm
-# racecheck runs only the shared transposes' test: no other path uses shared memory.
+# racecheck runs only the shared transposes' test. The descriptor staging of descriptors=new
+# (NOTE: [descriptor fetch]), not the default, is not under racecheck: its barriers are
+# checked on the CPU in lockstep (tests/warp_lockstep.h), and test_cuda's
+# DescriptorFetchManyTinyTensors runs it on the GPU.
 #
 # What comes back in $OUT (default build-gpu/gpu-check): summary.md (printed last on stdout
 # too), bench.json and bench-llama.json (the benchmark's JSON) and logs.tar.gz (every log,

@@ -167,8 +167,9 @@ class CudaExecutor final : public Executor {
     const std::int32_t tile_bytes =
         tuning_.transpose_path == CopyPath::New ? transpose_tile_bytes(in.copies, flat_dtype_) : 0;
     for (int op = 0; op < 3; ++op) {
-      FG_CUDA_CHECK(kernel_occupancy(static_cast<Op>(op), streaming_, tuning_.block_threads,
-                                     tile_bytes, &blocks_per_sm[op]));
+      FG_CUDA_CHECK(kernel_occupancy(static_cast<Op>(op), streaming_,
+                                     tuning_.descriptor_path == CopyPath::New,
+                                     tuning_.block_threads, tile_bytes, &blocks_per_sm[op]));
       blocks_per_sm[op] = std::max(1, std::min(blocks_per_sm[op], tuning_.max_blocks_per_sm));
       resident_warps =
           std::max<std::int64_t>(resident_warps, static_cast<std::int64_t>(sm_count_) *
@@ -231,6 +232,7 @@ class CudaExecutor final : public Executor {
       args_.strided_path = tuning_.strided_path;
       args_.misaligned_path = tuning_.misaligned_path;
       args_.unroll_path = tuning_.unroll_path;
+      args_.descriptor_path = tuning_.descriptor_path;
       args_.transpose_tile_bytes = tile_bytes;
       args_.convert_path = tuning_.convert_path;
 

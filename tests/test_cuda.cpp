@@ -1320,6 +1320,73 @@ TEST(CudaGatherScatter, HardwareConversionsSameBitsAsTheCpu) {
   }
 }
 
+// The tile walk with descriptors fetched across the lanes (NOTE: [descriptor fetch] in
+// kernels/tile_walk.cuh), forced both ways on a plan of 10,000 tiny tensors (empty ones, casts
+// from three dtypes, a few transposed), with and without padding, with the default tiles
+// (at most 32 copies each) and with tiles of hundreds of copies or cut inside copies: gather,
+// scatter and scatter_add give the CPU executor's bits.
+TEST(CudaGatherScatter, DescriptorFetchManyTinyTensors) {
+  SKIP_WITHOUT_CUDA();
+  at::manual_seed(1900);
+  std::mt19937_64 rng(1900);
+  const at::ScalarType dtypes[] = {at::kFloat, at::kHalf, at::kBFloat16};
+  std::vector<at::Tensor> cpu;
+  for (int i = 0; i < 10000; ++i) {
+    const at::ScalarType dtype = dtypes[rng() % 3];
+    const int64_t n = static_cast<int64_t>(rng() % 8);  // 0: an empty tensor
+    cpu.push_back(i % 97 == 0 && n > 1 ? fgtest::random_tensor({3, n}, dtype).t()
+                                       : fgtest::random_tensor({n}, dtype));
+  }
+  std::vector<at::Tensor> gpu;
+  for (const at::Tensor& t : cpu) gpu.push_back(t.to(kCuda));  // .to keeps the strides
+  auto flat_of = [](const std::vector<at::Tensor>& ts) {       // every element, on the CPU
+    std::vector<at::Tensor> parts;
+    for (const at::Tensor& t : ts) parts.push_back(t.reshape(-1).to(at::kFloat));
+    return at::cat(parts).cpu();
+  };
+  for (const char* spec : {"descriptors=old", "descriptors=new", "descriptors=new,copy_cost=0",
+                           "descriptors=new,tile=48,copy_cost=5", "descriptors=old,copy_cost=0"}) {
+    TuningOverride tuning(spec);
+    const std::string text(spec);
+    for (const std::int64_t align : {0, 64}) {
+      SCOPED_TRACE(text + " align " + std::to_string(align));
+      fgt::Options opt;
+      opt.dtype = at::kFloat;
+      opt.align_bytes = align;
+      fgt::Plan gpu_plan = fgt::Plan::from_tensors(gpu, {}, opt);
+      fgt::Plan cpu_plan = fgt::Plan::from_tensors(cpu, {}, opt);
+      ASSERT_EQ(gpu_plan.layout(), cpu_plan.layout());
+      const std::string described = gpu_plan.core().describe();
+      EXPECT_NE(described.find(text.substr(0, text.find(','))), std::string::npos) << described;
+      const int64_t n = gpu_plan.numel();
+      at::Tensor flat = poisoned_gpu(n, at::kFloat);
+      gpu_plan.core().gather(flat.data_ptr(), n, nullptr);
+      device_sync();
+      EXPECT_TRUE(fgtest::bits_equal(flat.cpu(), cpu_plan.gather())) << "gather";
+
+      const at::Tensor source = fgtest::random_tensor({n}, at::kFloat);
+      const at::Tensor source_gpu = to_gpu(source, "source flat");
+      std::vector<at::Tensor> cpu_copy, gpu_copy;  // scatter into poisoned copies of the tensors
+      for (std::size_t i = 0; i < cpu.size(); ++i) {
+        cpu_copy.push_back(cpu[i].clone());
+        gpu_copy.push_back(gpu[i].clone());
+        poison(cpu_copy.back());
+        poison(gpu_copy.back());
+      }
+      fgt::Plan gpu_into = fgt::Plan::from_tensors(gpu_copy, {}, opt);
+      fgt::Plan cpu_into = fgt::Plan::from_tensors(cpu_copy, {}, opt);
+      gpu_into.core().scatter(source_gpu.data_ptr(), n, nullptr);
+      device_sync();
+      cpu_into.scatter(source);
+      EXPECT_TRUE(fgtest::bits_equal(flat_of(gpu_copy), flat_of(cpu_copy))) << "scatter";
+      gpu_into.core().scatter_add(source_gpu.data_ptr(), n, -0.37, nullptr);
+      device_sync();
+      cpu_into.scatter_add(source, -0.37);
+      EXPECT_TRUE(fgtest::bits_equal(flat_of(gpu_copy), flat_of(cpu_copy))) << "scatter_add";
+    }
+  }
+}
+
 // Zero-fill placeholders and rebind to null on the GPU: zeros on gather, untouched on scatter.
 TEST(CudaRebind, ZeroFillAndRebindToNull) {
   SKIP_WITHOUT_CUDA();

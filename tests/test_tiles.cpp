@@ -17,6 +17,7 @@
 #include "copy_desc.h"
 #include "strided_index.h"
 #include "test_util.h"
+#include "tile_walk.cuh"
 #include "tiles.cuh"
 #include "torch_reference.h"
 
@@ -612,6 +613,9 @@ void fill_random(char* p, std::int64_t n, fg::DType dtype, std::mt19937_64& rng,
   }
 }
 
+/// One warp's descriptor staging area in shared memory (NOTE: [descriptor fetch]).
+constexpr std::size_t kStagingBytes = 32 * sizeof(fg::detail::DeviceCopy);
+
 struct Scenario {
   std::vector<TensorSpec> tensors;
   fg::DType flat_dtype;
@@ -631,6 +635,10 @@ struct Scenario {
   /// When set, every float32 buffer (tensors and flat) draws from these bit patterns
   /// (fill_random).
   const std::vector<std::uint32_t>* float32_bits = nullptr;
+  // The tile walk (NOTE: [descriptor fetch] in kernels/tile_walk.cuh): New runs the 32 lanes
+  // in lockstep (tests/warp_lockstep.h), Old one after another.
+  CopyPath descriptor_path = CopyPath::Old;
+  bool empty_copies = false;  // zero-size tensors become empty copies (else they are dropped)
 };
 
 // How often each byte was stored, from the emulation's store log.
@@ -683,8 +691,15 @@ Built build_scenario(const Scenario& sc, std::mt19937_64& rng) {
     buffers.emplace_back(static_cast<std::size_t>((t.offset + span + 1) * es));
     fill_random(buffers.back().bytes(), t.offset + span, t.dtype, rng, sc.float32_bits);
     d.data = buffers.back().bytes() + (t.offset - lowest) * es;
+    if (d.numel == 0) {
+      if (sc.empty_copies) {  // where the previous copy ends, before any padding
+        d.flat_offset = copies.empty() ? 0 : copies.back().flat_offset + copies.back().numel;
+        d.segment = static_cast<std::int32_t>(copies.size());
+        copies.push_back(d);
+      }
+      continue;
+    }
     cursor = (cursor + sc.align_elems - 1) / sc.align_elems * sc.align_elems;
-    if (d.numel == 0) continue;
     if (!copies.empty() || cursor > 0) {
       const std::int64_t end = copies.empty() ? 0 : copies.back().flat_offset + copies.back().numel;
       if (cursor > end) {
@@ -762,33 +777,38 @@ fg_emulation::AccessCounts check_scenario(const Scenario& sc, std::uint64_t seed
     a.convert_path = sc.convert_path;
     store_log.clear();
     fg_emulation::counts().store_log = &store_log;
+    a.descriptor_path = sc.descriptor_path;
+    const bool across_lanes = sc.descriptor_path == CopyPath::New;
     for (std::int64_t t = 0; t < a.num_tiles; ++t) {
-      auto warp = [&](int lane) {
+      auto warp = [&](int lane, fg::detail::DeviceCopy* staging) {
         auto piece = [&](auto op_tag) {
           constexpr Op kOp = decltype(op_tag)::value;
           if (sc.streaming) {
-            fg::detail::for_each_piece(a.d_tiles, t, a.d_copies, a.num_copies,
-                                       fg::detail::PieceFn<kOp, true>{a, lane});
+            fg::detail::walk_tile(a, t, across_lanes, staging, lane,
+                                  fg::detail::FetchedPieceFn<kOp, true>{a, lane});
           } else {
-            fg::detail::for_each_piece(a.d_tiles, t, a.d_copies, a.num_copies,
-                                       fg::detail::PieceFn<kOp, false>{a, lane});
+            fg::detail::walk_tile(a, t, across_lanes, staging, lane,
+                                  fg::detail::FetchedPieceFn<kOp, false>{a, lane});
           }
         };
         if (op == Op::Gather) piece(std::integral_constant<Op, Op::Gather>{});
         if (op == Op::Scatter) piece(std::integral_constant<Op, Op::Scatter>{});
         if (op == Op::ScatterAdd) piece(std::integral_constant<Op, Op::ScatterAdd>{});
       };
-      if (tile_bytes == 0) {  // lanes one after another (tests/device_emulation.h)
-        for (int lane = 0; lane < 32; ++lane) warp(lane);
+      if (tile_bytes == 0 && !across_lanes) {  // lanes one after another (device_emulation.h)
+        for (int lane = 0; lane < 32; ++lane) warp(lane, nullptr);
         continue;
       }
+      // Lanes in lockstep: the descriptor staging first, then the transposes' tile.
       fg_lockstep::run_warp(
           [&](int lane, unsigned char* shared) {
-        fg_emulation::shared_tile() = {reinterpret_cast<char*>(shared),
-                                       static_cast<std::size_t>(tile_bytes)};
-        warp(lane);
+        if (tile_bytes > 0) {
+          fg_emulation::shared_tile() = {reinterpret_cast<char*>(shared) + kStagingBytes,
+                                         static_cast<std::size_t>(tile_bytes)};
+        }
+        warp(lane, reinterpret_cast<fg::detail::DeviceCopy*>(shared));
           },
-          static_cast<std::size_t>(tile_bytes));
+          kStagingBytes + static_cast<std::size_t>(tile_bytes));
       fg_emulation::shared_tile() = {};
     }
     fg_emulation::counts().store_log = nullptr;
@@ -1391,7 +1411,8 @@ TEST(Tuning, OverridesApplyAndBadSpecsThrow) {
   EXPECT_EQ(t.misaligned_path, CopyPath::New);
   EXPECT_EQ(fg::detail::to_string(t),
             "block=128 blocks/SM<=4 tile=64B copy_cost=8B streaming=never strided=new "
-            "misaligned=new tile_scaling=new(min 4096B) unroll=new transpose=old convert=old");
+            "misaligned=new tile_scaling=new(min 4096B) unroll=new transpose=old convert=old "
+            "descriptors=old");
   fg::detail::apply_tuning_overrides(t, "misaligned=old");
   EXPECT_EQ(t.misaligned_path, CopyPath::Old);
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "strided=fast"), "strided=fast",
@@ -1404,17 +1425,22 @@ TEST(Tuning, OverridesApplyAndBadSpecsThrow) {
   EXPECT_EQ(t.tiles.min_tile_bytes, 2048);
   EXPECT_EQ(fg::detail::to_string(t),
             "block=128 blocks/SM<=4 tile=64B copy_cost=8B streaming=never strided=new "
-            "misaligned=old tile_scaling=old unroll=old transpose=old convert=old");
-  fg::detail::apply_tuning_overrides(t, "unroll=new,tile_scaling=new");
+            "misaligned=old tile_scaling=old unroll=old transpose=old convert=old descriptors=old");
+  fg::detail::apply_tuning_overrides(t, "unroll=new,tile_scaling=new,descriptors=new");
   EXPECT_EQ(t.tile_scaling_path, CopyPath::New);
   EXPECT_EQ(t.unroll_path, CopyPath::New);
+  EXPECT_EQ(t.descriptor_path, CopyPath::New);
+  EXPECT_NE(fg::detail::to_string(t).find(" descriptors=new"), std::string::npos);
+  EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "descriptors=shuffle"),
+                   "descriptors=shuffle", "old or new");
+  EXPECT_EQ(t.descriptor_path, CopyPath::New) << "a refused switch keeps its value";
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "unroll=fast"), "unroll=fast",
                    "old or new");
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "tile_scaling=1"), "old or new");
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "misaligned="), "old or new");
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "min_tile=0"), "at least 1");
   EXPECT_THROW_MSG(fg::detail::apply_tuning_overrides(t, "colour=3"),
-                   "strided, misaligned, tile_scaling, unroll, transpose, convert");
+                   "strided, misaligned, tile_scaling, unroll, transpose, convert, descriptors");
   // The conversion switch (NOTE: [hardware conversions]).
   EXPECT_EQ(t.convert_path, CopyPath::Old);
   fg::detail::apply_tuning_overrides(t, "convert=new");
@@ -1776,6 +1802,180 @@ TEST(WarpLockstep, DeviceEmulationCountersStillCount) {
   std::uint64_t want = 0;
   for (int lane = 0; lane < 32; ++lane) want += data[lane * 4];
   EXPECT_EQ(sum, want);
+}
+
+// ---- the tile walk with descriptors fetched across the lanes (NOTE: [descriptor fetch]) -------
+
+namespace {
+
+/// A random copy list as ExecutorInput has it: tiny tensors mostly, some large ones, empty
+/// copies and padding (no data) between them; `count` copies, contiguous, from flat 0.
+std::vector<CopyDesc> random_copies(int count, std::mt19937_64& rng) {
+  const fg::DType dtypes[] = {fg::DType::Float32, fg::DType::BFloat16, fg::DType::Float64};
+  std::vector<CopyDesc> copies;
+  std::int64_t at = 0;
+  for (int i = 0; i < count; ++i) {
+    const std::uint64_t kind = rng() % 20;
+    std::int64_t n = 1 + static_cast<std::int64_t>(rng() % 8);  // a bias, a norm
+    if (kind == 0) n = 0;                                       // empty copy
+    if (kind == 1) n = 100 + static_cast<std::int64_t>(rng() % 5000);
+    copies.push_back(make_copy(at, n, dtypes[rng() % 3], /*has_data=*/kind != 2));  // 2: padding
+    at += n;
+  }
+  return copies;
+}
+
+struct WalkedPiece {
+  std::int32_t copy;
+  std::int64_t first;
+  std::int64_t count;
+  bool descriptor_ok;  // the walk's DeviceCopy is the table's, byte for byte
+  bool operator==(const WalkedPiece& o) const {
+    return copy == o.copy && first == o.first && count == o.count &&
+           descriptor_ok == o.descriptor_ok;
+  }
+};
+
+/// Checks that every lane of the new walk and of the old one visits for_each_piece's pieces,
+/// in its order, with the table's descriptors; returns the most copies a tile spans.
+std::int64_t check_walks(const std::vector<CopyDesc>& copies, int flat_size,
+                         const TileParams& params) {
+  std::int64_t flat_numel = 0;
+  for (const CopyDesc& d : copies) flat_numel += d.numel;
+  const fg::DType flat_dtype = flat_size == 1   ? fg::DType::UInt8
+                               : flat_size == 2 ? fg::DType::BFloat16
+                                                : fg::DType::Float32;
+  const fg::detail::HostTable table =
+      fg::detail::build_host_table(copies, flat_numel, flat_dtype, params);
+  fg::detail::KernelArgs a = kernel_args(table, flat_dtype, nullptr, 1.0);
+  std::vector<WalkedPiece> want;
+  std::int64_t widest = 0;
+  for (std::int64_t t = 0; t < a.num_tiles; ++t) {
+    widest = std::max<std::int64_t>(widest, table.tiles[static_cast<std::size_t>(t) + 1].copy -
+                                                table.tiles[static_cast<std::size_t>(t)].copy + 1);
+    fg::detail::for_each_piece(a.d_tiles, t, a.d_copies, a.num_copies,
+                               [&](std::int32_t c, std::int64_t first, std::int64_t count) {
+      want.push_back({c, first, count, true});
+    });
+  }
+  std::vector<std::vector<WalkedPiece>> got(32);
+  auto lane_loop = [&](int lane, bool across_lanes, fg::detail::DeviceCopy* staging) {
+    for (std::int64_t t = 0; t < a.num_tiles; ++t) {
+      fg::detail::walk_tile(a, t, across_lanes, staging, lane,
+                            [&](std::int32_t c, const fg::detail::DeviceCopy& d, std::int64_t first,
+                                std::int64_t count) {
+        const bool same =
+            c >= 0 && c < a.num_copies &&
+            std::memcmp(&d, &table.copies[static_cast<std::size_t>(c)], sizeof d) == 0;
+        got[static_cast<std::size_t>(lane)].push_back({c, first, count, same});
+      });
+    }
+  };
+  for (const bool across_lanes : {false, true}) {
+    for (auto& g : got) g.clear();
+    if (across_lanes) {
+      fg_lockstep::run_warp(
+          [&](int lane, unsigned char* shared) {
+        lane_loop(lane, true, reinterpret_cast<fg::detail::DeviceCopy*>(shared));
+          },
+          kStagingBytes);
+    } else {
+      for (int lane = 0; lane < 32; ++lane) lane_loop(lane, false, nullptr);
+    }
+    for (int lane = 0; lane < 32; ++lane) {
+      const auto& g = got[static_cast<std::size_t>(lane)];
+      EXPECT_EQ(g.size(), want.size()) << "lane " << lane << " across_lanes " << across_lanes;
+      const std::size_t n = std::min(g.size(), want.size());
+      for (std::size_t k = 0; k < n; ++k) {
+        if (!(g[k] == want[k])) {
+          ADD_FAILURE() << "lane " << lane << " across_lanes " << across_lanes << " piece " << k
+                        << ": copy " << g[k].copy << " [" << g[k].first << ", +" << g[k].count
+                        << ") descriptor " << (g[k].descriptor_ok ? "ok" : "wrong")
+                        << ", for_each_piece: copy " << want[k].copy << " [" << want[k].first
+                        << ", +" << want[k].count << ")";
+          break;
+        }
+      }
+    }
+  }
+  return widest;
+}
+
+}  // namespace
+
+// Every lane of the new walk visits exactly the old walk's pieces, in order, with the
+// table's descriptors: random layouts with empty copies, padding, tiles of more than 32 copies
+// and tiles cut inside copies.
+TEST(TileWalk, DescriptorFetchVisitsTheSamePieces) {
+  std::mt19937_64 rng(1919);
+  std::int64_t widest = 0;
+  for (int round = 0; round < 24; ++round) {
+    const int count = 1 + static_cast<int>(rng() % (round % 4 == 0 ? 40 : 400));
+    const std::vector<CopyDesc> copies = random_copies(count, rng);
+    const int sizes[] = {1, 2, 4};
+    const int flat_size = sizes[rng() % 3];
+    const std::int64_t budgets[] = {16, 200, 4096, 32 * 1024};
+    const std::int64_t costs[] = {0, 8, 64, 1024};
+    const TileParams params{budgets[rng() % 4], costs[rng() % 4]};
+    SCOPED_TRACE("round " + std::to_string(round) + " copies " + std::to_string(count) + " tile " +
+                 std::to_string(params.tile_bytes) + " copy_cost " +
+                 std::to_string(params.copy_cost_bytes));
+    widest = std::max(widest, check_walks(copies, flat_size, params));
+  }
+  EXPECT_GT(widest, 64) << "no tile took more than two batches";
+}
+
+TEST(TileWalk, TenThousandTinyTensors) {
+  std::mt19937_64 rng(10000);
+  const std::vector<CopyDesc> copies = random_copies(10000, rng);
+  // The default budget, and a per-copy cost so small that a tile spans hundreds of copies.
+  EXPECT_GT(check_walks(copies, 4, TileParams{32 * 1024, 1024}), 1);
+  EXPECT_GT(check_walks(copies, 4, TileParams{32 * 1024, 4}), 32 * 4);
+}
+
+// The kernels with the new walk give the reference's bytes, store every byte once and access
+// memory aligned (check_scenario), for many tiny tensors with empty copies and padding, and
+// tiles of many copies or cut inside copies.
+TEST(EmulatedKernels, DescriptorFetchManyTinyTensors) {
+  std::mt19937_64 rng(4242);
+  std::uint64_t seed = 9100;
+  for (int round = 0; round < 8; ++round) {
+    Scenario sc;
+    const bool cast = round % 2 == 1;
+    sc.flat_dtype =
+        cast ? fg::DType::Float32 : (round % 4 == 0 ? fg::DType::UInt8 : fg::DType::BFloat16);
+    const fg::DType floats[] = {fg::DType::Float32, fg::DType::Float16, fg::DType::BFloat16,
+                                fg::DType::Float64};
+    const int count = round == 0 ? 10000 : 200 + static_cast<int>(rng() % 600);
+    for (int i = 0; i < count; ++i) {
+      const fg::DType dtype = cast ? floats[rng() % 4] : sc.flat_dtype;
+      std::int64_t n = static_cast<std::int64_t>(rng() % 8);  // 0: an empty copy
+      if (rng() % 50 == 0) n = 1 + static_cast<std::int64_t>(rng() % 3000);
+      const std::int64_t offset = rng() % 3 == 0 ? static_cast<std::int64_t>(rng() % 5) : 0;
+      if (rng() % 40 == 0 && n > 0) {
+        sc.tensors.push_back({dtype, {n, 3}, {1, n}, offset});  // transposed
+      } else {
+        sc.tensors.push_back({dtype, {n}, {}, offset});
+      }
+    }
+    sc.empty_copies = true;
+    const std::int64_t aligns[] = {1, 4, 16};
+    sc.align_elems = aligns[rng() % 3];  // padding between the tensors
+    sc.flat_shift = static_cast<std::int64_t>(rng() % 3);
+    sc.streaming = round % 3 == 0;
+    sc.params = round % 2 == 0 ? TileParams{32 * 1024, static_cast<std::int64_t>(rng() % 16)}
+                               : TileParams{static_cast<std::int64_t>(16 + rng() % 400),
+                                            static_cast<std::int64_t>(rng() % 32)};
+    sc.strided_path = rng() % 2 ? CopyPath::Old : CopyPath::New;
+    sc.misaligned_path = rng() % 2 ? CopyPath::Old : CopyPath::New;
+    for (const CopyPath descriptors : {CopyPath::Old, CopyPath::New}) {
+      SCOPED_TRACE("round " + std::to_string(round) + " tensors " + std::to_string(count) +
+                   " descriptors=" + fg::detail::to_string(descriptors));
+      sc.descriptor_path = descriptors;
+      check_scenario(sc, seed);
+    }
+    ++seed;
+  }
 }
 
 // ---- the shared transposes (NOTE: [shared transposes] in kernels/copy.cuh) ---------------------

@@ -311,6 +311,33 @@ inline std::uint64_t arrive(Kind kind, unsigned mask, std::uint64_t value, int s
   return lane.result;
 }
 
+// Sets lane `l` up to start in lane_main on its own stack. Out of line: getcontext returns
+// twice, which would make GCC warn about the caller's loop variables (-Wclobbered).
+[[gnu::noinline]] inline void prepare_lane(Warp& w, int l) {
+  Lane& lane = w.lanes[l];
+  lane.stack = lane_stack(l);
+#if defined(FG_LOCKSTEP_ASAN)
+  // The previous run's frames may have left the reused stack's shadow poisoned.
+  __asan_unpoison_memory_region(lane.stack, kStackBytes);
+#endif
+  getcontext(&lane.context);
+  lane.context.uc_stack.ss_sp = lane.stack;
+  lane.context.uc_stack.ss_size = kStackBytes;
+  lane.context.uc_link = nullptr;
+  const std::uintptr_t self = reinterpret_cast<std::uintptr_t>(&w);
+  makecontext(&lane.context, reinterpret_cast<void (*)()>(&lane_main), 2,
+              static_cast<unsigned>(self & 0xffffffffu), static_cast<unsigned>(self >> 32));
+#if defined(FG_LOCKSTEP_TSAN)
+  lane.fiber = __tsan_create_fiber(0);
+#endif
+}
+
+/// The calling lane (0 outside run_warp: arrive reports the misuse).
+inline int current_lane() {
+  const Warp* w = current_warp();
+  return w && w->current >= 0 ? w->current : 0;
+}
+
 template <class F>
 void call_entry(void* entry, int lane, unsigned char* shared) {
   (*static_cast<F*>(entry))(lane, shared);
@@ -330,27 +357,10 @@ void run_warp(F&& f, std::size_t shared_bytes = 0) {
   w->entry = const_cast<void*>(static_cast<const void*>(&f));
   w->call = &detail::call_entry<Fn>;
   w->shared.assign(shared_bytes, 0xCD);
-  const std::uintptr_t self = reinterpret_cast<std::uintptr_t>(w.get());
 #if defined(FG_LOCKSTEP_TSAN)
   w->scheduler_fiber = __tsan_get_current_fiber();
 #endif
-  for (int l = 0; l < kLanes; ++l) {
-    detail::Lane& lane = w->lanes[l];
-    lane.stack = detail::lane_stack(l);
-#if defined(FG_LOCKSTEP_ASAN)
-    // The previous run's frames may have left the reused stack's shadow poisoned.
-    __asan_unpoison_memory_region(lane.stack, detail::kStackBytes);
-#endif
-    getcontext(&lane.context);
-    lane.context.uc_stack.ss_sp = lane.stack;
-    lane.context.uc_stack.ss_size = detail::kStackBytes;
-    lane.context.uc_link = nullptr;
-    makecontext(&lane.context, reinterpret_cast<void (*)()>(&detail::lane_main), 2,
-                static_cast<unsigned>(self & 0xffffffffu), static_cast<unsigned>(self >> 32));
-#if defined(FG_LOCKSTEP_TSAN)
-    lane.fiber = __tsan_create_fiber(0);
-#endif
-  }
+  for (int l = 0; l < kLanes; ++l) detail::prepare_lane(*w, l);
   detail::current_warp() = w.get();
   std::string failure;
   for (;;) {
@@ -397,8 +407,7 @@ inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = fg_lockstep::
   std::uint64_t bits = 0;
   std::memcpy(&bits, &v, sizeof(T));
   // As on the GPU: src_lane is taken modulo width, within the caller's group of `width` lanes.
-  const int lane =
-      fg_lockstep::detail::current_warp() ? fg_lockstep::detail::current_warp()->current : 0;
+  const int lane = fg_lockstep::detail::current_lane();
   const int src = (lane / width) * width + ((src_lane % width) + width) % width;
   bits =
       fg_lockstep::detail::arrive(fg_lockstep::detail::Kind::Shuffle, mask, bits, src, file, line);
@@ -410,8 +419,7 @@ inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = fg_lockstep::
 template <class T>
 inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = fg_lockstep::kLanes,
                           const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
-  const int lane =
-      fg_lockstep::detail::current_warp() ? fg_lockstep::detail::current_warp()->current : 0;
+  const int lane = fg_lockstep::detail::current_lane();
   const int in_group = lane % width;
   // Out-of-range reads keep the caller's own value, as on the GPU.
   const int src =
@@ -422,8 +430,7 @@ inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = fg_loc
 template <class T>
 inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = fg_lockstep::kLanes,
                         const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
-  const int lane =
-      fg_lockstep::detail::current_warp() ? fg_lockstep::detail::current_warp()->current : 0;
+  const int lane = fg_lockstep::detail::current_lane();
   const int in_group = lane % width;
   const int src =
       in_group >= static_cast<int>(delta) ? in_group - static_cast<int>(delta) : in_group;
@@ -433,8 +440,7 @@ inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = fg_locks
 template <class T>
 inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = fg_lockstep::kLanes,
                          const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
-  const int lane =
-      fg_lockstep::detail::current_warp() ? fg_lockstep::detail::current_warp()->current : 0;
+  const int lane = fg_lockstep::detail::current_lane();
   const int in_group = lane % width;
   const int other = in_group ^ lane_mask;
   return __shfl_sync(mask, v, other < width ? other : in_group, width, file, line);
