@@ -158,7 +158,7 @@ run_step() {
   if [ "$mode" = device ]; then
     local left=$((total_budget - 5 - ($(date +%s) - t0)))  # 5 s kept for the summary
     [ "$left" -lt "$limit" ] && limit=$left
-    if [ "$limit" -lt 5 ]; then
+    if [ "$limit" -lt 1 ]; then
       rows+=("$name|TIMEOUT (no time left)|0|$step_budget")
       failed=1
       return 124
