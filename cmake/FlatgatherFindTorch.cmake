@@ -42,3 +42,27 @@ if(NOT Torch_FOUND)
   endif()
   find_package(Torch REQUIRED GLOBAL)
 endif()
+
+# NOTE: [torch's own libraries]
+# TorchConfig.cmake looks up c10 and the rest of TORCH_LIBRARIES with find_library(... PATHS
+# <torch>/lib), and CMake searches the system's folders before PATHS: on a machine with
+# Debian's libtorch-dev, a build against a pip torch linked the operators to
+# /usr/lib/x86_64-linux-gnu/libc10.so (1.13) beside the pip torch's own libc10.so, two c10s in
+# one process (grad mode set in one was not seen by the other, then a crash). Each library the
+# found torch ships itself is taken from its own folder.
+get_filename_component(_fg_torch_lib "${TORCH_INSTALL_PREFIX}/lib" REALPATH)
+set(_fg_torch_libraries "")
+foreach(_fg_lib IN LISTS TORCH_LIBRARIES)
+  if(NOT TARGET "${_fg_lib}" AND EXISTS "${_fg_lib}" AND NOT IS_DIRECTORY "${_fg_lib}")
+    get_filename_component(_fg_name "${_fg_lib}" NAME)
+    get_filename_component(_fg_dir "${_fg_lib}" DIRECTORY)
+    get_filename_component(_fg_dir "${_fg_dir}" REALPATH)
+    if(NOT _fg_dir STREQUAL _fg_torch_lib AND EXISTS "${_fg_torch_lib}/${_fg_name}")
+      message(STATUS "flatgather: ${_fg_lib} is not the found LibTorch's: "
+                     "${_fg_torch_lib}/${_fg_name} instead")
+      set(_fg_lib "${_fg_torch_lib}/${_fg_name}")
+    endif()
+  endif()
+  list(APPEND _fg_torch_libraries "${_fg_lib}")
+endforeach()
+set(TORCH_LIBRARIES "${_fg_torch_libraries}")
