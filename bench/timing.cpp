@@ -9,6 +9,9 @@
 //   on the method's stream on the GPU (host launch work after the start event is included,
 //   since the GPU idles while it happens). Set-up, the reference check and one warm-up call
 //   happen before the first timed iteration; Google Benchmark's repetitions give medians.
+// - On the GPU the call's host time is timed too (steady_clock around the call alone, inside
+//   the events, with no wait in it): the counter host_us, what the caller's thread spends per
+//   call before it may go on (planning, checks, the launch).
 // - Buffer sets rotate between iterations so that together they span at least
 //   kRotateCacheMultiple times the last-level cache (LLC on the CPU, L2 on the GPU; see
 //   workload.cpp): no method reads data the previous iteration left in cache. A suite whose
@@ -72,6 +75,7 @@ void run_benchmark(benchmark::State& state, BenchOp op, Dev dev, const Suite& su
   const std::size_t nsets = resident_workload()->sets.size();
   std::size_t set = 0;
   double seconds = 0;
+  double host_seconds = 0;  // CUDA: the call alone, on the host (NOTE: [honest timing])
   std::unique_ptr<cuda::Timer> timer;
   if (dev == Dev::CUDA) timer = std::make_unique<cuda::Timer>(m->stream());
   try {
@@ -79,7 +83,10 @@ void run_benchmark(benchmark::State& state, BenchOp op, Dev dev, const Suite& su
       set = (set + 1) % nsets;
       if (timer) {
         timer->start();
+        const auto h0 = std::chrono::steady_clock::now();
         m->run(set);
+        host_seconds +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - h0).count();
         seconds += timer->stop();
       } else {
         const auto t0 = std::chrono::steady_clock::now();
@@ -96,6 +103,7 @@ void run_benchmark(benchmark::State& state, BenchOp op, Dev dev, const Suite& su
   if (iterations > 0 && seconds > 0) {
     state.counters["bytes_per_second"] = benchmark::Counter(bytes * iterations / seconds);
     state.counters["time_us"] = benchmark::Counter(seconds / iterations * 1e6);
+    if (timer) state.counters["host_us"] = benchmark::Counter(host_seconds / iterations * 1e6);
   }
   state.counters["bytes"] = benchmark::Counter(bytes);
   state.counters["tensors"] = benchmark::Counter(static_cast<double>(suite.tensors.size()));
