@@ -38,17 +38,20 @@
 #   ctest             ctest -L gpu: test_cuda, test_errors, test_fuzz   35   10 (CUDA cases
 #                     (FLATGATHER_FUZZ_SECONDS=5)                           skip: no GPU)
 #   pytest            tests/python on every device present (cpu, cuda)  30   12 (cpu only)
+#   python-diag       only after a failed pytest: the libraries loaded,  120  -
+#                     a probe of the operators, cuda-gdb's backtrace
 #   memcheck          compute-sanitizer memcheck, a subset of test_cuda 20   skipped (no GPU)
 #                     PYTORCH_NO_CUDA_MEMORY_CACHING=1 (no blocks to hide in)
 #   initcheck         the same subset, uninitialised device reads       15   skipped (no GPU)
 #   synccheck         the same subset, illegal barriers                 10   skipped (no GPU)
-#   racecheck         shared-memory hazards of the shared transposes    15   skipped (no GPU)
-#                     (test_cuda SharedTransposesMatchTheCpuExecutor)
-#   bench             gpt2-small, many-tiny, mixed-cast, strided,       40   21 (cpu stand-in)
+#   racecheck         shared-memory hazards of the shared transposes    30   skipped (no GPU)
+#                     (test_cuda SharedTransposesMatchTheCpuExecutor,
+#                     transpose=new only: 15 s did not finish all five)
+#   bench             gpt2-small, many-tiny, mixed-cast, strided,       60   21 (cpu stand-in)
 #                     resnet50; 0.02 s min time (rehearsal: many-tiny on the CPU)
 #   bench-llama       llama-7b gather only (its own JSON, so a timeout  15   skipped (no GPU)
 #                     there loses nothing else)
-#   bench-ab          issue 19's suites (misaligned, plan-4mb,          30   skipped (no GPU)
+#   bench-ab          issue 19's suites (misaligned, plan-4mb,          45   skipped (no GPU)
 #                     gpt2-bf16, gpt2-uint8, gpt2-to-bf16) with the A/B
 #                     methods flatgather_{misaligned,tiles,unroll,convert,
 #                     descriptors}_old/new (those and flatgather_{strided,
@@ -66,7 +69,8 @@
 # too), bench.json and bench-llama.json (the benchmark's JSON) and logs.tar.gz (every log,
 # ptxas.txt, env.txt).
 #
-# Variables: OUT; FLATGATHER_BUILD_DIR (default build-gpu); FLATGATHER_DEPS (the .debs, default
+# Variables: OUT; FLATGATHER_BUILD_DIR (default build-gpu); FLATGATHER_REBUILD_KERNELS (default
+# 1; 0 keeps the kernels' objects of an earlier run on the same machine); FLATGATHER_DEPS (the .debs, default
 # .deps); FLATGATHER_CUDA_ARCHITECTURES (default: the GPU's compute_cap; 90 in a rehearsal);
 # FLATGATHER_PYTHON (default: the first of python3, /usr/bin/python3 that imports torch);
 # FLATGATHER_LIBTORCH (a LibTorch folder instead of python's PyTorch); JOBS (default all cores).
@@ -142,8 +146,8 @@ t0=$(date +%s)
 
 # Each step's budget in seconds in device mode: the header's table.
 declare -A budget=([env]=5 [deps]=5 [configure]=45 [provenance-cmake]=2 [build]=170
-  [provenance-build]=3 [ctest]=35 [pytest]=30 [memcheck]=20 [initcheck]=15 [synccheck]=10
-  [racecheck]=15 [bench]=40 [bench-llama]=15 [bench-ab]=30)  # + 5 = 450, cut to 440
+  [provenance-build]=3 [ctest]=35 [pytest]=30 [python-diag]=120 [memcheck]=20 [initcheck]=15 [synccheck]=10
+  [racecheck]=30 [bench]=60 [bench-llama]=15 [bench-ab]=45)  # + 5 = 500, cut to 440
 rows=()  # "step|result|seconds|budget"
 failed=0
 
@@ -356,8 +360,11 @@ if run_step configure "${configure[@]}" && run_step provenance-cmake provenance_
     python3 -c 'import json, sys
 print("\n".join(t["name"] for t in json.load(sys.stdin)["tests"]))')
   echo "targets: ${targets[*]}" >>"$work/env.txt"
-  # Rebuild the kernels' objects every time, so their ptxas lines are in build.log.
-  find "$build/CMakeFiles/flatgather.dir" -name '*.cu.o' -delete 2>/dev/null
+  # Rebuild the kernels' objects every time, so their ptxas lines are in build.log (a rerun on
+  # a warm machine may keep them: FLATGATHER_REBUILD_KERNELS=0).
+  if [ "${FLATGATHER_REBUILD_KERNELS:-1}" != 0 ]; then
+    find "$build/CMakeFiles/flatgather.dir" -name '*.cu.o' -delete 2>/dev/null
+  fi
   run_step build cmake --build "$build" -j "$jobs" --target "${targets[@]}" &&
     run_step provenance-build provenance_build
   built=$?
@@ -372,6 +379,35 @@ subset+=':CudaGatherScatter.EmptyAndSingleTensors:CudaRebind.*:CudaGraph.*'
 test_cuda=$build/tests/test_cuda
 pytest_env=(env "PYTHONPATH=$root/python" "FLATGATHER_LIBRARY=$build/libflatgather_torch.so"
   FLATGATHER_REQUIRE_LIBRARY=1 PYTHONDONTWRITEBYTECODE=1)
+# python_diagnosis: after a failed pytest, what one round trip can tell: the libraries the
+# operators' library names and the process holds (two copies of c10, OpenMP or the CUDA
+# runtime?), the first calls into it, and cuda-gdb's backtrace of a crash there.
+python_probe='import sys, torch
+torch.ops.load_library(sys.argv[1])
+held = sorted({l.split()[-1] for l in open("/proc/self/maps") if ".so" in l})
+keys = ("c10", "torch", "gomp", "cudart", "stdc++", "flatgather", "benchmark")
+print("\n".join(m for m in held if any(k in m for k in keys)), flush=True)
+print("build_info:", torch.ops.flatgather.build_info(), flush=True)
+print("cuda_available:", torch.ops.flatgather.cuda_available(), flush=True)
+t = [torch.randn(3, 4), torch.randn(5)]
+print("gather matches cat:", bool(torch.equal(torch.ops.flatgather.gather(t, None, 0),
+      torch.cat([x.reshape(-1) for x in t]))), flush=True)'
+python_diagnosis() {
+  local lib=$build/libflatgather_torch.so gdb
+  echo "## readelf -d $(basename "$lib")"
+  readelf -d "$lib" | grep -E 'NEEDED|RUNPATH|RPATH'
+  echo "## libraries in CMakeCache.txt"
+  grep -E '^[A-Za-z0-9_]+_LIBRARY[A-Z_]*:FILEPATH=' "$build/CMakeCache.txt"
+  echo "## probe"
+  "${pytest_env[@]}" timeout 60 "$python" -X faulthandler -c "$python_probe" "$lib"
+  echo "probe exit: $?"
+  gdb=$(command -v cuda-gdb || echo /usr/local/cuda/bin/cuda-gdb)
+  [ -x "$gdb" ] || { echo "no cuda-gdb"; return 1; }
+  echo "## cuda-gdb: the probe's backtrace"
+  "${pytest_env[@]}" timeout 120 "$gdb" -q -batch -ex run -ex bt -ex 'info sharedlibrary' \
+    --args "$python" -c "$python_probe" "$lib" 2>&1 | grep -v -E '^\[(New|Thread)'
+  return 1  # a diagnosis, not a pass
+}
 bench_json=$out/bench.json
 llama_json=$out/bench-llama.json
 ab_json=$out/bench-ab.json
@@ -381,7 +417,7 @@ if [ "$built" -eq 0 ]; then
     --output-junit "$work/ctest.xml"
   if [ -n "$python" ]; then
     run_step pytest "${pytest_env[@]}" "$python" -m pytest -q -p no:cacheprovider -rs \
-      "$root/tests/python"
+      "$root/tests/python" || run_step python-diag python_diagnosis
   else
     skip_step pytest "no python imports torch"
   fi
@@ -398,7 +434,8 @@ if [ "$built" -eq 0 ]; then
     run_step initcheck env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "${sanitize[@]}" --tool initcheck \
       "$test_cuda" "--gtest_filter=$subset"
     run_step synccheck "${sanitize[@]}" --tool synccheck "$test_cuda" "--gtest_filter=$subset"
-    run_step racecheck "${sanitize[@]}" --tool racecheck "$test_cuda" \
+    run_step racecheck env FLATGATHER_TEST_TRANSPOSE_SPECS=transpose=new \
+      "${sanitize[@]}" --tool racecheck "$test_cuda" \
       --gtest_filter=CudaGatherScatter.SharedTransposesMatchTheCpuExecutor
   fi
 
