@@ -144,20 +144,23 @@ constexpr Tuning tuning_for(int major, int /*minor*/) {
   // as many written.
   t.tiles.min_tile_bytes = 2 * CopyPolicy::kWarpThreads * CopyPolicy::kLaneBytesInFlight;
   t.streaming_min_bytes = 0;  // the device's L2 size
-  // The A/B switches until an H200 run of the benchmark decides (docs/perf.md, "Decisions
-  // waiting for the GPU").
-  t.strided_path = CopyPath::Old;
+  // The A/B switches, set from the first H200 run of the benchmark (2026-11-30; docs/perf.md,
+  // "Kernel path decisions"): strided 1.12-1.44x, transposes 1.09-1.21x, tile scaling up to
+  // 1.44x on plan-4mb, the byte unroll 1.15-1.34x; the conversions at par (kept for their
+  // fewer instructions); the realignment (0.89-0.96x on misaligned, many-tiny gather) and the
+  // descriptor fetch (0.76-0.95x where it moved) lost.
+  t.strided_path = CopyPath::New;
   t.misaligned_path = CopyPath::Old;
   t.tile_scaling_path = CopyPath::New;
   t.unroll_path = CopyPath::New;
-  t.transpose_path = CopyPath::Old;
-  t.convert_path = CopyPath::Old;
+  t.transpose_path = CopyPath::New;
+  t.convert_path = CopyPath::New;
   t.descriptor_path = CopyPath::Old;
   return t;
 }
 
-/// "block=256 blocks/SM<=8 tile=32768B copy_cost=1024B streaming>=52428800B strided=old
-/// misaligned=old tile_scaling=new(min 4096B) unroll=new transpose=old convert=old
+/// "block=256 blocks/SM<=8 tile=32768B copy_cost=1024B streaming>=52428800B strided=new
+/// misaligned=old tile_scaling=new(min 4096B) unroll=new transpose=new convert=new
 /// descriptors=old".
 inline std::string to_string(const Tuning& t) {
   std::ostringstream os;

@@ -1404,8 +1404,16 @@ TEST(Tuning, OverridesApplyAndBadSpecsThrow) {
   EXPECT_EQ(t.streaming_min_bytes, -1);
   EXPECT_EQ(t.block_threads, 128);
   EXPECT_EQ(t.max_blocks_per_sm, 4);
-  EXPECT_EQ(t.strided_path, CopyPath::Old);
+  // The defaults the first H200 run chose (kernels/tuning.h, tuning_for).
+  EXPECT_EQ(t.strided_path, CopyPath::New);
   EXPECT_EQ(t.misaligned_path, CopyPath::Old);
+  EXPECT_EQ(t.tile_scaling_path, CopyPath::New);
+  EXPECT_EQ(t.unroll_path, CopyPath::New);
+  EXPECT_EQ(t.transpose_path, CopyPath::New);
+  EXPECT_EQ(t.convert_path, CopyPath::New);
+  EXPECT_EQ(t.descriptor_path, CopyPath::Old);
+  fg::detail::apply_tuning_overrides(t, "strided=old,transpose=old,convert=old");
+  EXPECT_EQ(t.strided_path, CopyPath::Old);
   fg::detail::apply_tuning_overrides(t, "strided=new,misaligned=new");
   EXPECT_EQ(t.strided_path, CopyPath::New);
   EXPECT_EQ(t.misaligned_path, CopyPath::New);
