@@ -37,7 +37,7 @@
 #                     benchmark: the prefix's, never /usr's
 #   ctest             ctest -L gpu: test_cuda, test_errors, test_fuzz   35   10 (CUDA cases
 #                     (FLATGATHER_FUZZ_SECONDS=5)                           skip: no GPU)
-#   pytest            tests/python on every device present (cpu, cuda)  30   12 (cpu only)
+#   pytest            tests/python on every device present (cpu, cuda)  60   12 (cpu only)
 #   python-diag       only after a failed pytest: the libraries loaded,  120  -
 #                     a probe of the operators, cuda-gdb's backtrace
 #   memcheck          compute-sanitizer memcheck, a subset of test_cuda 20   skipped (no GPU)
@@ -146,7 +146,7 @@ t0=$(date +%s)
 
 # Each step's budget in seconds in device mode: the header's table.
 declare -A budget=([env]=5 [deps]=5 [configure]=45 [provenance-cmake]=2 [build]=170
-  [provenance-build]=3 [ctest]=35 [pytest]=30 [python-diag]=120 [memcheck]=20 [initcheck]=15 [synccheck]=10
+  [provenance-build]=3 [ctest]=35 [pytest]=60 [python-diag]=120 [memcheck]=20 [initcheck]=15 [synccheck]=10
   [racecheck]=30 [bench]=60 [bench-llama]=15 [bench-ab]=45)  # + 5 = 500, cut to 440
 rows=()  # "step|result|seconds|budget"
 failed=0
