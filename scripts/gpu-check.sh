@@ -341,6 +341,14 @@ provenance_build() {
     echo "  ^ linked from the system"
     bad=1
   fi
+  # The operators' library must load the shared C++ runtime, not carry a static copy of its
+  # own (NOTE: [shared libstdc++] in cmake/FlatgatherSharedStdcxx.cmake).
+  if readelf -d "$build/libflatgather_torch.so" | grep -q 'NEEDED.*libstdc++'; then
+    echo "libflatgather_torch.so: links the shared libstdc++"
+  else
+    echo "libflatgather_torch.so: no libstdc++.so.6 among its NEEDED (a static copy inside)"
+    bad=1
+  fi
   local lib
   lib=$(ldd "$build/flatgather-bench" | grep -m1 libbenchmark)
   echo "flatgather-bench loads:$lib"
