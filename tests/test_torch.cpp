@@ -215,6 +215,28 @@ TEST(Torch, ScatterBumpsVersionCountersOncePerTensor) {
   EXPECT_THROW(y.backward(), c10::Error);
 }
 
+// A gradient plan bumps the gradient it writes now: one that replaced the planned gradient
+// since the plan was built (check_tensors, the default) is bumped, the replaced one is not.
+TEST(Torch, ScatterBumpsTheCurrentGradient) {
+  at::Tensor w = random_tensor({4, 3}, at::kFloat).requires_grad_();
+  w.mutable_grad() = random_tensor({4, 3}, at::kFloat);
+  fgt::Selection grads;
+  grads.grads = true;
+  fgt::Plan plan = fgt::Plan::from_named({{"w", w}}, grads);
+  const at::Tensor planned = w.grad();
+  const auto v0 = planned._version();
+  plan.scatter(plan.gather());
+  EXPECT_EQ(planned._version(), v0 + 1);
+  w.mutable_grad() = random_tensor({4, 3}, at::kFloat);  // zero_grad(set_to_none) + backward
+  const at::Tensor fresh = w.grad();
+  const auto vf = fresh._version();
+  const at::Tensor values = random_tensor({12}, at::kFloat);
+  plan.scatter(values);
+  EXPECT_EQ(fresh._version(), vf + 1);
+  EXPECT_EQ(planned._version(), v0 + 1) << "the replaced gradient is no longer written";
+  EXPECT_TRUE(bits_equal(fresh.reshape(-1), values));
+}
+
 TEST(Torch, FreeFunctions) {
   std::vector<at::Tensor> tensors = {random_tensor({3, 3}, at::kDouble),
                                      random_tensor({2}, at::kDouble)};

@@ -118,6 +118,9 @@ struct Plan::State {
   Options options;
   at::Device device = at::kCPU;
   std::vector<std::size_t> first_tensor_of_segment;
+  // The version counter of each segment's first tensor (none for inference tensors), for
+  // bump_versions; rebuilt when sync replaces a gradient (NOTE: [version counters]).
+  std::vector<c10::VariableVersion> versions;
   std::mutex rebind_mutex;
 
   // Compares every tensor with the plan; rebinds moved memory, throws for anything else.
@@ -125,6 +128,7 @@ struct Plan::State {
     if (!options.check_tensors) return;
     std::lock_guard<std::mutex> lock(rebind_mutex);
     std::vector<std::pair<std::size_t, void*>> changes;
+    bool replaced = false;
     for (std::size_t i = 0; i < tensors.size(); ++i) {
       if (grads) {
         // A gradient may have been replaced by a new tensor (or by none) since the last call.
@@ -143,13 +147,18 @@ struct Plan::State {
                                      spell({MissingGrad::ZeroFill, MissingGrad::Skip})));
           if (core.tensors()[i].data != nullptr) changes.emplace_back(core.segment_of(i), nullptr);
           tensors[i] = at::Tensor();
+          replaced = true;
           continue;
         }
-        if (!now.is_same(tensors[i])) tensors[i] = std::move(now);
+        if (!now.is_same(tensors[i])) {
+          tensors[i] = std::move(now);
+          replaced = true;
+        }
       }
       check_one(i, changes);
     }
     if (!changes.empty()) core.rebind(changes, stream);
+    if (replaced) collect_versions();
   }
 
   std::string spell(const std::vector<MissingGrad>& choices) const {
@@ -178,12 +187,21 @@ struct Plan::State {
   // scatter and scatter_add write the tensors below LibTorch, so they bump each written
   // tensor's version counter themselves, as an in-place copy_ would: autograd then refuses to
   // backpropagate through a value saved before it was overwritten. One bump per segment (tied
-  // tensors share one TensorImpl); inference tensors have no counter.
-  void bump_versions() const {
+  // tensors share one TensorImpl); inference tensors have no counter. The counters are kept in
+  // one array, so a call walks it instead of each tensor's TensorImpl: on the H200 machine the
+  // walk through the tensors was the whole host time of a scatter of 10,000 tensors (130 us,
+  // against 3.5 us for the gather, which bumps nothing); over the array, a standalone loop of
+  // 10,000 bumps took a half to a third of the time of the walk on the 2-core machine.
+  void collect_versions() {
+    versions.clear();
     for (std::size_t seg = 0; seg < core.layout().segments().size(); ++seg) {
       const at::Tensor& t = tensors[first_tensor_of_segment[seg]];
-      if (t.defined() && !t.is_inference()) t.unsafeGetTensorImpl()->bump_version();
+      if (t.defined() && !t.is_inference())
+        versions.push_back(t.unsafeGetTensorImpl()->version_counter());
     }
+  }
+  void bump_versions() {
+    for (c10::VariableVersion& v : versions) v.bump();
   }
 
   void check_flat(const at::Tensor& flat, const char* op) const {
@@ -256,6 +274,7 @@ Plan Plan::make(std::vector<TensorRef> refs, std::vector<std::string> names,
   s.params = std::move(params);
   s.missing_grad = missing_grad;
   s.options = options;
+  s.collect_versions();
   return plan;
 }
 
