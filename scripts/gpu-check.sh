@@ -501,6 +501,23 @@ summary=$out/summary.md
   if [ -s "$work/ctest.log" ]; then
     echo "ctest: $(grep -m1 -E 'tests passed' "$work/ctest.log" || echo 'no result line')"
   fi
+  # CTest calls a binary "Skipped" when any one of its tests skipped (NOTE: [skip exit code]):
+  # each binary's own counts, and the reasons of its skips, say how much ran.
+  if [ -s "$work/ctest.xml" ]; then
+    python3 - "$work/ctest.xml" <<'PY' || echo "(ctest.xml unreadable)"
+import re, sys, xml.etree.ElementTree as ET
+for case in ET.parse(sys.argv[1]).getroot().iter("testcase"):
+    out = case.findtext("system-out") or ""
+    passed = re.search(r"\[  PASSED  \] (\d+) test", out)
+    skipped = re.findall(r"\[  SKIPPED \] (\S+) \(", out)
+    reasons = re.findall(r"^(?:.*: )?Skipped\n(.+)$", out, re.M)
+    print("- %s (%s): %s passed, %d skipped%s" % (
+        case.get("name"), case.get("status"), passed.group(1) if passed else "?",
+        len(skipped), (": " + "; ".join(f"{n} ({r.strip()})" for n, r in
+                                       zip(skipped, reasons + [""] * len(skipped))))
+        if skipped else ""))
+PY
+  fi
   if [ -s "$work/pytest.log" ]; then
     echo "pytest: $(grep -E '(passed|failed|error)' "$work/pytest.log" | tail -n 1)"
   fi
