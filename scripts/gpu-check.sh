@@ -378,7 +378,7 @@ print("\n".join(t["name"] for t in json.load(sys.stdin)["tests"]))')
   built=$?
   # ptxas lines of the library's kernels: the output ninja prints under each of its CUDA objects.
   awk '/^\[[0-9]+\/[0-9]+\]/ { keep = /CUDA object CMakeFiles\/flatgather\.dir\// }
-       keep && /ptxas info/' "$work/build.log" >"$work/ptxas.txt"
+       keep && (/ptxas info/ || /bytes stack frame/)' "$work/build.log" >"$work/ptxas.txt"
 fi
 
 # ---- tests ----------------------------------------------------------------------------------
