@@ -14,7 +14,7 @@
 // fall inside copies with casts, strides and misaligned tensors), and for the A/B methods of
 // flatgather-bench. Seven A/B switches,
 // each a CopyPath field of Tuning, choose between a path and the one it replaces in the same
-// binary, so that one GPU run measures both (docs/perf.md, "Decisions waiting for the GPU"):
+// binary, so that one GPU run measures both (docs/perf.md, "Kernel path decisions"):
 // strided=old|new (NOTE: [strided copies] in kernels/copy.cuh), misaligned=old|new (NOTE:
 // [misaligned copies]), tile_scaling=old|new (NOTE: [tile scaling] in kernels/tiles.cuh),
 // unroll=old|new (NOTE: [bytes in flight]), transpose=old|new (NOTE: [shared transposes]) and
