@@ -3,10 +3,11 @@
 #
 # NOTE: [shared libstdc++]
 # g++ links `-lstdc++`, and the linker takes libstdc++.a when the libstdc++.so beside it is
-# missing or a dangling link: the case of a g++ copied away from its runtime (the H200
-# machine's /opt/gcc, whose libstdc++.so points at ../../../x86_64-linux-gnu/libstdc++.so.6,
-# a file that is not there). An executable survives that; libflatgather_torch.so, loaded into
-# a Python that already holds the shared libstdc++, got a second, uninitialised copy of the
+# missing or a dangling link, as in a g++ copied away from its runtime. On the H200 machine
+# (g++ 13 under /opt/gcc) libflatgather_torch.so came out with no libstdc++.so.6 among its
+# NEEDED entries; a dangling libstdc++.so there is the likely cause (not seen; reproduced
+# here by making Debian's dangle). An executable survives that; the library, loaded into a
+# Python that already holds the shared libstdc++, got a second, uninitialised copy of the
 # streams and locales, and the first operator that formatted a number crashed in it
 # (2026-11-30). Naming the shared runtime on the link line first makes the linker resolve
 # every C++ runtime symbol there, so nothing is taken from the archive.
