@@ -19,17 +19,22 @@
 // size the OS reports is the chip's, shared with every other core (and, on a VM, tenant), and
 // on the 2-core CI machine (260 MiB reported) forcing streaming gained 1.4-1.55x on plans of
 // 47 to 102 MB, which the whole-LLC rule never streamed (docs/perf.md, "Quiet-machine A/B").
-// Auto does not stream a narrowing cast (float32 -> bfloat16 on scatter, say): its software
-// rounding, not memory, bounds it, the write it would save is half its read, and streaming
-// adds a pass through an L1 buffer; measured 0.92x with streaming on the mixed-cast scatter.
-// On streams them too. scatter_add never streams (it reads every destination line first: there is
+// Casts stream too, narrowing ones included (float32 -> bfloat16 on scatter, say). Until
+// 2026-12-01 Auto excepted those: streamed through an L1 buffer whose conversion loop left the
+// source unprefetched, the mixed-cast scatter ran at 0.92x of its normal stores. With the source
+// prefetched (stream_convert) and float32 <-> bfloat16 converted in registers and streamed
+// straight out (NOTE: [cpu bfloat16 vectors] in src/cpu_loops.inc), streaming it ran at 1.12x
+// (AVX2) and 1.32x (the baseline loops) of not streaming (docs/perf.md, "bfloat16 vectors").
+// scatter_add never streams (it reads every destination line first: there is
 // no read to save). A gather streams every copy, strided ones too: its destination, the flat
 // buffer, is always contiguous (a strided tensor is walked as usual into an L1 buffer that is then
 // streamed out, src/cpu_loops.inc stream_gather_strided; a transposed copy whose rows are longer
-// than that 16 KiB buffer excepted). A scatter streams contiguous tensors only: a strided
-// destination is written in runs that start and end inside cache lines (a channels_last or
-// transposed block writes 32 elements of a row at a time), and a streaming store to part of a
-// line is a partial write to memory, dearer than the read it saves. Streamed or not, the
+// than that 16 KiB buffer excepted; transposed 4-byte copies whose rows are whole lines stream
+// 16 x 16 tiles straight out, NOTE: [cpu streamed transposes]). A scatter streams contiguous
+// tensors and, of strided ones, only transposed 4-byte copies whose column stride is whole lines
+// (the same tiles): any other strided destination is written in runs that start and end inside
+// cache lines, and a streaming store to part of a line is a partial write to memory, dearer
+// than the read it saves. Streamed or not, the
 // values are those of the normal loops, so the bits never change. Streaming stores are weakly
 // ordered: every task that streamed ends with an sfence, so its stores are globally visible
 // before the task (and so the call) is done.
@@ -61,6 +66,9 @@ namespace flatgather {
 namespace detail {
 
 namespace {
+
+// Pieces of transposed copies hold at least this many rows (transposed_piece_rows).
+constexpr std::int64_t kTransposedPieceRows = 256;
 
 // Auto streams destinations above cpu_llc_bytes() / this (NOTE: [cpu streaming stores]).
 constexpr std::size_t kLlcFractionStreamed = 8;
@@ -144,13 +152,6 @@ bool streams(CpuStreaming mode, std::int64_t destination_bytes) {
   return mode == CpuStreaming::On;
 }
 
-// Whether `op` on copy `d` converts to a narrower type (NOTE above).
-bool narrows(Op op, const CopyDesc& d, DType flat_dtype) {
-  if (!d.data || d.dtype == flat_dtype) return false;
-  const int tensor = dtype_size(d.dtype), flat = dtype_size(flat_dtype);
-  return op == Op::Gather ? flat < tensor : tensor < flat;
-}
-
 // Makes this thread's streaming stores visible to every other thread (NOTE above).
 void streaming_fence() {
 #if defined(__SSE2__)
@@ -183,18 +184,26 @@ class CpuExecutor final : public Executor {
       // Pieces are cut on multiples of `unit` elements: whole rows of a transposed copy (NOTE:
       // [cpu transposed blocks]), whole words of a strided byte copy (NOTE: [byte plan words]).
       std::int64_t unit = 1;
+      std::int64_t min_piece = 1;  // elements, a multiple of unit
       const int word = flat_size == 1 ? word_bytes(d) : 1;
       if (is_transposed_2d(d)) {
         unit = d.sizes[d.ndim - 1];
+        min_piece = unit * transposed_piece_rows(d.numel / unit);
       } else if (word > 1) {
         const CopyDesc words = word_view(d, word);
-        unit = is_transposed_2d(words) ? words.sizes[words.ndim - 1] * word : word;
+        if (is_transposed_2d(words)) {
+          unit = words.sizes[words.ndim - 1] * word;
+          min_piece = unit * transposed_piece_rows(words.numel * word / unit);
+        } else {
+          unit = word;
+        }
       }
+      min_piece = std::max(min_piece, unit);
       if (d.data) tensor_bytes += d.numel * dtype_size(d.dtype);
       std::int64_t begin = 0;
       while (begin < d.numel) {
         std::int64_t fit = std::max<std::int64_t>(1, budget / per_elem);
-        if (unit > 1) fit = std::max(unit, fit / unit * unit);
+        if (unit > 1) fit = std::max(min_piece, fit / unit * unit);
         const std::int64_t end = std::min(d.numel, begin + fit);
         pieces_.push_back({static_cast<std::int32_t>(c), begin, end});
         budget -= (end - begin) * per_elem;
@@ -210,7 +219,6 @@ class CpuExecutor final : public Executor {
     const CpuStreaming mode = resolve_streaming(in_.cpu_streaming);
     stream_gather_ = streams(mode, in_.flat_numel * flat_size);
     stream_scatter_ = streams(mode, tensor_bytes);
-    stream_narrowing_ = mode == CpuStreaming::On;
   }
 
   void gather(void* flat, cudaStream_t) const override { run(Op::Gather, flat, 1.0); }
@@ -269,7 +277,7 @@ class CpuExecutor final : public Executor {
            : stream_scatter_                 ? "scatter"
                                              : "off");
     if (resolve_streaming(in_.cpu_streaming) == CpuStreaming::Auto) {
-      os << " (auto: above " << streaming_threshold() << " B, narrowing casts excepted)";
+      os << " (auto: above " << streaming_threshold() << " B)";
     }
     os << ")";
     return os.str();
@@ -277,6 +285,17 @@ class CpuExecutor final : public Executor {
 
  private:
   int threads() const { return in_.num_threads > 0 ? in_.num_threads : omp_get_max_threads(); }
+
+  // The fewest rows a piece of a transposed copy of `rows` rows holds, under the default task
+  // size (NOTE: [cpu streamed transposes] in src/cpu_loops.inc): kTransposedPieceRows, so that
+  // the tiles read runs of at least 1 KiB of every stored row of float32 (pieces of 64 rows ran
+  // at 16 GB/s, of 256 rows at 27, in a standalone test on two threads), but no more than lets
+  // every thread take a piece of the copy. An explicit CpuTuning::task_bytes cuts as it says.
+  std::int64_t transposed_piece_rows(std::int64_t rows) const {
+    if (in_.cpu_tuning.task_bytes > 0) return 1;
+    return std::max<std::int64_t>(1,
+                                  std::min<std::int64_t>(kTransposedPieceRows, rows / threads()));
+  }
 
   void run(Op op, void* flat, double alpha) const {
     const bool stream = op == Op::Gather    ? stream_gather_
@@ -307,8 +326,7 @@ class CpuExecutor final : public Executor {
     for (std::size_t p = task_begin_[task]; p < task_begin_[task + 1]; ++p) {
       const Piece& piece = pieces_[p];
       const CopyDesc& d = in_.copies[piece.copy];
-      copy_fn_(op, d, piece.begin, piece.end, flat, in_.flat_dtype, alpha,
-               stream && (stream_narrowing_ || !narrows(op, d, in_.flat_dtype)));
+      copy_fn_(op, d, piece.begin, piece.end, flat, in_.flat_dtype, alpha, stream);
     }
     if (stream) streaming_fence();
   }
@@ -324,7 +342,6 @@ class CpuExecutor final : public Executor {
   std::int64_t total_bytes_ = 0;
   bool stream_gather_ = false;  // NOTE: [cpu streaming stores]
   bool stream_scatter_ = false;
-  bool stream_narrowing_ = false;  // On streams narrowing casts too; Auto does not
 };
 
 }  // namespace

@@ -30,26 +30,29 @@ const std::pair<at::ScalarType, at::ScalarType> kPairs[] = {
 // gathers, above a 256 KiB task), some at odd element offsets into their storage (misaligned
 // sources on gather and destinations on scatter), and strided ones: transposed with rows of
 // every length against the chunk (33 to 2500 columns: one row per chunk, several, and for
-// 8-byte types none, which falls back to normal stores), channels_last of odd sizes, and a
-// narrowed view whose rows the chunks cut in the middle.
+// 8-byte types none, which falls back to normal stores), transposed with rows and columns of
+// whole cache lines, channels_last of odd sizes, and a narrowed view whose rows the chunks cut
+// in the middle.
 std::vector<at::Tensor> make_tensors(at::ScalarType dtype) {
   auto at_offset = [&](std::int64_t offset, std::int64_t n) {
     return random_tensor({n + offset}, dtype).narrow(0, offset, n);
   };
-  return {random_tensor({1}, dtype),
-          at_offset(1, 3),
-          random_tensor({17, 61}, dtype),
-          at_offset(3, 4097),
-          random_tensor({257, 1031}, dtype),  // 265 k elements: several tasks
-          at_offset(5, 70001),
-          random_tensor({33, 70}, dtype).t(),
+  return {random_tensor({1}, dtype), at_offset(1, 3), random_tensor({17, 61}, dtype),
+          at_offset(3, 4097), random_tensor({257, 1031}, dtype),  // 265 k elements: several tasks
+          at_offset(5, 70001), random_tensor({33, 70}, dtype).t(),
           random_tensor({4, 3, 5, 5}, dtype).contiguous(at::MemoryFormat::ChannelsLast),
-          at_offset(7, 123457),
-          random_tensor({1500, 37}, dtype).t(),
+          at_offset(7, 123457), random_tensor({1500, 37}, dtype).t(),
           random_tensor({2500, 9}, dtype).t(),
           random_tensor({3, 5, 7, 11}, dtype).contiguous(at::MemoryFormat::ChannelsLast),
           random_tensor({8, 19, 7, 9}, dtype).contiguous(at::MemoryFormat::ChannelsLast),
-          random_tensor({50, 301}, dtype).narrow(1, 3, 290)};
+          random_tensor({50, 301}, dtype).narrow(1, 3, 290),
+          // Rows and columns of whole lines of float32 (NOTE: [cpu streamed transposes]): both
+          // sides streamed in 16 x 16 tiles; storage starting 5 elements into a line; columns
+          // of whole lines with a column stride of half a line (only the gather streams); and a
+          // matrix of several tasks, cut between rows.
+          random_tensor({48, 160}, dtype).t(),
+          random_tensor({83, 208}, dtype).narrow(1, 5, 190).t(),
+          random_tensor({64, 1000}, dtype).t(), random_tensor({512, 1536}, dtype).t()};
 }
 
 // A 1-D tensor of n elements whose first element sits `offset` elements past an aligned start.
@@ -128,6 +131,94 @@ TEST(CpuStreaming, ScatterEqualsTo) {
   }
 }
 
+// float32 bits whose bfloat16 rounding is at an edge: ties to even (down and up), the largest
+// finite values (one rounds to infinity), infinities, signed zeros, subnormals, and NaNs of every
+// sign and payload, including ones whose rounding bias would carry into the exponent.
+const std::uint32_t kBFloat16EdgeBits[] = {
+    0x3F808000u, 0x3F818000u, 0x3F807FFFu, 0x3F808001u, 0xBF808000u, 0xBF818000u, 0x7F7F7FFFu,
+    0x7F7F8000u, 0x7F7FFFFFu, 0xFF7FFFFFu, 0x7F800000u, 0xFF800000u, 0x00000000u, 0x80000000u,
+    0x00008000u, 0x00018000u, 0x807FFFFFu, 0x00000001u, 0x7F800001u, 0x7FC00000u, 0xFFC00000u,
+    0x7FFFFFFFu, 0xFFFFFFFFu, 0x7F808000u, 0xFF80FFFFu, 0x7FBF8000u};
+
+// Contiguous float32 <-> bfloat16 copies (NOTE: [cpu bfloat16 vectors]: whole 64-byte lines
+// in registers, the ends element by element) of every length around a line, at every
+// alignment, with the edge values above at random places among random values with specials:
+// gather and scatter both ways, streaming on and off, give LibTorch's bits, and every NaN
+// rounded from float32 is 0xFFFF (kBFloat16NanFromFloat, what LibTorch's CPU cast writes);
+// scatter_add gives reference_add_scaled's.
+TEST(CpuStreaming, BFloat16VectorsGiveLibTorchBits) {
+  std::mt19937_64 rng(27);
+  auto values = [&](std::int64_t n, std::int64_t offset, at::ScalarType dtype) {
+    at::Tensor f = fgtest::random_with_specials(rng, n, at::kFloat, true);
+    auto* bits = static_cast<std::uint32_t*>(f.data_ptr());
+    for (int k = 0; k < 6 && n > 0; ++k) {
+      bits[rng() % n] = kBFloat16EdgeBits[rng() % std::size(kBFloat16EdgeBits)];
+    }
+    return misaligned(n, offset, dtype).copy_(f.to(dtype));
+  };
+  auto nans_are_canonical = [](const at::Tensor& t) {
+    const at::Tensor c = t.contiguous();
+    const auto* bits = static_cast<const std::uint16_t*>(c.data_ptr());
+    const at::Tensor nan = c.isnan();
+    for (std::int64_t i = 0; i < c.numel(); ++i) {
+      if (nan[i].item<bool>() && bits[i] != 0xFFFFu) return false;
+    }
+    return true;
+  };
+  const std::int64_t kLengths[] = {1, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 1000, 4099, 70001};
+  for (const auto& [type, flat_type] :
+       {std::pair{at::kBFloat16, at::kFloat}, std::pair{at::kFloat, at::kBFloat16}}) {
+    std::vector<at::Tensor> tensors;
+    int offset = 0;
+    for (std::int64_t n : kLengths) tensors.push_back(values(n, offset++ % 4, type));
+    const at::Tensor expected = reference_gather(tensors, flat_type);
+    const std::int64_t numel = expected.numel();
+    const at::Tensor source = values(numel, 0, flat_type);
+    for (CpuStreaming mode : kModes) {
+      for (const flatgather::CpuTuning& tuning : kTunings) {
+        fgt::Plan plan = fgt::Plan::from_tensors(tensors, {}, options(flat_type, mode, tuning));
+        for (int flat_offset : {0, 1, 3}) {
+          at::Tensor out = misaligned(numel, flat_offset, flat_type);
+          out.copy_(fgtest::poisoned(numel, flat_type));
+          plan.gather(out);
+          ASSERT_TRUE(bits_equal(out, expected))
+              << "gather, " << label(type, flat_type, mode, tuning, flat_offset);
+          if (flat_type == at::kBFloat16) {
+            ASSERT_TRUE(nans_are_canonical(out));
+          }
+        }
+        std::vector<at::Tensor> targets;
+        for (const at::Tensor& t : tensors) {
+          targets.push_back(misaligned(t.numel(), targets.size() % 3, type).fill_(-1234.5));
+        }
+        fgt::Plan back = fgt::Plan::from_tensors(targets, {}, options(flat_type, mode, tuning));
+        back.scatter(source);
+        std::int64_t at_elem = 0;
+        for (std::size_t i = 0; i < targets.size(); ++i) {
+          const at::Tensor want = source.narrow(0, at_elem, targets[i].numel()).to(type);
+          ASSERT_TRUE(bits_equal(targets[i], want))
+              << "scatter into tensor " << i << ", " << label(flat_type, type, mode, tuning, 0);
+          if (type == at::kBFloat16) {
+            ASSERT_TRUE(nans_are_canonical(targets[i])) << "tensor " << i;
+          }
+          at_elem += targets[i].numel();
+        }
+        // scatter_add on top (never streamed; the same vectors): t + 0.37 * v, rounded once.
+        std::vector<at::Tensor> before;
+        for (const at::Tensor& t : targets) before.push_back(t.clone());
+        back.scatter_add(source, 0.37);
+        at_elem = 0;
+        for (std::size_t i = 0; i < targets.size(); ++i) {
+          const at::Tensor v = source.narrow(0, at_elem, targets[i].numel());
+          ASSERT_TRUE(bits_equal(targets[i], fgtest::reference_add_scaled(before[i], v, 0.37)))
+              << "scatter_add into tensor " << i << ", " << label(flat_type, type, mode, tuning, 0);
+          at_elem += targets[i].numel();
+        }
+      }
+    }
+  }
+}
+
 // scatter_add never streams (it reads its destination), whatever the option says: the same
 // bits either way, and LibTorch's: with alpha = 1, t + v rounded once in the wider type.
 TEST(CpuStreaming, ScatterAddIsUnchanged) {
@@ -180,9 +271,9 @@ TEST(CpuStreaming, DescribeAndEnvironment) {
 }
 
 // Auto streams a destination above the threshold describe() prints (an eighth of the LLC)
-// and not one at it. Above it, a narrowing gather (float32 tensors -> bfloat16 flat) and a
-// narrowing scatter (float32 flat -> bfloat16 tensors), which Auto does not stream, and the
-// same-type copies, which it does, all give LibTorch's bits.
+// and not one at it. Above it, a narrowing gather (float32 tensors -> bfloat16 flat), a
+// narrowing scatter (float32 flat -> bfloat16 tensors) and the same-type copies all stream and
+// give LibTorch's bits.
 TEST(CpuStreaming, AutoStreamsAboveTheThresholdItDescribes) {
   const char* env = std::getenv("FLATGATHER_CPU_STREAMING");
   if (env && *env && std::string(env) != "auto") GTEST_SKIP() << "FLATGATHER_CPU_STREAMING is set";

@@ -25,9 +25,9 @@ namespace flatgather {
 /// cache. Never changes a result (NOTE: [cpu streaming stores] in src/cpu_executor.cpp).
 enum class CpuStreaming : std::uint8_t {
   /// Stream an op whose destination (the flat buffer on gather, the tensors on scatter) is
-  /// larger than an eighth of the last-level cache, which it would flush anyway; narrowing
-  /// casts never stream (NOTE: [cpu streaming stores] in src/cpu_executor.cpp;
-  /// Plan::describe prints the threshold). The environment variable
+  /// larger than an eighth of the last-level cache, which it would flush anyway (NOTE:
+  /// [cpu streaming stores] in src/cpu_executor.cpp; Plan::describe prints the threshold). The
+  /// environment variable
   /// FLATGATHER_CPU_STREAMING=auto|on|off, read once per process, overrides Auto.
   Auto,
   On,   ///< always stream gather and scatter (never scatter_add, which reads its destination)
