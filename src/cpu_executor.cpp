@@ -31,10 +31,11 @@
 // streamed out, src/cpu_loops.inc stream_gather_strided; a transposed copy whose rows are longer
 // than that 16 KiB buffer excepted; transposed 4-byte copies whose rows are whole lines stream
 // 16 x 16 tiles straight out, NOTE: [cpu streamed transposes]). A scatter streams contiguous
-// tensors and, of strided ones, only transposed 4-byte copies whose column stride is whole lines
-// (the same tiles): any other strided destination is written in runs that start and end inside
-// cache lines, and a streaming store to part of a line is a partial write to memory, dearer
-// than the read it saves. Streamed or not, the
+// tensors and, of strided ones, transposed 4-byte copies: in those tiles when the column stride
+// is whole lines, else through a buffer in storage order whose stored runs stream their whole
+// lines (NOTE: [cpu transposed runs]). Any other strided destination is written in runs that
+// start and end inside cache lines, and a streaming store to part of a line is a partial write
+// to memory, dearer than the read it saves. Streamed or not, the
 // values are those of the normal loops, so the bits never change. Streaming stores are weakly
 // ordered: every task that streamed ends with an sfence, so its stores are globally visible
 // before the task (and so the call) is done.
