@@ -3,9 +3,14 @@
 
 #include <omp.h>
 
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+#endif
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -343,8 +348,86 @@ class BatchedCopyMethod final : public Method {
   std::vector<std::unique_ptr<cuda::BatchedCopy>> copies_;
 };
 
-// One plain copy of half the bytes the op moves (so read + written are equal): memcpy split
-// over the same number of OpenMP threads flatgather uses, or cudaMemcpyAsync device to device.
+// NOTE: [read bound]
+// The roofline copy reads half the bytes it moves; an op that reads more than it writes (a
+// narrowing scatter reads 4 of every 6 bytes, scatter_add 2 of 3 with same-size types, 6 of 8
+// with bfloat16 tensors and a float32 flat buffer) is bound by how fast the threads can read,
+// not by the copy. read_bound reads exactly the op's read bytes once (an XOR of 64-bit words
+// split over the same OpenMP threads) and writes nothing; its GB/s counts the op's bytes read
+// + written, like every method's, so read_bound / ours in scripts/bench-variants.py is how
+// far ours is from only reading its input. A variant row (no summary column), CPU only.
+// The XOR of p[0, n), a line (8 words) at a time, each line prefetched into L1 2 KiB ahead
+// and into L2 8 KiB ahead, as the library's streamed copies read (src/cpu_loops.inc
+// prefetch_line): a reference that read slower than ours would bound nothing.
+std::uint64_t xor_words(const std::uint64_t* p, std::int64_t n) {
+  std::uint64_t x[8] = {};
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+#if defined(__SSE2__)
+    _mm_prefetch(reinterpret_cast<const char*>(p + i) + 2048, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(p + i) + 8192, _MM_HINT_T1);
+#endif
+    for (int k = 0; k < 8; ++k) x[k] ^= p[i + k];
+  }
+  for (; i < n; ++i) x[0] ^= p[i];
+  for (int k = 1; k < 8; ++k) x[0] ^= x[k];
+  return x[0];
+}
+
+class ReadBoundMethod final : public Method {
+ public:
+  ReadBoundMethod(BenchOp op, Workload& w, const Suite& suite) {
+    const std::int64_t tensors = suite.tensor_bytes(), flat = suite.flat_bytes();
+    const std::int64_t bytes = op == BenchOp::Scatter      ? flat
+                               : op == BenchOp::ScatterAdd ? flat + tensors
+                                                           : tensors;
+    words_ = std::max<std::int64_t>(1, bytes / 8);
+    const auto options = at::TensorOptions().dtype(at::kLong).device(to_device(w.dev));
+    for (std::size_t k = 0; k < w.sets.size(); ++k) {
+      buffers_.push_back(at::randint(std::numeric_limits<std::int64_t>::min(),
+                                     std::numeric_limits<std::int64_t>::max(), {words_}, options));
+    }
+    const auto* p = buffers_[0].data_ptr<std::int64_t>();
+    for (std::int64_t i = 0; i < words_; ++i) expected_ ^= static_cast<std::uint64_t>(p[i]);
+  }
+  void run(std::size_t set) override {
+    const auto* p = reinterpret_cast<const std::uint64_t*>(buffers_[set].data_ptr<std::int64_t>());
+    const std::int64_t words = words_;
+    std::uint64_t all = 0;
+    if (words * 8 < kRooflineParallelBytes) {
+      all = xor_words(p, words);
+    } else {
+#pragma omp parallel reduction(^ : all)
+      {
+        const std::int64_t n = omp_get_num_threads(), t = omp_get_thread_num();
+        const std::int64_t chunk = ((words + n - 1) / n + 7) / 8 * 8;
+        const std::int64_t begin = std::min(words, t * chunk);
+        const std::int64_t end = std::min(words, begin + chunk);
+        all ^= xor_words(p + begin, end - begin);
+      }
+    }
+    result_ = all;
+  }
+  int threads() const override {
+    return omp_get_max_threads();
+  }
+  // Set 0's XOR against the one computed serially at construction: every word was read.
+  std::optional<std::string> self_check() override {
+    result_ = ~expected_;
+    run(0);
+    return result_ == expected_ ? "" : "wrong result: read_bound's XOR differs from a serial one";
+  }
+
+ private:
+  std::int64_t words_ = 0;
+  std::uint64_t expected_ = 0;
+  std::uint64_t result_ = 0;
+  std::vector<at::Tensor> buffers_;
+};
+
+// One plain copy of half the bytes the op moves (so read + written are equal): memcpy split// One
+// plain copy of half the bytes the op moves (so read + written are equal): memcpy split over the
+// same number of OpenMP threads flatgather uses, or cudaMemcpyAsync device to device.
 class RooflineMethod final : public Method {
  public:
   RooflineMethod(BenchOp op, Workload& w, const Suite& suite) : w_(w) {
@@ -701,6 +784,13 @@ const std::vector<MethodSpec>& method_table() {
        },
        [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
          return std::make_unique<BatchedCopyMethod>(op, w, s, false);
+       }},
+      {"read_bound", Role::Variant,
+       "reads the bytes the op reads, once, and writes nothing: an op\n"
+       "that reads more than it writes cannot beat it (cpu)",
+       false, [](BenchOp, Dev dev, const Suite&) { return dev == Dev::CPU ? yes() : no(); },
+       [](BenchOp op, Workload& w, const Suite& s) -> std::unique_ptr<Method> {
+         return std::make_unique<ReadBoundMethod>(op, w, s);
        }},
       {"roofline", Role::Roofline,
        "one plain copy of the same total bytes (memcpy on the same\n"

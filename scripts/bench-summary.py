@@ -96,7 +96,7 @@ def main():
         moved = methods.get("flatgather", {}).get("bytes", 0.0)
         roof = methods.get("roofline", {}).get("bytes_per_second")
         peers = [(r.get("bytes_per_second") or 0.0, m) for m, r in methods.items()
-                 if not m.startswith("flatgather") and m != "roofline"]  # ours, variants too
+                 if not m.startswith("flatgather") and m not in ("roofline", "read_bound")]
         best = max(peers) if peers else None
         targets = []
         if ours and roof and moved / PASSES.get(op, 2) >= ROOFLINE_SUITE_BYTES:

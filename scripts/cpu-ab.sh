@@ -5,7 +5,7 @@
 #   1. the benchmark's own summary: ours / best peer and ours / roofline, medians of the
 #      rounds' ratios (also in build/cpu-ab/summary.md),
 #   2. scripts/bench-variants.py: every variant (flatgather_stream_on/off, flatgather_static,
-#      flatgather_task_64k, flatgather_task_4m), peer and the roofline relative to ours,
+#      flatgather_task_64k, flatgather_task_4m), peer, read_bound and the roofline relative to ours,
 #      medians of the rounds' ratios with their range (also in build/cpu-ab/variants.md).
 # The JSON of every round is kept in build/cpu-ab/cpu-ab.json.
 #   scripts/build.sh && scripts/cpu-ab.sh [more flatgather-bench flags, e.g. --threads 1]
