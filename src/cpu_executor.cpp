@@ -24,7 +24,7 @@
 // source unprefetched, the mixed-cast scatter ran at 0.92x of its normal stores. With the source
 // prefetched (stream_convert) and float32 <-> bfloat16 converted in registers and streamed
 // straight out (NOTE: [cpu bfloat16 vectors] in src/cpu_loops.inc), streaming it ran at 1.12x
-// (AVX2) and 1.32x (the baseline loops) of not streaming (docs/perf.md, "bfloat16 vectors").
+// (AVX2) and 1.32x (the baseline loops) of not streaming (docs/perf.md, "Issue 24, 2026-12-01").
 // scatter_add never streams (it reads every destination line first: there is
 // no read to save). A gather streams every copy, strided ones too: its destination, the flat
 // buffer, is always contiguous (a strided tensor is walked as usual into an L1 buffer that is then
