@@ -425,9 +425,8 @@ class ReadBoundMethod final : public Method {
   std::vector<at::Tensor> buffers_;
 };
 
-// One plain copy of half the bytes the op moves (so read + written are equal): memcpy split// One
-// plain copy of half the bytes the op moves (so read + written are equal): memcpy split over the
-// same number of OpenMP threads flatgather uses, or cudaMemcpyAsync device to device.
+// One plain copy of half the bytes the op moves (so read + written are equal): memcpy split over
+// the same number of OpenMP threads flatgather uses, or cudaMemcpyAsync device to device.
 class RooflineMethod final : public Method {
  public:
   RooflineMethod(BenchOp op, Workload& w, const Suite& suite) : w_(w) {

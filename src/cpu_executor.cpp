@@ -31,9 +31,10 @@
 // streamed out, src/cpu_loops.inc stream_gather_strided; a transposed copy whose rows are longer
 // than that 16 KiB buffer excepted; transposed 4-byte copies whose rows are whole lines stream
 // 16 x 16 tiles straight out, NOTE: [cpu streamed transposes]). A scatter streams contiguous
-// tensors and, of strided ones, transposed 4-byte copies: in those tiles when the column stride
-// is whole lines, else through a buffer in storage order whose stored runs stream their whole
-// lines (NOTE: [cpu transposed runs]). Any other strided destination is written in runs that
+// tensors and, of strided ones, same-type transposed 4-byte copies: in those tiles when the
+// column stride is whole lines (and the tensor's elements are 4-byte aligned), else, for up to
+// 512 columns, through a buffer in storage order whose stored runs stream their whole lines
+// (NOTE: [cpu transposed runs]). Any other strided destination is written in runs that
 // start and end inside cache lines, and a streaming store to part of a line is a partial write
 // to memory, dearer than the read it saves. Streamed or not, the
 // values are those of the normal loops, so the bits never change. Streaming stores are weakly
@@ -288,14 +289,15 @@ class CpuExecutor final : public Executor {
   int threads() const { return in_.num_threads > 0 ? in_.num_threads : omp_get_max_threads(); }
 
   // The fewest rows a piece of a transposed copy of `rows` rows holds, under the default task
-  // size (NOTE: [cpu streamed transposes] in src/cpu_loops.inc): kTransposedPieceRows, so that
-  // the tiles read runs of at least 1 KiB of every stored row of float32 (pieces of 64 rows ran
-  // at 16 GB/s, of 256 rows at 27, in a standalone test on two threads), but no more than lets
-  // every thread take a piece of the copy. An explicit CpuTuning::task_bytes cuts as it says.
+  // size (NOTE: [cpu streamed transposes] in src/cpu_loops.inc): kTransposedPieceRows (or the
+  // whole matrix), so that the tiles read runs of at least 1 KiB of every stored row of float32
+  // (pieces of 64 rows ran at 16 GB/s, of 256 rows at 27, in a standalone test on two threads).
+  // Not a function of the thread count: gather statistics add one partial per piece, and the
+  // pieces must be the same for every thread count (NOTE: [gather statistics]). An explicit
+  // CpuTuning::task_bytes cuts as it says.
   std::int64_t transposed_piece_rows(std::int64_t rows) const {
     if (in_.cpu_tuning.task_bytes > 0) return 1;
-    return std::max<std::int64_t>(1,
-                                  std::min<std::int64_t>(kTransposedPieceRows, rows / threads()));
+    return std::min<std::int64_t>(kTransposedPieceRows, rows);
   }
 
   void run(Op op, void* flat, double alpha) const {

@@ -48,8 +48,9 @@ std::vector<at::Tensor> make_tensors(at::ScalarType dtype) {
           random_tensor({50, 301}, dtype).narrow(1, 3, 290),
           // Rows and columns of whole lines of float32 (NOTE: [cpu streamed transposes]): both
           // sides streamed in 16 x 16 tiles; storage starting 5 elements into a line; columns
-          // of whole lines with a column stride of half a line (only the gather streams); and a
-          // matrix of several tasks, cut between rows.
+          // of whole lines with a column stride of half a line (the gather in tiles, the
+          // scatter through stored runs, NOTE: [cpu transposed runs]); and a matrix of several
+          // tasks, cut between rows.
           random_tensor({48, 160}, dtype).t(),
           random_tensor({83, 208}, dtype).narrow(1, 5, 190).t(),
           random_tensor({64, 1000}, dtype).t(), random_tensor({512, 1536}, dtype).t()};
@@ -220,7 +221,8 @@ TEST(CpuStreaming, BFloat16VectorsGiveLibTorchBits) {
 }
 
 // scatter_add never streams (it reads its destination), whatever the option says: the same
-// bits either way, and LibTorch's: with alpha = 1, t + v rounded once in the wider type.
+// bits either way, with the default tasks and tiny ones, and LibTorch's: with alpha = 1, t + v
+// rounded once in the wider type; with 0.37, reference_add_scaled's one fma per element.
 TEST(CpuStreaming, ScatterAddIsUnchanged) {
   torch::manual_seed(26);
   for (const auto& [type, flat_type] :
@@ -230,19 +232,26 @@ TEST(CpuStreaming, ScatterAddIsUnchanged) {
     for (const at::Tensor& t : start) numel += t.numel();
     const at::Tensor flat = random_tensor({numel}, flat_type);
     for (CpuStreaming mode : kModes) {
-      std::vector<at::Tensor> tensors;
-      for (const at::Tensor& t : start) {
-        tensors.push_back(at::empty_strided(t.sizes(), t.strides(), t.options()).copy_(t));
-      }
-      fgt::Plan plan = fgt::Plan::from_tensors(tensors, {}, options(flat_type, mode));
-      plan.scatter_add(flat, 1.0);
-      std::int64_t at_elem = 0;
-      for (std::size_t i = 0; i < tensors.size(); ++i) {
-        const at::Tensor v = flat.narrow(0, at_elem, start[i].numel()).view(start[i].sizes());
-        const at::Tensor expected = (start[i].to(at::kFloat) + v).to(type);
-        ASSERT_TRUE(bits_equal(tensors[i], expected))
-            << "tensor " << i << ", " << label(flat_type, type, mode, {}, 0);
-        at_elem += start[i].numel();
+      for (const flatgather::CpuTuning& tuning : kTunings) {
+        for (double alpha : {1.0, 0.37}) {
+          std::vector<at::Tensor> tensors;
+          for (const at::Tensor& t : start) {
+            tensors.push_back(at::empty_strided(t.sizes(), t.strides(), t.options()).copy_(t));
+          }
+          fgt::Plan plan = fgt::Plan::from_tensors(tensors, {}, options(flat_type, mode, tuning));
+          plan.scatter_add(flat, alpha);
+          std::int64_t at_elem = 0;
+          for (std::size_t i = 0; i < tensors.size(); ++i) {
+            const at::Tensor v = flat.narrow(0, at_elem, start[i].numel()).view(start[i].sizes());
+            const at::Tensor expected = alpha == 1.0
+                                            ? (start[i].to(at::kFloat) + v).to(type)
+                                            : fgtest::reference_add_scaled(start[i], v, alpha);
+            ASSERT_TRUE(bits_equal(tensors[i], expected))
+                << "tensor " << i << ", alpha " << alpha << ", "
+                << label(flat_type, type, mode, tuning, 0);
+            at_elem += start[i].numel();
+          }
+        }
       }
     }
   }

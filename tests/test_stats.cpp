@@ -112,13 +112,20 @@ TEST(Stats, FoundInfForNanAndInfinitiesInHalfSources) {
 }
 
 TEST(Stats, SameBitsForEveryThreadCountAndCall) {
-  // Large enough for many CPU tasks (NOTE: [cpu work split]).
+  // Large enough for many CPU tasks (NOTE: [cpu work split]), with transposed matrices among
+  // them, whose pieces are cut at whole rows (every 8th tensor: rows x 50 stored column
+  // by column, a few hundred rows, so no cut may depend on the thread count).
   std::vector<std::vector<float>> data;
   std::vector<flatgather::TensorRef> refs;
   for (int i = 0; i < 40; ++i) data.push_back(random_floats(20000 + 977 * i, 10 + i));
   for (int i = 0; i < 40; ++i) {
-    refs.push_back(ref(data[i].data(), DType::Float32, {static_cast<std::int64_t>(data[i].size())},
-                       "t" + std::to_string(i)));
+    const auto n = static_cast<std::int64_t>(data[i].size());
+    if (i % 8 == 3) {  // rows x 50, transposed
+      refs.push_back(
+          ref(data[i].data(), DType::Float32, {n / 50, 50}, "t" + std::to_string(i), {1, n / 50}));
+    } else {
+      refs.push_back(ref(data[i].data(), DType::Float32, {n}, "t" + std::to_string(i)));
+    }
   }
   Outputs first;
   for (int threads : {1, 2, 3, 4, 8}) {
