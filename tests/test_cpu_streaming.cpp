@@ -53,7 +53,13 @@ std::vector<at::Tensor> make_tensors(at::ScalarType dtype) {
           // tasks, cut between rows.
           random_tensor({48, 160}, dtype).t(),
           random_tensor({83, 208}, dtype).narrow(1, 5, 190).t(),
-          random_tensor({64, 1000}, dtype).t(), random_tensor({512, 1536}, dtype).t()};
+          random_tensor({64, 1000}, dtype).t(), random_tensor({512, 1536}, dtype).t(),
+          // Through stored runs in blocks (NOTE: [cpu transposed runs]): 9 columns whose column
+          // stride is whole lines (3 x 3 channels_last weights: the scatter too); 1300 columns,
+          // cut into blocks of 512, 512 and 276 columns by 128 and 72 rows; 1024 columns of a
+          // whole-line stride (the scatter in tiles, scatter_add in two blocks).
+          random_tensor({6, 32, 3, 3}, dtype).contiguous(at::MemoryFormat::ChannelsLast),
+          random_tensor({1300, 200}, dtype).t(), random_tensor({1024, 160}, dtype).t()};
 }
 
 // A 1-D tensor of n elements whose first element sits `offset` elements past an aligned start.
