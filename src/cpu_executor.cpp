@@ -32,13 +32,15 @@
 // than that 16 KiB buffer excepted; transposed 4-byte copies whose rows are whole lines stream
 // 16 x 16 tiles straight out, NOTE: [cpu streamed transposes]). A scatter streams contiguous
 // tensors and, of strided ones, same-type transposed 4-byte copies: in those tiles when the
-// column stride is whole lines and the rows hold a line (and the tensor's elements are 4-byte
-// aligned), else through a buffer in storage order whose stored runs stream their whole lines
-// (NOTE: [cpu transposed runs]: 3 x 3 channels_last weights, 9 columns, take this one). Any other strided destination is written in runs that
-// start and end inside cache lines, and a streaming store to part of a line is a partial write
-// to memory, dearer than the read it saves. Streamed or not, the
-// values are those of the normal loops, so the bits never change. Streaming stores are weakly
-// ordered: every task that streamed ends with an sfence, so its stores are globally visible
+// column stride is whole lines, the rows hold a line and the tensor's elements are 4-byte
+// aligned (misaligned ones take transpose_4's blocks with normal stores); through a buffer in
+// storage order whose stored runs stream their whole lines when the column stride is not whole
+// lines or the rows are shorter than a line (3 x 3 channels_last weights: 9 columns;
+// NOTE: [cpu transposed runs]). Any other strided destination is written in runs that start
+// and end inside cache lines, and a streaming store to part of a line is a partial write to
+// memory, dearer than the read it saves. Streamed or not, the values are those of the normal
+// loops, so the bits never change. Streaming stores are weakly ordered: every task that
+// streamed ends with an sfence, so its stores are globally visible
 // before the task (and so the call) is done.
 //
 // The CUDA tile builder (NOTE: [tiles] in kernels/tiles.cuh) balances by the same measure,
