@@ -83,21 +83,45 @@ using CopyFn = void (*)(Op, const CopyDesc&, std::int64_t, std::int64_t, void*, 
 // NOTE: [cpu isa dispatch]
 // The element loops are compiled twice (src/cpu_loops_*.cpp): for the baseline x86-64 and
 // with AVX2 and FMA. Without -mfma, fmaf is a libm call per element and casts do not
-// vectorize; with it, both do. Both builds compute the same bits (a fused multiply-add is
-// exact either way), so the choice, made once per process from the CPU's features, never
-// changes a result. FLATGATHER_CPU_ISA=baseline (read once per process) forces the baseline
-// loops, so tests can check that claim (tests/test_cpu_isa.cpp) on an AVX2 machine.
-bool has_avx2_fma() {
+// vectorize; with it, both do. The AVX2 build also rounds float32 to bfloat16 with
+// AVX512_BF16 where the CPU has it (NOTE: [cpu avx512 bfloat16] in src/cpu_loops.inc). Every
+// choice computes the same bits (a fused multiply-add is exact either way, and the AVX-512
+// rounding leaves the values it would round differently to convert<>), so the choice, made
+// once per process from the CPU's features, never changes a result. FLATGATHER_CPU_ISA (read
+// once per process) narrows it: `baseline` forces the baseline loops, `avx2` the AVX2 loops
+// without AVX-512, `auto` (or unset) takes the best the CPU has; tests check the claim
+// (tests/test_cpu_isa.cpp) on a machine that has them all.
+enum class CpuIsa { Baseline, Avx2, Avx512Bf16 };
+
+CpuIsa cpu_isa() {
+  static const CpuIsa isa = [] {
+    const char* env = std::getenv("FLATGATHER_CPU_ISA");
+    const std::string limit = env ? env : "";
+    FG_CHECK(limit.empty() || limit == "auto" || limit == "avx2" || limit == "baseline",
+             "the environment variable FLATGATHER_CPU_ISA is '"
+                 << limit << "'; use auto, avx2 or baseline (or leave it unset for auto)");
 #if FLATGATHER_CPU_AVX2
-  static const bool use = [] {
-    const char* isa = std::getenv("FLATGATHER_CPU_ISA");
-    const bool forced = isa && std::strcmp(isa, "baseline") == 0;
-    return !forced && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return use;
-#else
-  return false;
+    if (limit == "baseline" || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+      return CpuIsa::Baseline;
+    }
+#if FLATGATHER_CPU_AVX512BF16
+    // libgcc and compiler-rt report AVX-512 features only where the OS saves the registers.
+    if (limit != "avx2" && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bf16")) {
+      return CpuIsa::Avx512Bf16;
+    }
 #endif
+    return CpuIsa::Avx2;
+#else
+    return CpuIsa::Baseline;
+#endif
+  }();
+  return isa;
+}
+
+bool has_avx2_fma() {
+  return cpu_isa() != CpuIsa::Baseline;
 }
 
 CopyFn select_copy_fn() {
@@ -130,7 +154,12 @@ double resolve(const Factor& f) {
 }
 
 const char* copy_fn_name() {
-  return has_avx2_fma() ? "avx2+fma" : "baseline";
+  switch (cpu_isa()) {
+    case CpuIsa::Baseline: return "baseline";
+    case CpuIsa::Avx2: return "avx2+fma";
+    case CpuIsa::Avx512Bf16: return "avx2+fma+avx512bf16";
+  }
+  return "baseline";
 }
 
 // FLATGATHER_CPU_STREAMING (read once per process) in place of CpuStreaming::Auto.
@@ -350,6 +379,10 @@ class CpuExecutor final : public Executor {
 };
 
 }  // namespace
+
+bool cpu_avx512_bf16() {
+  return cpu_isa() == CpuIsa::Avx512Bf16;
+}
 
 std::unique_ptr<Executor> make_cpu_executor(ExecutorInput input) {
   return std::make_unique<CpuExecutor>(std::move(input));

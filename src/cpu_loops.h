@@ -25,5 +25,10 @@ namespace detail {
 FG_DECLARE_CPU_LOOPS(cpu_baseline)
 FG_DECLARE_CPU_LOOPS(cpu_avx2)
 
+// Whether the AVX2 loops round float32 to bfloat16 with AVX512_BF16 (NOTE: [cpu avx512
+// bfloat16] in src/cpu_loops.inc): built with it, the CPU and the OS support it, and
+// FLATGATHER_CPU_ISA does not forbid it (NOTE: [cpu isa dispatch] in src/cpu_executor.cpp).
+bool cpu_avx512_bf16();
+
 }  // namespace detail
 }  // namespace flatgather

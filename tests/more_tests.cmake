@@ -5,11 +5,17 @@ if(FLATGATHER_TORCH)
   fg_add_test(test_errors SOURCES test_errors.cpp LABELS cpu gpu TORCH)
   fg_add_test(test_fuzz SOURCES test_fuzz.cpp LABELS cpu gpu TORCH)
   fg_add_test(test_concurrency SOURCES test_concurrency.cpp TORCH)
-  # The AVX2 and baseline loops give the same bits; the fuzz test's LibTorch oracles checked
-  # against the forced baseline loops too (NOTE: [cpu isa dispatch]).
+  # Every CPU loop choice gives the same bits; the fuzz test's LibTorch oracles checked
+  # against the forced baseline and AVX2 (no AVX-512) loops too (NOTE: [cpu isa dispatch]).
   fg_add_test(test_cpu_isa SOURCES test_cpu_isa.cpp TORCH)
-  add_test(NAME test_fuzz_baseline_loops COMMAND ${CMAKE_COMMAND} -E env FLATGATHER_CPU_ISA=baseline
-           FLATGATHER_FUZZ_SECONDS=10 $<TARGET_FILE:test_fuzz> --gtest_color=no)
-  set_tests_properties(test_fuzz_baseline_loops PROPERTIES LABELS cpu TIMEOUT 600
-    SKIP_RETURN_CODE ${FG_SKIP_EXIT_CODE})
+  foreach(isa IN ITEMS baseline avx2)
+    add_test(NAME test_fuzz_${isa}_loops COMMAND ${CMAKE_COMMAND} -E env FLATGATHER_CPU_ISA=${isa}
+             FLATGATHER_FUZZ_SECONDS=10 $<TARGET_FILE:test_fuzz> --gtest_color=no)
+    set_tests_properties(test_fuzz_${isa}_loops PROPERTIES LABELS cpu TIMEOUT 600
+      SKIP_RETURN_CODE ${FG_SKIP_EXIT_CODE})
+  endforeach()
+  add_test(NAME test_cpu_isa_env_bogus COMMAND test_cpu_isa --gtest_also_run_disabled_tests
+           --gtest_filter=CpuIsa.DISABLED_UnknownEnvironmentValueIsAnError --gtest_color=no)
+  set_tests_properties(test_cpu_isa_env_bogus PROPERTIES LABELS cpu TIMEOUT 60
+    ENVIRONMENT FLATGATHER_CPU_ISA=bogus)
 endif()

@@ -215,7 +215,9 @@ class Plan {
               cudaStream_t stream = nullptr);
 
   /// The executor's name and tuning, e.g. "cpu (threads=2, tasks=40, task_bytes=262144,
-  /// loops=avx2+fma, streaming=off)".
+  /// loops=avx2+fma, streaming=off)". loops: baseline, avx2+fma or avx2+fma+avx512bf16, the
+  /// CPU loops this process chose (FLATGATHER_CPU_ISA narrows the choice; every choice gives
+  /// the same bits).
   std::string describe() const;
 
  private:
