@@ -8,6 +8,9 @@ if(FLATGATHER_TORCH)
   # Every CPU loop choice gives the same bits; the fuzz test's LibTorch oracles checked
   # against the forced baseline and AVX2 (no AVX-512) loops too (NOTE: [cpu isa dispatch]).
   fg_add_test(test_cpu_isa SOURCES test_cpu_isa.cpp TORCH)
+  if(FLATGATHER_HAVE_AVX512BF16)  # the library rounds with AVX512_BF16 where the CPU has it
+    target_compile_definitions(test_cpu_isa PRIVATE FLATGATHER_CPU_AVX512BF16=1)
+  endif()
   foreach(isa IN ITEMS baseline avx2)
     add_test(NAME test_fuzz_${isa}_loops COMMAND ${CMAKE_COMMAND} -E env FLATGATHER_CPU_ISA=${isa}
              FLATGATHER_FUZZ_SECONDS=10 $<TARGET_FILE:test_fuzz> --gtest_color=no)
