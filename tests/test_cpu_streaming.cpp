@@ -56,12 +56,14 @@ std::vector<at::Tensor> make_tensors(at::ScalarType dtype) {
           random_tensor({64, 1000}, dtype).t(), random_tensor({512, 1536}, dtype).t(),
           // Through stored runs in blocks (NOTE: [cpu transposed runs]): 9 columns whose column
           // stride is whole lines (3 x 3 channels_last weights: the scatter too), and the same
-          // starting 5 elements into a line (column stride 48: every run misaligned); 1300
+          // starting 5 elements into a line (column stride 48: every run misaligned); 70 input
+          // channels, transposed in slices of 32, 32 and 6 rows (kSliceRows); 1300
           // columns, cut into blocks of 512, 512 and 276 columns by 128 and 72 rows; 1024
           // columns of a whole-line stride (the scatter in tiles, scatter_add in two blocks);
           // 17 rows of 5000 columns (scatter_add in blocks of 3855 and 1145 columns, the
           // scatter in transpose_4's blocks: runs_pay); 3 rows (no runs at all).
           random_tensor({6, 32, 3, 3}, dtype).contiguous(at::MemoryFormat::ChannelsLast),
+          random_tensor({5, 70, 3, 3}, dtype).contiguous(at::MemoryFormat::ChannelsLast),
           random_tensor({6, 48, 3, 3}, dtype)
               .contiguous(at::MemoryFormat::ChannelsLast)
               .narrow(1, 5, 32),
