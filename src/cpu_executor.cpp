@@ -57,8 +57,8 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 #include <sstream>
+#include <string>
 
 #include "cpu_cache.h"
 #include "cpu_loops.h"
