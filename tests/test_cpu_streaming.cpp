@@ -272,9 +272,11 @@ TEST(CpuStreaming, ScatterAddIsUnchanged) {
   }
 }
 
-// describe() says which ops stream; Auto streams neither here (a few MB, far below any LLC
-// this runs on) unless FLATGATHER_CPU_STREAMING says otherwise: CTest runs this test once
-// more with it set to "on" and once with an invalid value.
+// describe() says which ops stream; Auto streams both here when these tensors' bytes (the
+// destination of either op: same type, a few MB) exceed the threshold it prints (an eighth of
+// the LLC: 4 MiB on a 32 MiB L3, so both; neither on a 260 MiB one), unless
+// FLATGATHER_CPU_STREAMING says otherwise: CTest runs this test once more with it set to "on"
+// and once with an invalid value.
 TEST(CpuStreaming, DescribeAndEnvironment) {
   const std::vector<at::Tensor> tensors = make_tensors(at::kFloat);
   auto describe = [&](CpuStreaming mode) {
@@ -284,7 +286,19 @@ TEST(CpuStreaming, DescribeAndEnvironment) {
   EXPECT_NE(describe(CpuStreaming::Off).find("streaming=off"), std::string::npos);
   const char* env = std::getenv("FLATGATHER_CPU_STREAMING");
   const std::string value = env ? env : "";
-  if (value.empty() || value == "auto" || value == "off") {
+  if (value.empty() || value == "auto") {
+    const std::string auto_text = describe(CpuStreaming::Auto);
+    const std::string marker = "(auto: above ";
+    const std::size_t at = auto_text.find(marker);
+    ASSERT_NE(at, std::string::npos) << auto_text;
+    const std::int64_t threshold = std::stoll(auto_text.substr(at + marker.size()));
+    std::int64_t bytes = 0;
+    for (const at::Tensor& t : tensors) bytes += t.numel() * 4;
+    ASSERT_GT(threshold, 0) << auto_text;
+    const char* expected = bytes > threshold ? "streaming=gather+scatter" : "streaming=off";
+    EXPECT_NE(auto_text.find(expected), std::string::npos)
+        << auto_text << " for " << bytes << " B of tensors";
+  } else if (value == "off") {
     EXPECT_NE(describe(CpuStreaming::Auto).find("streaming=off"), std::string::npos);
   } else if (value == "on") {
     EXPECT_NE(describe(CpuStreaming::Auto).find("streaming=gather+scatter"), std::string::npos);
