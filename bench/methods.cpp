@@ -643,7 +643,7 @@ const std::vector<MethodSpec>& method_table() {
            make_ours<false, flatgather::CpuStreaming::Auto, 0, flatgather::CpuSchedule::Static>},
           {"flatgather_task_64k", Role::Variant,
            "ours with CpuTuning::task_bytes = 64 KiB (cpu; A/B of the\n"
-           "task size, default 256 KiB)",
+           "task size, default 256 KiB to 4 MiB by the call's size)",
            false, on_cpu, make_ours<false, flatgather::CpuStreaming::Auto, 64 * 1024>},
           {"flatgather_task_4m", Role::Variant, "ours with CpuTuning::task_bytes = 4 MiB (cpu)",
            false, on_cpu, make_ours<false, flatgather::CpuStreaming::Auto, 4 * 1024 * 1024>},

@@ -1,13 +1,20 @@
 // The multi-threaded CPU executor.
 //
 // NOTE: [cpu work split]
-// At build time the copies are cut into tasks of about kCpuTaskBytes (plan.h) bytes moved
-// (read + written), so one huge tensor is split across every thread and ten thousand tiny
-// ones are packed into a few tasks. A call runs the tasks with an OpenMP dynamic schedule, or
-// on the calling thread when the whole copy is under kCpuTaskBytes or when the caller is
-// already inside an OpenMP parallel region (LibTorch's intra-op pool), so threads are never
-// oversubscribed. PlanOptions::cpu_tuning changes the task size and the schedule, for A/B
-// runs of the benchmark (docs/perf.md, "Task size and schedule", says why these defaults).
+// At build time the copies are cut into tasks of about kCpuTaskBytes (plan.h, 4 MiB) bytes
+// moved (read + written), so one huge tensor is split across every thread and ten thousand
+// tiny ones are packed into a few tasks; a call of under kCpuDefaultTasks (64) such tasks is
+// cut into 64 smaller ones, down to kCpuMinTaskBytes (256 KiB), so that a host of many cores
+// still has a few tasks for each. Not 256 KiB everywhere, as until 2026-12-01: each task
+// starts its prefetches afresh and ends with a fence, and on an Intel Xeon VM this rule ran
+// gpt2-small's gather, scatter and scatter_add at 1.07x, 1.09x and 1.05x the speed of 256 KiB
+// tasks, resnet50 and mixed-cast at 1.00-1.07x, many-tiny and resnet18-state (94 MB) at
+// 0.98-1.03x; capped at 1 MiB it gained less (docs/perf.md, "Issue 24, 2026-12-01, task
+// size"). A call runs the tasks with an OpenMP dynamic schedule, or on the calling thread when
+// the whole copy is under kCpuMinTaskBytes or when the caller is already inside an OpenMP
+// parallel region (LibTorch's intra-op pool), so threads are never oversubscribed.
+// PlanOptions::cpu_tuning changes the task size and the schedule, for A/B runs of the
+// benchmark (docs/perf.md, "Task size and schedule", says why the dynamic schedule).
 //
 // NOTE: [cpu streaming stores]
 // A normal store to a cache line that is not in cache first reads that line (read for
@@ -203,6 +210,13 @@ class CpuExecutor final : public Executor {
  public:
   explicit CpuExecutor(ExecutorInput in) : in_(std::move(in)) {
     const int flat_size = dtype_size(in_.flat_dtype);
+    if (in_.cpu_tuning.task_bytes > 0) {
+      task_bytes_ = in_.cpu_tuning.task_bytes;
+    } else {  // NOTE: [cpu work split]
+      std::int64_t call_bytes = 0;
+      for (const CopyDesc& d : in_.copies) call_bytes += d.numel * bytes_per_element(d, flat_size);
+      task_bytes_ = std::clamp(call_bytes / kCpuDefaultTasks, kCpuMinTaskBytes, kCpuTaskBytes);
+    }
     std::int64_t budget = task_bytes_;
     std::int64_t tensor_bytes = 0;
     task_begin_.push_back(0);
@@ -343,7 +357,7 @@ class CpuExecutor final : public Executor {
   void for_each_task(F&& f) const {
     const std::int64_t tasks = static_cast<std::int64_t>(task_begin_.size()) - 1;
     const int nthreads = static_cast<int>(std::min<std::int64_t>(threads(), tasks));
-    if (nthreads <= 1 || total_bytes_ < kCpuTaskBytes || omp_in_parallel()) {
+    if (nthreads <= 1 || total_bytes_ < kCpuMinTaskBytes || omp_in_parallel()) {
       for (std::int64_t t = 0; t < tasks; ++t) f(t);
       return;
     }
@@ -366,8 +380,7 @@ class CpuExecutor final : public Executor {
   }
 
   ExecutorInput in_;
-  std::int64_t task_bytes_ =
-      in_.cpu_tuning.task_bytes > 0 ? in_.cpu_tuning.task_bytes : kCpuTaskBytes;
+  std::int64_t task_bytes_ = 0;  // set by the constructor (NOTE: [cpu work split])
   CopyFn copy_fn_ = select_copy_fn();
   StatsFns stats_fns_ = select_stats_fns();
   std::vector<Piece> pieces_;

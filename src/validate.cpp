@@ -119,9 +119,10 @@ void validate(std::vector<TensorRef>& tensors, const PlanOptions& options) {
            "element size ("
                << flat_size << " bytes), e.g. 16, 128, 256; got " << a);
   const CpuTuning& cpu = options.cpu_tuning;
-  FG_CHECK(cpu.task_bytes >= 0, "cpu_tuning.task_bytes must be 0 (the default, "
-                                    << kCpuTaskBytes
-                                    << ") or a positive number of bytes moved per task; got "
+  FG_CHECK(cpu.task_bytes >= 0, "cpu_tuning.task_bytes must be 0 (the default: "
+                                    << kCpuMinTaskBytes << " to " << kCpuTaskBytes
+                                    << " by the call's size) or a positive number of bytes "
+                                       "moved per task; got "
                                     << cpu.task_bytes);
   FG_CHECK(cpu.schedule == CpuSchedule::Dynamic || cpu.schedule == CpuSchedule::Static,
            "cpu_tuning.schedule must be CpuSchedule::Dynamic or CpuSchedule::Static; got "

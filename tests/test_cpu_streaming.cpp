@@ -375,18 +375,81 @@ TEST(CpuTuning, DescribeAndBadValues) {
         .core()
         .describe();
   };
-  EXPECT_NE(describe({}).find("task_bytes=" + std::to_string(flatgather::kCpuTaskBytes) +
+  // These tensors move under kCpuDefaultTasks * kCpuMinTaskBytes: the smallest default task.
+  EXPECT_NE(describe({}).find("task_bytes=" + std::to_string(flatgather::kCpuMinTaskBytes) +
                               ", schedule=dynamic"),
             std::string::npos);
   EXPECT_NE(
       describe({4096, flatgather::CpuSchedule::Static}).find("task_bytes=4096, schedule=static"),
       std::string::npos);
   EXPECT_THROW_MSG(describe({-1, flatgather::CpuSchedule::Dynamic}),
-                   "cpu_tuning.task_bytes must be 0 (the default, 262144) or a positive number",
+                   "cpu_tuning.task_bytes must be 0 (the default: 262144 to 4194304 by the "
+                   "call's size) or a positive number",
                    "got -1");
   EXPECT_THROW_MSG(describe({0, static_cast<flatgather::CpuSchedule>(7)}),
                    "cpu_tuning.schedule must be CpuSchedule::Dynamic or CpuSchedule::Static",
                    "got 7");
+}
+
+// The default task size follows the call (NOTE: [cpu work split]): its bytes moved divided by
+// kCpuDefaultTasks, between kCpuMinTaskBytes and kCpuTaskBytes. Below, at and above both ends;
+// the largest plan (290 MB moved by a gather of float32, 4 MiB tasks cut through a 128 MiB
+// matrix, a transposed one and odd ends) still gives LibTorch's bits on gather, scatter and
+// scatter_add.
+TEST(CpuTuning, DefaultTaskSizeFollowsTheCall) {
+  auto task_bytes = [](const fgt::Plan& plan) {
+    const std::string text = plan.core().describe();
+    const std::string marker = "task_bytes=";
+    const std::size_t at = text.find(marker);
+    EXPECT_NE(at, std::string::npos) << text;
+    return at == std::string::npos ? -1 : std::stoll(text.substr(at + marker.size()));
+  };
+  auto plan_of = [](const std::vector<at::Tensor>& tensors) {
+    return fgt::Plan::from_tensors(tensors, {}, options(at::kFloat, CpuStreaming::Off));
+  };
+  // float32 into float32 moves 8 bytes per element.
+  const std::int64_t min_elems = flatgather::kCpuDefaultTasks * flatgather::kCpuMinTaskBytes / 8;
+  const std::int64_t max_elems = flatgather::kCpuDefaultTasks * flatgather::kCpuTaskBytes / 8;
+  torch::manual_seed(28);
+  EXPECT_EQ(task_bytes(plan_of({random_tensor({min_elems - 1}, at::kFloat)})),
+            flatgather::kCpuMinTaskBytes);
+  EXPECT_EQ(task_bytes(plan_of({random_tensor({min_elems}, at::kFloat)})),
+            flatgather::kCpuMinTaskBytes);
+  const std::int64_t mid = 3 * min_elems + 5;  // 8 * mid / 64 bytes, rounded down
+  EXPECT_EQ(task_bytes(plan_of({random_tensor({mid}, at::kFloat)})), mid / 8);
+  EXPECT_EQ(task_bytes(plan_of({random_tensor({max_elems}, at::kFloat)})),
+            flatgather::kCpuTaskBytes);
+
+  const std::vector<at::Tensor> start = {random_tensor({max_elems + 4099}, at::kFloat),
+                                         random_tensor({1300, 2000}, at::kFloat).t(),
+                                         random_tensor({70001}, at::kFloat)};
+  std::vector<at::Tensor> tensors;
+  for (const at::Tensor& t : start) {
+    tensors.push_back(at::empty_strided(t.sizes(), t.strides(), t.options()).copy_(t));
+  }
+  fgt::Plan plan = plan_of(tensors);
+  ASSERT_EQ(task_bytes(plan), flatgather::kCpuTaskBytes);
+  at::Tensor out = fgtest::poisoned(plan.numel(), at::kFloat);
+  plan.gather(out);
+  ASSERT_TRUE(bits_equal(out, reference_gather(tensors, at::kFloat)));
+  const at::Tensor flat = random_tensor({plan.numel()}, at::kFloat);
+  for (const at::Tensor& t : tensors) t.fill_(-1234.5);
+  plan.scatter(flat);
+  std::int64_t at_elem = 0;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const at::Tensor v = flat.narrow(0, at_elem, tensors[i].numel()).view(tensors[i].sizes());
+    ASSERT_TRUE(bits_equal(tensors[i], v)) << "scatter into tensor " << i;
+    at_elem += tensors[i].numel();
+  }
+  for (std::size_t i = 0; i < tensors.size(); ++i) tensors[i].copy_(start[i]);
+  plan.scatter_add(flat, 0.37);
+  at_elem = 0;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const at::Tensor v = flat.narrow(0, at_elem, tensors[i].numel()).view(tensors[i].sizes());
+    ASSERT_TRUE(bits_equal(tensors[i], fgtest::reference_add_scaled(start[i], v, 0.37)))
+        << "scatter_add into tensor " << i;
+    at_elem += tensors[i].numel();
+  }
 }
 
 }  // namespace

@@ -34,10 +34,15 @@ enum class CpuStreaming : std::uint8_t {
   Off,  ///< never stream
 };
 
-/// Bytes moved (read + written) per CPU task unless CpuTuning::task_bytes says otherwise, and
-/// the size below which a CPU call runs on the calling thread (NOTE: [cpu work split] in
-/// src/cpu_executor.cpp).
-inline constexpr std::int64_t kCpuTaskBytes = 256 * 1024;
+/// Bytes moved (read + written) per CPU task unless CpuTuning::task_bytes says otherwise: a
+/// call's bytes divided by kCpuDefaultTasks, between kCpuMinTaskBytes and kCpuTaskBytes
+/// (NOTE: [cpu work split] in src/cpu_executor.cpp).
+inline constexpr std::int64_t kCpuTaskBytes = 4 * 1024 * 1024;
+/// The smallest default task, and the size below which a CPU call runs on the calling thread.
+inline constexpr std::int64_t kCpuMinTaskBytes = 256 * 1024;
+/// Default tasks are cut smaller than kCpuTaskBytes until a call has this many of them (or
+/// they reach kCpuMinTaskBytes), so a mid-size call still feeds every thread of a large host.
+inline constexpr std::int64_t kCpuDefaultTasks = 64;
 
 /// How a CPU call's tasks are handed to the OpenMP threads (NOTE: [cpu work split]).
 enum class CpuSchedule : std::uint8_t {
@@ -50,8 +55,9 @@ enum class CpuSchedule : std::uint8_t {
 /// benchmarks and tests; the defaults are right for almost everyone (docs/perf.md, "Task size
 /// and schedule"). Plan::build rejects a negative task size or an unknown schedule.
 struct CpuTuning {
-  /// Bytes moved (read + written) per task; 0: kCpuTaskBytes. A transposed copy is cut at
-  /// whole rows, so its tasks hold at least one row.
+  /// Bytes moved (read + written) per task; 0: the default (kCpuTaskBytes, smaller for calls
+  /// under kCpuDefaultTasks of those). A transposed copy is cut at whole rows, so its tasks
+  /// hold at least one row.
   std::int64_t task_bytes = 0;
   CpuSchedule schedule = CpuSchedule::Dynamic;
 };
