@@ -9,10 +9,10 @@
 // starts its prefetches afresh and ends with a fence, and on an Intel Xeon VM this rule ran
 // gpt2-small's gather, scatter and scatter_add at 1.07x, 1.09x and 1.05x the speed of 256 KiB
 // tasks, resnet50 and mixed-cast at 1.00-1.07x, many-tiny and resnet18-state (94 MB) at
-// 0.98-1.03x; capped at 1 MiB it gained less (docs/perf.md, "Issue 24, 2026-12-01, task
-// size"). A call runs the tasks with an OpenMP dynamic schedule, or on the calling thread when
-// the whole copy is under kCpuMinTaskBytes or when the caller is already inside an OpenMP
-// parallel region (LibTorch's intra-op pool), so threads are never oversubscribed.
+// 0.98-1.03x; capped at 1 MiB it gained less (docs/perf.md, "Issue 24, 2026-12-01, strips
+// and task size"). A call runs the tasks with an OpenMP dynamic schedule, or on the calling
+// thread when the whole copy is under kCpuMinTaskBytes or when the caller is already inside an
+// OpenMP parallel region (LibTorch's intra-op pool), so threads are never oversubscribed.
 // PlanOptions::cpu_tuning changes the task size and the schedule, for A/B runs of the
 // benchmark (docs/perf.md, "Task size and schedule", says why the dynamic schedule).
 //
